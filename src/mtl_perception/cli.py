@@ -1,0 +1,88 @@
+"""``mtl-perception``: one command with a subcommand per offline tool.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``main(args) -> int``;
+they are imported only when used, so ``--help`` stays fast. Expected failures (bad config, missing
+file, unreadable model) end with a one-line reason and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("mtl_perception.training.cli_train", "train a network from a YAML config (torchrun for DDP)"),
+    "evaluate": ("mtl_perception.evaluation.cli_evaluate", "evaluate a checkpoint: metrics JSON and a contact sheet"),
+    "model-info": ("mtl_perception.model.cli_info", "parameters and GFLOPs per task branch of a config's network"),
+    "synth": ("mtl_perception.data.synth_cli", "render the synthetic indoor dataset to a folder"),
+    "export": ("mtl_perception.inference.cli_commands:export", "export a checkpoint to a self-describing ONNX file"),
+    "build-engine": ("mtl_perception.inference.cli_commands:build_engine", "build and cache a TensorRT engine from an ONNX file"),
+    "check-trt": ("mtl_perception.inference.cli_commands:check_trt", "check an ONNX file against TensorRT 10's supported operators"),
+}
+
+
+class UserError(Exception):
+    """A failure caused by the user's input; printed as one line."""
+
+
+def _load(spec: str) -> tuple[object, object]:
+    """Return (add_arguments, main) for a command spec ``module`` or ``module:prefix``."""
+    module_name, _, prefix = spec.partition(":")
+    module = importlib.import_module(module_name)
+    if prefix:
+        return getattr(module, f"add_{prefix}_arguments"), getattr(module, f"{prefix}_main")
+    for add_name, main_name in (("add_arguments", "main"), ("add_synth_arguments", "synth_main")):
+        if hasattr(module, add_name):
+            return getattr(module, add_name), getattr(module, main_name)
+    raise AttributeError(f"{module_name} defines no command")
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtl-perception", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (spec, help_text) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if name == selected:
+            add_arguments, _ = _load(spec)
+            add_arguments(child)
+    return parser
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that describe bad input rather than a bug."""
+    from mtl_perception.inference.metadata import MetadataError
+    from mtl_perception.training.checkpoint import CheckpointError
+
+    errors: list[type[BaseException]] = [UserError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+                                         IsADirectoryError, CheckpointError, MetadataError]
+    try:
+        from mtl_perception.inference.backends.base import BackendError
+        errors.append(BackendError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _, command_main = _load(COMMANDS[args.command][0])
+    try:
+        return int(command_main(args) or 0)
+    except expected_errors() as exc:
+        print(f"mtl-perception {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mtl-perception {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Multi-scale decoder: fuses a stride 4-32 feature pyramid into one stride-4 feature map."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3) -> nn.Sequential:
+    """Conv, batch norm and ReLU with 'same' padding."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_ch),
+        nn.ReLU(inplace=True),
+    )
+
+
+class PyramidDecoder(nn.Module):
+    """FPN-style top-down decoder.
+
+    Each pyramid level is projected to ``channels``, merged top-down (coarse upsampled and added to
+    fine), smoothed, and every level is then upsampled to stride 4 and summed. Returns the fused
+    stride-4 map; ``forward_levels`` also returns the per-level maps for architectures that need them.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...] | list[int], channels: int = 64) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.smooth = nn.ModuleList(conv_bn_relu(channels, channels) for _ in in_channels)
+        self.fuse = conv_bn_relu(channels, channels)
+        self.out_channels = channels
+
+    def forward_levels(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Top-down merged and smoothed maps, finest first."""
+        merged: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
+        top = self.lateral[-1](features[-1])
+        merged[-1] = top
+        for i in range(len(features) - 2, -1, -1):
+            top = self.lateral[i](features[i]) + F.interpolate(top, size=features[i].shape[-2:], mode="bilinear", align_corners=False)
+            merged[i] = top
+        return [smooth(m) for smooth, m in zip(self.smooth, merged)]
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        levels = self.forward_levels(features)
+        size = levels[0].shape[-2:]
+        total = levels[0]
+        for level in levels[1:]:
+            total = total + F.interpolate(level, size=size, mode="bilinear", align_corners=False)
+        return self.fuse(total)

@@ -1,0 +1,191 @@
+"""Load ImageNet weights a user supplies as a local file into an encoder.
+
+Accepted files: a PyTorch state dict (``.pth``/``.pt``/``.bin``, read with ``weights_only=True``,
+optionally wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` and/or prefixed ``module.``), or a
+``.safetensors`` file when the ``safetensors`` package is installed. Key layouts understood:
+
+- ResNet: the torchvision layout (``conv1.``, ``bn1.``, ``layer1..4.``), which timm's ResNets share;
+- MobileNetV3-Large: torchvision ``mobilenet_v3_large`` (``features.N.``) and timm
+  ``mobilenetv3_large_100`` (``conv_stem``, ``bn1``, ``blocks.i.j.``);
+- this package's own encoder layout (``stem.``, ``stages.``).
+
+Classifier weights (``fc.``, ``classifier.``, ``conv_head.``, ``head.``) are dropped. A file that does
+not fit raises ValueError naming the first missing and unexpected keys.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+from mtl_perception.model.encoders.base import Encoder
+from mtl_perception.model.encoders.mobilenet import InvertedResidual, MobileNetV3Encoder
+from mtl_perception.model.encoders.resnet import ResNetEncoder
+
+CLASSIFIER_PREFIXES = ("fc.", "classifier.", "conv_head.", "head.")
+SHOWN_KEYS = 5  # how many offending keys an error message lists
+
+# A layout maps one of our state-dict keys to the key the same tensor has in another layout.
+KeyMapper = Callable[[Encoder, str], str]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What ``load_pretrained`` did."""
+
+    path: str
+    layout: str  # the key layout the file was recognised as
+    loaded: int  # tensors copied into the encoder
+    skipped: int  # classifier tensors in the file that were ignored
+    kept_default: int  # buffers absent from the file that kept their value (num_batches_tracked)
+
+
+def _identity(encoder: Encoder, key: str) -> str:
+    return key
+
+
+def resnet_key(encoder: Encoder, key: str) -> str:
+    """Our ResNet key -> torchvision/timm key (``stem.conv1`` -> ``conv1``, ``stages.0`` -> ``layer1``)."""
+    if key.startswith("stem."):
+        return key[len("stem.") :]
+    _, stage, rest = key.split(".", 2)
+    return f"layer{int(stage) + 1}.{rest}"
+
+
+def _split_feature_layer(encoder: MobileNetV3Encoder, key: str) -> tuple[int, torch.nn.Module, str]:
+    """(feature layer index, its module, key remainder) of one of our MobileNetV3 keys."""
+    for index, (prefix, module) in enumerate(encoder.feature_layers()):
+        if key.startswith(prefix + "."):
+            return index, module, key[len(prefix) + 1 :]
+    raise KeyError(f"key '{key}' is not inside a MobileNetV3 feature layer")
+
+
+def torchvision_mobilenet_key(encoder: Encoder, key: str) -> str:
+    """Our MobileNetV3 key -> torchvision ``mobilenet_v3_large`` key (``features.N.`` + same remainder)."""
+    assert isinstance(encoder, MobileNetV3Encoder)
+    index, _, rest = _split_feature_layer(encoder, key)
+    return f"features.{index}.{rest}"
+
+
+# timm groups MobileNetV3-Large's feature layers 1..16 into blocks.0 .. blocks.6 of these sizes.
+TIMM_GROUP_SIZES = (1, 2, 3, 4, 2, 3, 1)
+# Names of (conv, bn) of each block part in timm: with an expansion conv (InvertedResidual) and without
+# (DepthwiseSeparableConv).
+TIMM_EXPANDED_NAMES = {"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
+TIMM_DEPTHWISE_NAMES = {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")}
+TIMM_SE_NAMES = {"fc1": "conv_reduce", "fc2": "conv_expand"}
+
+
+def _timm_block_prefix(index: int) -> str:
+    """timm ``blocks.i.j`` prefix of feature layer ``index`` (1..16)."""
+    remaining = index - 1
+    for group, size in enumerate(TIMM_GROUP_SIZES):
+        if remaining < size:
+            return f"blocks.{group}.{remaining}"
+        remaining -= size
+    raise KeyError(f"feature layer {index} is past the last timm block")
+
+
+def timm_mobilenet_key(encoder: Encoder, key: str) -> str:
+    """Our MobileNetV3 key -> timm ``mobilenetv3_large_100`` key."""
+    assert isinstance(encoder, MobileNetV3Encoder)
+    index, module, rest = _split_feature_layer(encoder, key)
+    if not isinstance(module, InvertedResidual):  # a conv-bn-act: the stem conv or the final 1x1 conv
+        part, tail = rest.split(".", 1)
+        if index == 0:
+            return f"{'conv_stem' if part == '0' else 'bn1'}.{tail}"
+        return f"{_timm_block_prefix(index)}.{'conv' if part == '0' else 'bn1'}.{tail}"
+    _, part, layer, tail = rest.split(".", 3)  # "block", part index, layer ("0"/"1" or "fc1"/"fc2"), rest
+    role = module.roles[int(part)]
+    prefix = _timm_block_prefix(index)
+    if role == "se":
+        return f"{prefix}.se.{TIMM_SE_NAMES[layer]}.{tail}"
+    names = TIMM_EXPANDED_NAMES if "expand" in module.roles else TIMM_DEPTHWISE_NAMES
+    conv, bn = names[role]
+    return f"{prefix}.{conv if layer == '0' else bn}.{tail}"
+
+
+def layouts_for(encoder: Encoder) -> dict[str, KeyMapper]:
+    """The checkpoint layouts an encoder can load, by name."""
+    if isinstance(encoder, ResNetEncoder):
+        return {"torchvision/timm": resnet_key, "mtl_perception": _identity}
+    if isinstance(encoder, MobileNetV3Encoder):
+        return {"torchvision": torchvision_mobilenet_key, "timm": timm_mobilenet_key, "mtl_perception": _identity}
+    return {"mtl_perception": _identity}
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file, unwrapped from ``state_dict``/``model`` and the ``module.`` prefix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file not found: {path} (set model.pretrained to an existing file or leave it empty)")
+    if path.suffix == ".safetensors":
+        if importlib.util.find_spec("safetensors") is None:
+            raise ValueError(f"{path} is a .safetensors file but the 'safetensors' package is not installed; pip install safetensors, or convert it to a .pth state dict")
+        from safetensors.torch import load_file
+
+        raw: object = load_file(str(path), device="cpu")
+    else:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(raw, Mapping) and isinstance(raw.get(wrapper), Mapping):
+            raw = raw[wrapper]
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path} does not hold a state dict (found {type(raw).__name__})")
+    tensors = {str(k): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+    if tensors and all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _is_optional(key: str) -> bool:
+    """Buffers a checkpoint may omit without harm."""
+    return key.endswith("num_batches_tracked")
+
+
+def _shown(keys: list[str]) -> str:
+    more = f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else ""
+    return ", ".join(keys[:SHOWN_KEYS]) + more
+
+
+def load_pretrained(encoder: Encoder, path: str | Path) -> LoadReport:
+    """Copy the weights in ``path`` into ``encoder``; raise ValueError if the file does not fit it."""
+    file_tensors = read_state_dict(path)
+    kept = {k: v for k, v in file_tensors.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+    skipped = len(file_tensors) - len(kept)
+    own = encoder.state_dict()
+    layouts = layouts_for(encoder)
+    # Recognise the layout as the one under which most of the file's keys name our tensors.
+    mappings = {name: {mapper(encoder, k): k for k in own} for name, mapper in layouts.items()}
+    layout = max(mappings, key=lambda name: sum(k in mappings[name] for k in kept))
+    external_to_own = mappings[layout]
+
+    missing = [ext for ext, k in external_to_own.items() if ext not in kept and not _is_optional(k)]
+    unexpected = [k for k in kept if k not in external_to_own]
+    wrong_shape = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[external_to_own[k]].shape)}"
+        for k, v in kept.items()
+        if k in external_to_own and v.shape != own[external_to_own[k]].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing keys: {_shown(missing)}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected keys: {_shown(unexpected)}")
+        if wrong_shape:
+            problems.append(f"{len(wrong_shape)} shape mismatches: {_shown(wrong_shape)}")
+        raise ValueError(
+            f"{path} does not fit encoder {type(encoder).__name__} (closest layout: {layout}; known: {sorted(layouts)}): "
+            + "; ".join(problems)
+            + ". Check that the file holds ImageNet weights of the same architecture as model.encoder."
+        )
+    new_state = {external_to_own[k]: v for k, v in kept.items()}
+    encoder.load_state_dict(new_state, strict=False)
+    return LoadReport(str(path), layout, loaded=len(new_state), skipped=skipped, kept_default=len(own) - len(new_state))
+
+
+__all__ = ["KeyMapper", "LoadReport", "load_pretrained", "read_state_dict", "layouts_for", "resnet_key", "torchvision_mobilenet_key", "timm_mobilenet_key"]

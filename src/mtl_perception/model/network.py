@@ -1,0 +1,96 @@
+"""Network builder: ``build_model(config)`` returns a module whose forward gives ``{task: tensor}``.
+
+Architectures register themselves in ``ARCHITECTURES`` with ``@register("name")``. Every architecture
+takes a ModelConfig, returns the final task outputs at input resolution, and may add deep-supervision
+outputs under keys ``aux/<name>/<task>`` in training mode only (never in eval or export).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from mtl_perception.config import ModelConfig
+from mtl_perception.model.decoder import PyramidDecoder
+from mtl_perception.model.encoders import build_encoder
+from mtl_perception.model.heads import TaskOutput
+from mtl_perception.tasks import validate_tasks
+
+ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator adding an architecture to the registry under ``name``."""
+
+    def wrap(cls: type) -> type:
+        ARCHITECTURES[name] = cls
+        return cls
+
+    return wrap
+
+
+def make_task_output(config: ModelConfig, task: str, in_channels: int) -> TaskOutput:
+    """The head, upsampling and activation of one task, sized from the config."""
+    return TaskOutput(task, in_channels, config.num_classes, config.head_channels, config.min_depth, config.max_depth)
+
+
+@register("hard")
+class HardSharingNet(nn.Module):
+    """Hard parameter sharing: one shared encoder, one pyramid decoder and head per task."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.tasks = validate_tasks(config.tasks)
+        self.encoder = build_encoder(config.encoder, config.pretrained)
+        self.decoders = nn.ModuleDict({t: PyramidDecoder(self.encoder.out_channels, config.decoder_channels) for t in self.tasks})
+        self.outputs = nn.ModuleDict({t: make_task_output(config, t, config.decoder_channels) for t in self.tasks})
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = (image.shape[-2], image.shape[-1])
+        features = self.encoder(image)
+        return {t: self.outputs[t](self.decoders[t](features), size) for t in self.tasks}
+
+
+@register("single")
+class SingleTaskNets(nn.Module):
+    """The baseline: an independent network (own encoder, decoder, head) for each task."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.tasks = validate_tasks(config.tasks)
+        self.nets = nn.ModuleDict()
+        for task in self.tasks:
+            one = ModelConfig(**{**config.__dict__, "tasks": [task], "architecture": "hard"})
+            self.nets[task] = HardSharingNet(one)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for net in self.nets.values():
+            out.update(net(image))
+        return out
+
+
+def _load_optional_architectures() -> None:
+    """Import modules that register further architectures (cross-task interaction designs)."""
+    import importlib
+
+    for module in ("mtl_perception.model.interaction",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """Build the network a ModelConfig describes; raise ValueError listing valid architectures."""
+    _load_optional_architectures()
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture '{config.architecture}'; valid: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[config.architecture](config)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of a module."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,178 @@
+"""The package's own sensor_msgs image codec: messages <-> NumPy arrays, no cv_bridge.
+
+Decoding honours row padding (``step``) and byte order (``is_bigendian``) and checks every size
+before it allocates anything, so a malformed message is a clear ``ImageDecodeError``, never a crash
+or silently wrong pixels. Arrays are (H, W) for one channel and (H, W, C) otherwise. Conversion of
+camera pixels to the network's RGB input is ``mtl_perception.inference.processing.to_rgb``.
+"""
+from __future__ import annotations
+
+import array
+import re
+import sys
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+class ImageDecodeError(ValueError):
+    """An image message cannot be turned into pixels; the message says what is wrong and how to fix it."""
+
+
+# Named encodings (sensor_msgs/image_encodings.hpp): encoding -> (dtype, channels).
+_NAMED: dict[str, tuple[str, int]] = {
+    "rgb8": ("u1", 3),
+    "bgr8": ("u1", 3),
+    "rgba8": ("u1", 4),
+    "bgra8": ("u1", 4),
+    "mono8": ("u1", 1),
+    "mono16": ("u2", 1),
+    "rgb16": ("u2", 3),
+    "bgr16": ("u2", 3),
+    "rgba16": ("u2", 4),
+    "bgra16": ("u2", 4),
+}
+# OpenCV-style encodings: <bits><U|S|F>C<channels>, e.g. 8UC3, 16UC1, 32FC1.
+_CV_PATTERN = re.compile(r"^(8|16|32|64)([USF])C([1-4])$")
+_CV_DTYPES = {("8", "U"): "u1", ("8", "S"): "i1", ("16", "U"): "u2", ("16", "S"): "i2", ("32", "S"): "i4", ("32", "F"): "f4", ("64", "F"): "f8"}
+
+def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
+    """(element dtype in native byte order, channel count) of an encoding; ImageDecodeError if unknown."""
+    if encoding in _NAMED:
+        code, channels = _NAMED[encoding]
+        return np.dtype(code), channels
+    match = _CV_PATTERN.match(encoding)
+    if match and (match.group(1), match.group(2)) in _CV_DTYPES:
+        return np.dtype(_CV_DTYPES[(match.group(1), match.group(2))]), int(match.group(3))
+    raise ImageDecodeError(
+        f"unsupported image encoding '{encoding}'; publish one of {sorted(_NAMED)} or an OpenCV type such as 8UC3, 16UC1, 32FC1 "
+        "(Bayer and YUV images need debayering/conversion first, e.g. with image_proc)"
+    )
+
+
+def _check_pixel_count(height: int, width: int, max_pixels: int | None) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"zero-size image ({width}x{height}); check the camera driver's output")
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageDecodeError(
+            f"image of {width}x{height} = {height * width} pixels exceeds the limit of {max_pixels} pixels; "
+            "raise the input.max_pixels parameter or publish a smaller image"
+        )
+
+
+def image_msg_to_array(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Pixels of a sensor_msgs/Image as a new native-byte-order array: (H, W) or (H, W, C).
+
+    Raises ImageDecodeError for an unsupported encoding, a zero size, more than ``max_pixels`` pixels,
+    a ``step`` shorter than one row, or ``data`` shorter than ``step * height``; all checked before
+    any pixel buffer is allocated.
+    """
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    dtype, channels = encoding_layout(msg.encoding)
+    _check_pixel_count(height, width, max_pixels)
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"step {step} is shorter than one row of {width} px x {channels} ch x {dtype.itemsize} B = {row_bytes} B "
+            f"({msg.encoding}); set step to at least width * bytes per pixel"
+        )
+    data = msg.data
+    size = len(data) * (data.itemsize if isinstance(data, array.array) else 1)
+    if size < step * height:
+        raise ImageDecodeError(
+            f"image data has {size} B but step x height = {step} x {height} = {step * height} B; "
+            "the message is truncated or its step/height are wrong"
+        )
+    rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
+    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
+    pixels = rows.view(wire).reshape((height, width, channels) if channels > 1 else (height, width))
+    return pixels.astype(dtype.newbyteorder("="), order="C", copy=True)
+
+
+def _compressed_size(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) read from a PNG or JPEG header without decoding; None if not found."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        return "png", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # standalone markers
+                pos += 2
+                continue
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn: start of frame
+                if pos + 9 > len(data):
+                    return None
+                return "jpeg", int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")
+            pos += 2 + length
+        return None
+    return None
+
+
+def compressed_msg_to_array(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
+    """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to (pixels, encoding).
+
+    The encoding is ``bgr8``, ``bgra8``, ``mono8`` or ``mono16`` (OpenCV's decoded channel order).
+    The size in the file header is checked against ``max_pixels`` before decoding.
+    """
+    fmt = str(msg.format).lower()
+    if "compresseddepth" in fmt:
+        raise ImageDecodeError(f"compressed format '{msg.format}' (compressedDepth) is a depth transport; subscribe the node to a colour or mono camera stream")
+    data = bytes(msg.data)
+    if not data:
+        raise ImageDecodeError("compressed image has no data; check the camera's compressed transport")
+    header = _compressed_size(data)
+    if header is None:
+        raise ImageDecodeError(
+            f"compressed image (format '{msg.format}', {len(data)} B) is neither a readable PNG nor JPEG stream; "
+            "the data is corrupt or uses another codec: publish JPEG or PNG"
+        )
+    kind, width, height = header
+    _check_pixel_count(height, width, max_pixels)
+    import cv2
+
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.size == 0:
+        raise ImageDecodeError(f"{kind.upper()} data ({len(data)} B, {width}x{height} in its header) failed to decode; the stream is corrupt or truncated")
+    if pixels.ndim == 2:
+        encoding = "mono8" if pixels.dtype == np.uint8 else "mono16"
+    elif pixels.shape[2] == 3:
+        encoding = "bgr8" if pixels.dtype == np.uint8 else "bgr16"
+    else:
+        encoding = "bgra8" if pixels.dtype == np.uint8 else "bgra16"
+    return pixels, encoding
+
+
+_ENCODE_CHANNELS = {"32FC1": 1, "32FC3": 3, "mono8": 1, "bgr8": 3, "rgb8": 3, "mono16": 1, "16UC1": 1, "8UC1": 1, "8UC3": 3}
+
+
+def array_to_image_msg(pixels: np.ndarray, encoding: str, header: Any = None) -> Any:
+    """A sensor_msgs/Image holding ``pixels`` in ``encoding`` (tightly packed, native byte order)."""
+    from sensor_msgs.msg import Image
+
+    if encoding not in _ENCODE_CHANNELS:
+        raise ValueError(f"cannot encode '{encoding}'; supported: {sorted(_ENCODE_CHANNELS)}")
+    dtype, channels = encoding_layout(encoding)
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 2 and channels != 1) or (pixels.ndim == 3 and pixels.shape[2] != channels):
+        raise ValueError(f"array of shape {pixels.shape} does not fit encoding {encoding} ({channels} channel(s))")
+    if pixels.dtype != dtype:
+        raise ValueError(f"array dtype {pixels.dtype} does not fit encoding {encoding} (needs {dtype})")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 1 if sys.byteorder == "big" else 0
+    msg.step = msg.width * channels * dtype.itemsize
+    msg.data = array.array("B", np.ascontiguousarray(pixels).tobytes())
+    return msg

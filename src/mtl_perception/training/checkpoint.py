@@ -1,0 +1,88 @@
+"""Checkpoints: written atomically (temp file + rename), loaded with ``weights_only=True``.
+
+A checkpoint is a dict: ``format``, ``config`` (ExperimentConfig as a dict), ``model`` (state dict),
+``optimizer``, ``scheduler``, ``step``, ``best_metric``, ``dataset`` (class names, palette, focal length
+of the training camera at the network input size) and ``loss_weighting`` (state of the weighting scheme).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtl_perception.config import ExperimentConfig, config_from_dict
+
+CHECKPOINT_FORMAT = "mtl_perception.checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or not one of this package's."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes to ``path`` so that readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Serialise ``state`` with torch.save and write it atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (no code execution); raise CheckpointError with a fix on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated/corrupt files
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}); it may be truncated: use another checkpoint or retrain") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an mtl_perception checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ExperimentConfig, dict[str, Any]]:
+    """Rebuild the network a checkpoint was trained with and load its weights (eval mode)."""
+    from mtl_perception.model.network import build_model
+
+    state = load_checkpoint(path, map_location)
+    config = config_from_dict(state["config"])
+    config.model.pretrained = None  # the checkpoint already holds the trained weights
+    model = build_model(config.model)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its own model config: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return model, config, state

@@ -1,0 +1,272 @@
+"""The training loop: one process or many (torchrun/DDP), AMP on CUDA, atomic checkpoints, resume.
+
+Outputs in ``train.out_dir``: ``last.pt`` (every ``ckpt_every`` steps and at the end), ``best.pt`` (best
+validation score), ``metrics.json`` (last validation), ``config.yaml`` and TensorBoard logs in ``tb/``.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from mtl_perception.config import ExperimentConfig
+from mtl_perception.data.datasets import build_datasets, dataset_info
+from mtl_perception.evaluation.evaluate import batch_to_device, evaluate_model, metric_value
+from mtl_perception.evaluation.metrics import delta_m
+from mtl_perception.model.network import build_model
+from mtl_perception.training.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from mtl_perception.training.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from mtl_perception.training.losses import compute_losses
+from mtl_perception.training.sampler import StepBatchSampler
+from mtl_perception.training.schedule import build_scheduler
+from mtl_perception.training.weighting import LossWeighting, build_weighting
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    steps: int
+    seconds: float
+    images_per_second: float
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    best_score: float | None = None
+    out_dir: str = ""
+
+
+def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    """``auto`` picks CUDA when present (one GPU per local rank), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist_info is not None:
+        name = f"cuda:{dist_info.local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device asks for CUDA but no CUDA device is available; use device: cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _shared_parameters(model: nn.Module) -> list[torch.Tensor]:
+    """The last shared layer's parameters, for gradient-based loss weighting."""
+    net = _unwrap(model)
+    if hasattr(net, "last_shared_parameters"):
+        return list(net.last_shared_parameters())
+    return list(net.encoder.stages[-1].parameters()) if hasattr(net, "encoder") else []
+
+
+def _param_groups(model: nn.Module, weighting: LossWeighting, lr: float) -> list[dict[str, Any]]:
+    net = _unwrap(model)
+    groups = net.param_groups(lr) if hasattr(net, "param_groups") else [{"params": list(net.parameters()), "lr": lr}]
+    extra = [p for p in weighting.parameters() if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "lr": lr, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(config: ExperimentConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    t = config.train
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    raise ValueError(f"unknown optimizer '{t.optimizer}'; valid: ['adamw', 'sgd']")
+
+
+def _collate_loader(dataset: Any, batch_sampler: Any, workers: int) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, persistent_workers=False)
+
+
+def _val_loader(dataset: Any, batch_size: int, info: DistInfo, workers: int) -> DataLoader:
+    """Each rank evaluates a disjoint, fixed slice of the validation set."""
+    indices = list(range(info.rank, len(dataset), info.world_size))
+    subset = torch.utils.data.Subset(dataset, indices)
+    return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)
+
+
+class Trainer:
+    """Holds the run's state; ``fit()`` trains to ``train.steps``."""
+
+    def __init__(self, config: ExperimentConfig, resume: str | None = None, progress: bool = True) -> None:
+        self.config = config
+        t = config.train
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        self.dist = init_distributed("cuda" if t.device.startswith("cuda") or (t.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(t.device, self.dist)
+        seed_everything(t.seed)
+        self.out_dir = Path(t.out_dir)
+        self.progress = progress and self.dist.is_main
+        self.info = dataset_info(config.data)
+        self.train_set, self.val_set = build_datasets(config.data)
+        self.tasks = list(config.model.tasks)
+
+        model = build_model(config.model).to(self.device)
+        self.weighting = build_weighting(t.loss_weighting, self.tasks, t.task_weights, **t.weighting_options).to(self.device)
+        self.model: nn.Module = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None) if self.dist.enabled else model
+        self.optimizer = build_optimizer(config, _param_groups(self.model, self.weighting, t.lr))
+        self.scheduler = build_scheduler(self.optimizer, t.steps, t.warmup_steps, t.schedule)
+        self.amp = t.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step = 0
+        self.best_score: float | None = None
+        self.reference: dict[str, dict[str, float]] | None = None  # first validation, for delta_m scores
+        if resume:
+            self._resume(resume)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "model": _unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "loss_weighting": self.weighting.state_dict(),
+            "step": self.step,
+            "best_metric": self.best_score,
+            "reference_metrics": self.reference,
+            "dataset": {"class_names": self.info.class_names, "palette": [list(map(int, c)) for c in self.info.palette],
+                        "focal_length_px": float(self.info.focal_length_px)},
+        }
+
+    def _resume(self, path: str) -> None:
+        if path == "auto":
+            candidate = self.out_dir / "last.pt"
+            if not candidate.is_file():
+                return
+            path = str(candidate)
+        state = load_checkpoint(path, map_location=self.device)
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.weighting.load_state_dict(state["loss_weighting"])
+        self.step = int(state["step"])
+        self.best_score = state.get("best_metric")
+        self.reference = state.get("reference_metrics")
+
+    def save(self, name: str) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.out_dir / name, self._state())
+
+    # -- validation --------------------------------------------------------------------------
+    def validate(self) -> dict[str, dict[str, float]]:
+        loader = _val_loader(self.val_set, self.config.train.batch_size, self.dist, self.config.data.workers)
+        return evaluate_model(self.model, loader, self.tasks, self.config.model.num_classes, self.info.class_names,
+                              self.device, self.dist)
+
+    def _score(self, metrics: dict[str, dict[str, float]]) -> float:
+        """Higher is better."""
+        name = self.config.train.best_metric
+        if name == "delta_m":
+            if self.reference is None:
+                self.reference = metrics
+            return delta_m(metrics, self.reference, self.tasks)
+        value, lower = metric_value(metrics, name)
+        return -value if lower else value
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        t = self.config.train
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.out_dir / "tb")) if self.dist.is_main else None
+        if self.dist.is_main:
+            atomic_write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False).encode())
+        sampler = StepBatchSampler(len(self.train_set), t.batch_size, t.steps, self.step, t.seed, self.dist.rank, self.dist.world_size)
+        loader = _collate_loader(self.train_set, sampler, self.config.data.workers)
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
+        metrics: dict[str, dict[str, float]] = {}
+        start_step, started = self.step, time.perf_counter()
+        self.model.train()
+        for batch in loader:
+            losses = self._train_step(batch_to_device(batch, self.device))
+            self.step += 1
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+                if writer is not None:
+                    for task, value in losses.items():
+                        writer.add_scalar(f"loss/{task}", value, self.step)
+                    for task, weight in self.weighting.weights().items():
+                        writer.add_scalar(f"weight/{task}", weight, self.step)
+                    writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.step)
+            if self.step % t.val_every == 0 or self.step == t.steps:
+                metrics = self._validate_and_track(writer)
+            if self.step % t.ckpt_every == 0 or self.step == t.steps:
+                self.save("last.pt")
+        bar.close()
+        seconds = time.perf_counter() - started
+        done = self.step - start_step
+        if writer is not None:
+            writer.close()
+        barrier(self.dist)
+        images = done * t.batch_size * self.dist.world_size
+        return TrainResult(self.step, seconds, images / seconds if seconds > 0 else 0.0, metrics, self.best_score, str(self.out_dir))
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        t = self.config.train
+        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+            outputs = self.model(batch["image"])
+        outputs = {k: v.float() for k, v in outputs.items()}
+        losses = compute_losses(outputs, batch, self.tasks, t.depth_loss, t.normals_loss, t.aux_weight)
+        total = self.weighting(losses, _shared_parameters(self.model))
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: { {k: float(v) for k, v in losses.items()} }; lower train.lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if t.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(_unwrap(self.model).parameters(), t.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        self.weighting.after_step(values)
+        return values
+
+    def _validate_and_track(self, writer: Any) -> dict[str, dict[str, float]]:
+        metrics = self.validate()
+        score = self._score(metrics)
+        if writer is not None:
+            for task, values in metrics.items():
+                for key, value in values.items():
+                    writer.add_scalar(f"val/{task}/{key}", value, self.step)
+            writer.add_scalar("val/score", score, self.step)
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
+            self.save("best.pt")
+        if self.dist.is_main:
+            atomic_write_bytes(self.out_dir / "metrics.json", json.dumps({"step": self.step, "metrics": metrics, "score": score}, indent=2).encode())
+        self.model.train()
+        return metrics
+
+
+def train(config: ExperimentConfig, resume: str | None = None, progress: bool = True) -> TrainResult:
+    """Train a model as ``config`` says; returns the run's figures."""
+    try:
+        return Trainer(config, resume, progress).fit()
+    finally:
+        shutdown_distributed()
