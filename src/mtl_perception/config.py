@@ -30,7 +30,7 @@ class ModelConfig:
     pretrained: str | None = None  # optional local file of ImageNet encoder weights (torchvision or timm layout)
     max_depth: float = 10.0  # metres; upper end of the depth range the model reports
     min_depth: float = 0.1  # metres; lower end of the depth range the model reports
-    options: dict[str, Any] = field(default_factory=dict)  # architecture-specific settings (see model/README)
+    options: dict[str, Any] = field(default_factory=dict)  # architecture-specific settings (see docs/architectures.md)
 
 
 @dataclass

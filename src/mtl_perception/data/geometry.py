@@ -11,11 +11,13 @@ and ``surface(points)`` (outward world normals and 2-D texture coordinates in me
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mtl_perception.data.materials import Material
+from mtl_perception.data.synth_classes import SynthClass
 
 HIT_EPS = 1e-4  # smallest ray parameter accepted as a hit (rejects self-hits at the origin)
 
@@ -68,7 +70,8 @@ class Camera:
     rotation: np.ndarray  # (3, 3) world-from-optical rotation
 
     @classmethod
-    def from_angles(cls, position, yaw: float, pitch: float, roll: float = 0.0) -> "Camera":
+    def from_angles(cls, position: Sequence[float] | np.ndarray, yaw: float, pitch: float, roll: float = 0.0) -> "Camera":
+        """A camera at ``position`` oriented by ``camera_rotation(yaw, pitch, roll)``."""
         return cls(np.asarray(position, np.float64), camera_rotation(yaw, pitch, roll))
 
     def world_to_camera(self, points: np.ndarray) -> np.ndarray:
@@ -269,6 +272,12 @@ class Room:
         if face == CEILING_FACE:
             return self.ceiling
         return self.walls[face]
+
+    @staticmethod
+    def face_label(face: int) -> int:
+        if face == FLOOR_FACE:
+            return int(SynthClass.FLOOR)
+        return int(SynthClass.CEILING if face == CEILING_FACE else SynthClass.WALL)
 
     @staticmethod
     def face_surface(face: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

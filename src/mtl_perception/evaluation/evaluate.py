@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,3 +52,14 @@ def metric_value(results: dict[str, dict[str, float]], name: str) -> tuple[float
         available = [f"{t}.{k}" for t, r in results.items() for k in r]
         raise ValueError(f"metric '{name}' not in the evaluation results; available: {available}")
     return float(results[task][key]), key in LOWER_IS_BETTER
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf floats (e.g. IoU of a class absent from a dataset) by None, recursively."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

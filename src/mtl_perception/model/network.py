@@ -51,6 +51,10 @@ class HardSharingNet(nn.Module):
         features = self.encoder(image)
         return {t: self.outputs[t](self.decoders[t](features), size) for t in self.tasks}
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The encoder's last stage: the last layers every task shares (for GradNorm)."""
+        return list(self.encoder.stages[-1].parameters())
+
 
 @register("single")
 class SingleTaskNets(nn.Module):

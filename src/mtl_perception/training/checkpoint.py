@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,12 +41,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def plain(value: Any) -> Any:
+    """NumPy scalars and arrays to Python numbers and lists, recursively (tensors kept), so that the
+    checkpoint loads with ``weights_only=True``."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Serialise ``state`` with torch.save and write it atomically."""
     import io
 
     buffer = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    torch.save(plain({"format": CHECKPOINT_FORMAT, **state}), buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from mtl_perception.config import ExperimentConfig
 from mtl_perception.data.datasets import build_datasets, dataset_info
-from mtl_perception.evaluation.evaluate import batch_to_device, evaluate_model, metric_value
+from mtl_perception.evaluation.evaluate import batch_to_device, evaluate_model, json_safe, metric_value
 from mtl_perception.evaluation.metrics import delta_m
 from mtl_perception.model.network import build_model
 from mtl_perception.training.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
@@ -38,10 +38,11 @@ class TrainResult:
 
     steps: int
     seconds: float
-    images_per_second: float
+    images_per_second: float  # training steps only (validation and checkpoint time excluded)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     best_score: float | None = None
     out_dir: str = ""
+    loss_history: list[float] = field(default_factory=list)  # unweighted sum of task losses per step of this run
 
 
 def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
@@ -181,7 +182,11 @@ class Trainer:
         if name == "delta_m":
             if self.reference is None:
                 self.reference = metrics
-            return delta_m(metrics, self.reference, self.tasks)
+            try:
+                return delta_m(metrics, self.reference, self.tasks)
+            except ValueError:  # a zero or non-finite reference value (e.g. mIoU 0 early on): restart from here
+                self.reference = metrics
+                return 0.0
         value, lower = metric_value(metrics, name)
         return -value if lower else value
 
@@ -199,10 +204,12 @@ class Trainer:
         loader = _collate_loader(self.train_set, sampler, self.config.data.workers)
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         metrics: dict[str, dict[str, float]] = {}
-        start_step, started = self.step, time.perf_counter()
+        history: list[float] = []
+        start_step, started, side_seconds = self.step, time.perf_counter(), 0.0
         self.model.train()
         for batch in loader:
             losses = self._train_step(batch_to_device(batch, self.device))
+            history.append(sum(losses.values()))
             self.step += 1
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
@@ -213,18 +220,21 @@ class Trainer:
                     for task, weight in self.weighting.weights().items():
                         writer.add_scalar(f"weight/{task}", weight, self.step)
                     writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], self.step)
+            side_started = time.perf_counter()
             if self.step % t.val_every == 0 or self.step == t.steps:
                 metrics = self._validate_and_track(writer)
             if self.step % t.ckpt_every == 0 or self.step == t.steps:
                 self.save("last.pt")
+            side_seconds += time.perf_counter() - side_started
         bar.close()
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started - side_seconds
         done = self.step - start_step
         if writer is not None:
             writer.close()
         barrier(self.dist)
         images = done * t.batch_size * self.dist.world_size
-        return TrainResult(self.step, seconds, images / seconds if seconds > 0 else 0.0, metrics, self.best_score, str(self.out_dir))
+        return TrainResult(self.step, seconds, images / seconds if seconds > 0 else 0.0, metrics, self.best_score,
+                           str(self.out_dir), history)
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         t = self.config.train
@@ -259,7 +269,8 @@ class Trainer:
             self.best_score = score
             self.save("best.pt")
         if self.dist.is_main:
-            atomic_write_bytes(self.out_dir / "metrics.json", json.dumps({"step": self.step, "metrics": metrics, "score": score}, indent=2).encode())
+            report = json_safe({"step": self.step, "metrics": metrics, "score": score})
+            atomic_write_bytes(self.out_dir / "metrics.json", json.dumps(report, indent=2, allow_nan=False).encode())
         self.model.train()
         return metrics
 

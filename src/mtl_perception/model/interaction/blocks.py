@@ -3,6 +3,7 @@
 - ``require_multitask`` / ``read_options``: config checks every architecture runs first.
 - ``aux_key``: the name of a deep-supervision output (``aux/<stage>/<task>``).
 - ``GatedDistillation``: multi-modal distillation (PAD-Net, reused at every scale by MTI-Net).
+- ``task_branch``: a task's own layers on top of a shared map (PAD-Net, PAP-Net).
 - ``upsample_to``: bilinear resize to another map's spatial size.
 """
 from __future__ import annotations
@@ -60,10 +61,13 @@ def aux_key(stage: str, task: str) -> str:
     return f"{AUX_PREFIX}{stage}/{task}"
 
 
+def task_branch(channels: int) -> nn.Sequential:
+    """Two 3x3 conv-bn-relu layers: a task's own features taken from a shared map."""
+    return nn.Sequential(conv_bn_relu(channels, channels), conv_bn_relu(channels, channels))
+
+
 def upsample_to(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Bilinear resize of ``x`` to the spatial size of ``reference`` (no-op when equal)."""
-    if x.shape[-2:] == reference.shape[-2:]:
-        return x
+    """Bilinear resize of ``x`` to the spatial size of ``reference``."""
     return F.interpolate(x, size=reference.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -71,7 +75,7 @@ class GatedDistillation(nn.Module):
     """Multi-modal distillation (Xu et al., PAD-Net, CVPR 2018).
 
     Every task ``t`` receives a message from every other task ``s`` (a 3x3 conv-bn-relu of ``s``'s
-    features); the sum of the messages is gated by a sigmoid attention map computed from ``t``'s own
+    features); the sum of the messages is gated by a sigmoid attention map (1x1 conv) computed from ``t``'s own
     features (what ``t`` chooses to take in) and added to ``t``'s features:
     ``out_t = x_t + sigmoid(g_t(x_t)) * sum_{s != t} m_{s->t}(x_s)``.
     """
@@ -79,8 +83,9 @@ class GatedDistillation(nn.Module):
     def __init__(self, tasks: tuple[str, ...] | list[str], channels: int) -> None:
         super().__init__()
         self.tasks = tuple(tasks)
-        self.messages = nn.ModuleDict({self._pair(s, t): conv_bn_relu(channels, channels) for t in self.tasks for s in self.tasks if s != t})
-        self.gates = nn.ModuleDict({t: nn.Conv2d(channels, channels, 3, padding=1) for t in self.tasks})
+        pairs = [self._pair(s, t) for t in self.tasks for s in self.tasks if s != t]
+        self.messages = nn.ModuleDict({pair: conv_bn_relu(channels, channels) for pair in pairs})
+        self.gates = nn.ModuleDict({t: nn.Conv2d(channels, channels, 1) for t in self.tasks})
 
     @staticmethod
     def _pair(source: str, target: str) -> str:

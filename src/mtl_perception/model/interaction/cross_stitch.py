@@ -33,10 +33,11 @@ class CrossStitchUnit(nn.Module):
         for t in range(num_tasks):
             alpha[t, t] = float(self_weight)
         self.alpha = nn.Parameter(alpha)
+        self.num_tasks = num_tasks
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        if len(xs) != self.alpha.shape[0]:
-            raise ValueError(f"cross-stitch unit built for {self.alpha.shape[0]} tasks got {len(xs)} activations")
+        if len(xs) != self.num_tasks:
+            raise ValueError(f"cross-stitch unit built for {self.num_tasks} tasks got {len(xs)} activations")
         out = []
         for t in range(len(xs)):
             mixed = xs[0] * self.alpha[t, 0].view(1, -1, 1, 1)
@@ -60,9 +61,8 @@ class CrossStitchNet(nn.Module):
         self.lr_mult = options["cross_stitch_lr_mult"]
         self.encoders = nn.ModuleDict({t: build_encoder(config.encoder, config.pretrained) for t in self.tasks})
         channels = self.encoders[self.tasks[0]].out_channels
-        self.stitches = nn.ModuleList(
-            CrossStitchUnit(len(self.tasks), c, options["cross_stitch_self"], options["cross_stitch_other"]) for c in channels
-        )
+        self_weight, other_weight = options["cross_stitch_self"], options["cross_stitch_other"]
+        self.stitches = nn.ModuleList(CrossStitchUnit(len(self.tasks), c, self_weight, other_weight) for c in channels)
         self.decoders = nn.ModuleDict({t: PyramidDecoder(channels, config.decoder_channels) for t in self.tasks})
         self.outputs = nn.ModuleDict({t: make_task_output(config, t, config.decoder_channels) for t in self.tasks})
 

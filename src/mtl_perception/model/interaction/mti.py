@@ -19,8 +19,8 @@ from torch import nn
 from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import conv_bn_relu
 from mtl_perception.model.encoders import build_encoder
-from mtl_perception.model.interaction.blocks import (ChannelGate, GatedDistillation, aux_key, read_options, require_multitask,
-                                                     upsample_to)
+from mtl_perception.model.interaction.blocks import (ChannelGate, GatedDistillation, aux_key, read_options,
+                                                     require_multitask, upsample_to)
 from mtl_perception.model.network import make_task_output, register
 
 
@@ -55,11 +55,13 @@ class MTINet(nn.Module):
             nn.ModuleDict({t: conv_bn_relu(channels if i == levels - 1 else 2 * channels, channels) for t in self.tasks})
             for i in range(levels)
         )
-        self.initial_outputs = nn.ModuleList(nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks}) for _ in range(levels))
+        self.initial_outputs = nn.ModuleList(
+            nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks}) for _ in range(levels)
+        )
         # propagations[i] carries scale i + 1 (coarser) to scale i
         self.propagations = nn.ModuleList(FeaturePropagation(self.tasks, channels) for _ in range(levels - 1))
         self.distillations = nn.ModuleList(GatedDistillation(self.tasks, channels) for _ in range(levels))
-        self.aggregations = nn.ModuleDict({t: conv_bn_relu(levels * channels, channels) for t in self.tasks})
+        self.aggregations = nn.ModuleDict({t: conv_bn_relu(levels * channels, channels, 1) for t in self.tasks})
         self.outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})
 
     def _initial_features(self, backbone: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

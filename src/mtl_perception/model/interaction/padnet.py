@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from mtl_perception.config import ModelConfig
-from mtl_perception.model.decoder import PyramidDecoder, conv_bn_relu
+from mtl_perception.model.decoder import PyramidDecoder
 from mtl_perception.model.encoders import build_encoder
-from mtl_perception.model.interaction.blocks import GatedDistillation, aux_key, read_options, require_multitask
+from mtl_perception.model.interaction.blocks import GatedDistillation, aux_key, read_options, require_multitask, task_branch
 from mtl_perception.model.network import make_task_output, register
 
 
@@ -27,7 +27,7 @@ class PADNet(nn.Module):
         channels = config.decoder_channels
         self.encoder = build_encoder(config.encoder, config.pretrained)
         self.decoder = PyramidDecoder(self.encoder.out_channels, channels)
-        self.branches = nn.ModuleDict({t: nn.Sequential(conv_bn_relu(channels, channels), conv_bn_relu(channels, channels)) for t in self.tasks})
+        self.branches = nn.ModuleDict({t: task_branch(channels) for t in self.tasks})
         self.initial_outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})
         self.distill = GatedDistillation(self.tasks, channels)
         self.outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})

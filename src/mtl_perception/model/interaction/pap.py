@@ -30,7 +30,7 @@ from torch import nn
 from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import PyramidDecoder, conv_bn_relu
 from mtl_perception.model.encoders import build_encoder
-from mtl_perception.model.interaction.blocks import aux_key, read_options, require_multitask, upsample_to
+from mtl_perception.model.interaction.blocks import aux_key, read_options, require_multitask, task_branch, upsample_to
 from mtl_perception.model.network import make_task_output, register
 
 DEFAULTS: dict[str, Any] = {"pap_stride": 16, "pap_iterations": 2, "pap_embed_channels": 32}
@@ -100,10 +100,12 @@ class PAPNet(nn.Module):
         channels = config.decoder_channels
         self.encoder = build_encoder(config.encoder, config.pretrained)
         self.decoder = PyramidDecoder(self.encoder.out_channels, channels)
-        self.branches = nn.ModuleDict({t: nn.Sequential(conv_bn_relu(channels, channels), conv_bn_relu(channels, channels)) for t in self.tasks})
+        self.branches = nn.ModuleDict({t: task_branch(channels) for t in self.tasks})
         self.initial_outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})
-        self.propagation = AffinityPropagation(self.tasks, channels, options["pap_embed_channels"], options["pap_iterations"])
-        self.fusions = nn.ModuleDict({t: conv_bn_relu(2 * channels, channels) for t in self.tasks})
+        self.propagation = AffinityPropagation(
+            self.tasks, channels, options["pap_embed_channels"], options["pap_iterations"]
+        )
+        self.fusions = nn.ModuleDict({t: conv_bn_relu(2 * channels, channels, 1) for t in self.tasks})
         self.outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,0 +1,228 @@
+"""Reading and writing rosbag2 bags (sqlite3 and mcap, metadata versions 1-9) through ``rosbags``.
+
+Every failure to read a bag (missing, truncated, corrupt, unsupported) surfaces as :class:`BagError`
+with one line that names the bag and the problem, whether it happens on opening or half-way through
+the messages. Bags are written into a hidden temporary folder next to the target and renamed into
+place when complete, so a crash never leaves a half-written bag under the requested name.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterable, Iterator, Literal
+
+STORAGES = ("sqlite3", "mcap")
+Storage = Literal["sqlite3", "mcap"]
+
+
+class BagError(ValueError):
+    """A bag cannot be read or written; the message names the bag, the problem and the fix."""
+
+
+@lru_cache(maxsize=1)
+def typestore() -> Any:
+    """The ROS 2 message type store used to (de)serialise messages (sensor_msgs, std_msgs, ...)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.LATEST)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic of a bag: name, message type (``sensor_msgs/msg/Image``) and message count."""
+
+    name: str
+    msgtype: str
+    count: int
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".") or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def header_stamp_ns(raw: bytes | memoryview) -> int:
+    """Header stamp (ns) of a serialised message whose first field is ``std_msgs/Header``.
+
+    Reads the CDR encapsulation and the two stamp fields without deserialising the message
+    (Image, CompressedImage and CameraInfo all start with a header).
+    """
+    data = bytes(raw[:12])
+    if len(data) < 12:
+        raise BagError(f"message of {len(raw)} bytes is too short to hold a header stamp; the bag is corrupt")
+    order = "<" if data[1] & 1 else ">"  # encapsulation id 0x0001 = CDR little endian, 0x0000 = big endian
+    sec, nanosec = struct.unpack(order + "iI", data[4:12])
+    return sec * 1_000_000_000 + nanosec
+
+
+class BagReader:
+    """An open rosbag2 bag (a bag folder, or a single .db3/.mcap file): topics and raw messages.
+
+    Use as a context manager. ``messages`` yields ``(topic, log_time_ns, raw_cdr)`` in log-time order;
+    ``deserialize`` turns raw bytes into a ``rosbags`` message object.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from rosbags.rosbag2 import Reader
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag not found: {self.path}; give a rosbag2 folder (with metadata.yaml) or a .db3/.mcap file")
+        try:
+            self._reader = Reader(self.path)
+            self._reader.open()
+        except Exception as exc:  # rosbags, sqlite3, yaml and mcap parsing raise many types for bad files
+            raise BagError(f"cannot open bag {self.path}: {_reason(exc)}; the bag is truncated, corrupt or not a rosbag2 bag "
+                           "(re-record or re-copy it; `ros2 bag reindex` can rebuild a lost metadata.yaml)") from None
+        self._topics: dict[str, TopicInfo] = {}
+        self._connections: dict[str, list[Any]] = {}
+        for connection in self._reader.connections:
+            info = self._topics.get(connection.topic)
+            count = connection.msgcount + (info.count if info else 0)
+            self._topics[connection.topic] = TopicInfo(connection.topic, connection.msgtype, count)
+            self._connections.setdefault(connection.topic, []).append(connection)
+
+    @property
+    def topics(self) -> dict[str, TopicInfo]:
+        """Topic name -> TopicInfo, for every topic the bag declares."""
+        return dict(self._topics)
+
+    @property
+    def storage(self) -> str:
+        """``sqlite3`` or ``mcap``."""
+        storage = self._reader.storage
+        plugins = getattr(storage, "storages", None) or [storage]
+        name = type(plugins[0]).__name__.lower()
+        return "mcap" if "mcap" in name else "sqlite3"
+
+    def topic_listing(self) -> str:
+        """``/a (sensor_msgs/msg/Image, 12 msgs), ...`` for error messages."""
+        if not self._topics:
+            return "(the bag has no topics)"
+        return ", ".join(f"{t.name} ({t.msgtype}, {t.count} msgs)" for t in sorted(self._topics.values(), key=lambda t: t.name))
+
+    def messages(self, topics: Iterable[str]) -> Iterator[tuple[str, int, bytes]]:
+        """Raw messages of ``topics`` in log-time order; BagError if the storage breaks half-way."""
+        wanted = [c for topic in topics for c in self._connections.get(topic, [])]
+        if not wanted:
+            return
+        iterator = self._reader.messages(connections=wanted)
+        while True:
+            try:
+                connection, log_time, raw = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise BagError(f"bag {self.path} broke off while reading messages: {_reason(exc)}; "
+                               "the bag is truncated or corrupt (re-record or re-copy it)") from None
+            yield connection.topic, int(log_time), raw
+
+    def deserialize(self, raw: bytes | memoryview, topic: str) -> Any:
+        """The message object of one raw message of ``topic``."""
+        msgtype = self._topics[topic].msgtype
+        try:
+            return typestore().deserialize_cdr(raw, msgtype)
+        except Exception as exc:
+            raise BagError(f"bag {self.path}: a {msgtype} message on {topic} does not deserialise ({_reason(exc)}); the bag is corrupt") from None
+
+    def close(self) -> None:
+        if self._reader.is_open:
+            self._reader.close()
+
+    def __enter__(self) -> "BagReader":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class BagWriter:
+    """Writes a rosbag2 bag atomically: a hidden temporary folder is renamed to ``path`` on success.
+
+    ``add_topic`` declares a topic; ``write`` takes a ``rosbags`` message object, ``write_raw`` CDR bytes
+    (e.g. copied from another bag or received from a raw rclpy subscription). Use as a context manager:
+    an exception inside the ``with`` block discards everything written.
+    """
+
+    def __init__(self, path: str | os.PathLike, storage: Storage = "sqlite3", overwrite: bool = False, version: int = 9) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if storage not in STORAGES:
+            raise BagError(f"unknown bag storage '{storage}'; choose one of {list(STORAGES)}")
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise BagError(f"output bag {self.path} exists already; choose another path or pass --overwrite")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(self._staging / self.path.name, version=version, storage_plugin=plugin)
+        self._writer.open()
+        self._connections: dict[str, Any] = {}
+        self._closed = False
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Declare ``topic`` with message type ``msgtype`` (once per topic)."""
+        if topic in self._connections:
+            raise BagError(f"topic {topic} is declared twice in output bag {self.path}")
+        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+
+    def has_topic(self, topic: str) -> bool:
+        return topic in self._connections
+
+    def write(self, topic: str, log_time_ns: int, message: Any) -> None:
+        """Serialise and write one message object (its type is the topic's)."""
+        connection = self._connections[topic]
+        self._writer.write(connection, int(log_time_ns), typestore().serialize_cdr(message, connection.msgtype))
+
+    def write_raw(self, topic: str, log_time_ns: int, raw: bytes | memoryview) -> None:
+        """Write one already-serialised CDR message."""
+        self._writer.write(self._connections[topic], int(log_time_ns), bytes(raw))
+
+    def close(self) -> Path:
+        """Finish the bag and move it into place; returns its path."""
+        if self._closed:
+            return self.path
+        self._writer.close()
+        self._closed = True
+        _replace_dir(self._staging / self.path.name, self.path)
+        shutil.rmtree(self._staging, ignore_errors=True)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the partial bag."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._writer.close()
+            except Exception:  # the bag is being thrown away; a close failure changes nothing
+                pass
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Move folder ``source`` to ``target``, replacing an existing ``target`` (old one removed after)."""
+    if not target.exists():
+        os.replace(source, target)
+        return
+    trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, trash)
+    os.replace(source, target)
+    if trash.is_dir():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink(missing_ok=True)

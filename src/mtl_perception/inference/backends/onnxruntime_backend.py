@@ -1,0 +1,115 @@
+"""ONNX Runtime backend: the default, CPU execution provider unless a GPU provider is asked for."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mtl_perception.inference.backends.base import Backend, BackendError
+from mtl_perception.inference.metadata import INPUT_NAME
+from mtl_perception.inference.model_file import REEXPORT_HINT, ModelFileError, metadata_from_props, static_batch_size, validate_io
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+PROVIDER_CHOICES = ("auto", *PROVIDERS)
+GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def resolve_providers(provider: str, available: list[str]) -> list[str]:
+    """Execution providers to request, most preferred first, always ending with CPU.
+
+    ``auto`` takes CUDA when ONNX Runtime has it, else CPU; the TensorRT provider (which compiles
+    engines on the first run, minutes on a Jetson) is used only when asked for by name.
+    """
+    if provider not in PROVIDER_CHOICES:
+        raise ValueError(f"unknown onnxruntime provider '{provider}'; valid: {list(PROVIDER_CHOICES)}")
+    cpu = PROVIDERS["cpu"]
+    if provider == "auto":
+        return ([PROVIDERS["cuda"]] if PROVIDERS["cuda"] in available else []) + [cpu]
+    if provider == "cpu":
+        return [cpu]
+    wanted = PROVIDERS[provider]
+    if wanted not in available:
+        raise BackendError(
+            f"onnxruntime provider '{provider}' ({wanted}) is not available in this onnxruntime build "
+            f"(available: {available}); install onnxruntime-gpu or use provider 'cpu'"
+        )
+    chain = [wanted]
+    if provider == "tensorrt" and PROVIDERS["cuda"] in available:
+        chain.append(PROVIDERS["cuda"])
+    return chain + [cpu]
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an exported model file with ONNX Runtime.
+
+    provider: auto | cpu | cuda | tensorrt. graph_optimization: disable | basic | extended | all.
+    intra_op_threads: threads inside an operator (0 = ONNX Runtime's default, one per physical core).
+    tensorrt_cache_dir: where the TensorRT provider keeps its engines (provider 'tensorrt' only).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        provider: str = "auto",
+        graph_optimization: str = "all",
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
+        tensorrt_fp16: bool = False,
+        tensorrt_cache_dir: str | Path | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelFileError(f"model file not found: {path}; {REEXPORT_HINT}, or point the setting at an existing file")
+        if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ValueError(f"unknown graph optimisation level '{graph_optimization}'; valid: {list(GRAPH_OPTIMIZATION_LEVELS)}")
+        if intra_op_threads < 0 or inter_op_threads < 0:
+            raise ValueError("intra_op_threads and inter_op_threads must be >= 0 (0 = onnxruntime default)")
+        providers = resolve_providers(provider, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[graph_optimization]
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.log_severity_level = 3
+        provider_options = [self._provider_options(p, tensorrt_fp16, tensorrt_cache_dir) for p in providers]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers, provider_options=provider_options)
+        except Exception as exc:  # onnxruntime raises InvalidProtobuf, Fail, InvalidGraph, ... with a message
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"model file {path} cannot be loaded: it is truncated or corrupt, or not an ONNX model ({first_line[:200]}); {REEXPORT_HINT}") from None
+        self.metadata = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        validate_io(inputs, {o.name: o.shape for o in self.session.get_outputs()}, self.metadata, str(path))
+        self.batch_size = static_batch_size(inputs)
+        self.providers = self.session.get_providers()
+        self.path = path
+        self._output_names = [self.metadata.output_names[t] for t in self.metadata.tasks]
+
+    @staticmethod
+    def _provider_options(provider: str, fp16: bool, cache_dir: str | Path | None) -> dict[str, str]:
+        if provider != PROVIDERS["tensorrt"]:
+            return {}
+        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "mtl_perception" / "ort_tensorrt"
+        cache.mkdir(parents=True, exist_ok=True)
+        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_fp16_enable": str(bool(fp16))}
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self.session is None:
+            raise BackendError("onnxruntime backend is closed")
+        outputs = self.session.run(self._output_names, {INPUT_NAME: self.check_batch(batch)})
+        return dict(zip(self.metadata.tasks, outputs))
+
+    def close(self) -> None:
+        self.session = None

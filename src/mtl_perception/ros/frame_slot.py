@@ -1,0 +1,78 @@
+"""Latest-frame-wins hand-over between the subscription callback and the inference worker.
+
+The slot holds at most one frame: a new frame replaces an unprocessed one (counted as dropped), so no
+queue can grow however far the camera outruns inference.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Frame:
+    """One received message and when it arrived (time.monotonic seconds)."""
+
+    msg: Any
+    received: float
+    compressed: bool = False
+
+
+class LatestFrameSlot:
+    """A one-element mailbox: ``put`` never blocks, ``take`` waits for the newest frame."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._closed = False
+        self.received = 0  # frames put
+        self.dropped = 0  # frames replaced before the worker took them
+
+    def put(self, frame: Frame) -> bool:
+        """Store ``frame``; returns True when it replaced an unprocessed frame (a drop)."""
+        with self._cond:
+            replaced = self._frame is not None
+            self._frame = frame
+            self.received += 1
+            if replaced:
+                self.dropped += 1
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame (removing it), or None after ``timeout`` seconds or once closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._frame is None and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def wait_closed(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` unless the slot is closed first; True when closed."""
+        with self._cond:
+            if not self._closed and seconds > 0:
+                self._cond.wait_for(lambda: self._closed, seconds)
+            return self._closed
+
+    def close(self) -> None:
+        """Wake every waiter; later ``take`` calls return None at once."""
+        with self._cond:
+            self._closed = True
+            self._frame = None
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Accept frames again after ``close`` (counters keep running)."""
+        with self._cond:
+            self._closed = False
+            self._frame = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

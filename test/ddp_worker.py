@@ -1,0 +1,29 @@
+"""Run by test_training_ddp.py under torchrun: train a few steps, then record a digest of this rank's weights."""
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from mtl_perception.config import load_config
+from mtl_perception.training.trainer import Trainer, _unwrap
+from mtl_perception.training.distributed import shutdown_distributed
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    config = load_config(None, sys.argv[1:])
+    trainer = Trainer(config, progress=False)
+    trainer.fit()
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_unwrap(trainer.model).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    rank = int(os.environ.get("RANK", "0"))
+    (Path(config.train.out_dir) / f"weights_rank{rank}.sha256").write_text(digest.hexdigest())
+    shutdown_distributed()
+
+
+if __name__ == "__main__":
+    main()
