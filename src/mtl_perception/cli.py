@@ -14,11 +14,15 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mtl_perception.training.cli_train", "train a network from a YAML config (torchrun for DDP)"),
     "evaluate": ("mtl_perception.evaluation.cli_evaluate", "evaluate a checkpoint: metrics JSON and a contact sheet"),
+    "study": ("mtl_perception.evaluation.cli_study", "train and compare single-task baselines and multi-task architectures (Δm)"),
     "model-info": ("mtl_perception.model.cli_info", "parameters and GFLOPs per task branch of a config's network"),
     "synth": ("mtl_perception.data.synth_cli", "render the synthetic indoor dataset to a folder"),
     "export": ("mtl_perception.inference.cli_commands:export", "export a checkpoint to a self-describing ONNX file"),
     "build-engine": ("mtl_perception.inference.cli_commands:build_engine", "build and cache a TensorRT engine from an ONNX file"),
     "check-trt": ("mtl_perception.inference.cli_commands:check_trt", "check an ONNX file against TensorRT 10's supported operators"),
+    "bag-make": ("mtl_perception.bags.cli_commands:bag_make", "convert a synthetic sequence, folder dataset or NYUv2 frames to a rosbag2"),
+    "bag-eval": ("mtl_perception.bags.cli_commands:bag_eval", "evaluate a model (or recorded predictions) on rosbag2 bags: metrics, latency, report"),
+    "replay": ("mtl_perception.bags.cli_commands:replay", "publish a bag's camera topics live and record the node's outputs"),
 }
 
 

@@ -113,15 +113,22 @@ class BagReader:
         if not wanted:
             return
         iterator = self._reader.messages(connections=wanted)
+        seen: set[str] = set()
         while True:
             try:
                 connection, log_time, raw = next(iterator)
             except StopIteration:
-                return
+                break
             except Exception as exc:
                 raise BagError(f"bag {self.path} broke off while reading messages: {_reason(exc)}; "
                                "the bag is truncated or corrupt (re-record or re-copy it)") from None
+            seen.add(connection.topic)
             yield connection.topic, int(log_time), raw
+        silent = sorted({c.topic for c in wanted if c.msgcount > 0} - seen)
+        if silent:
+            raise BagError(f"bag {self.path}: metadata.yaml lists messages on {', '.join(silent)} but the storage holds none for "
+                           "them; the metadata does not match the storage file (edited or from another recording): "
+                           "rebuild it with `ros2 bag reindex`")
 
     def deserialize(self, raw: bytes | memoryview, topic: str) -> Any:
         """The message object of one raw message of ``topic``."""

@@ -74,7 +74,7 @@ def load_for_inference(checkpoint: str | Path, height: int | None = None, width:
 
     model, config, state = model_from_checkpoint(checkpoint, map_location=map_location)
     for name, value in (("height", height), ("width", width)):
-        if value is not None and (value <= 0 or value % 32):
-            raise ValueError(f"{name} must be a positive multiple of 32 (the encoder's output stride), got {value}")
+        if value is not None and value < 32:
+            raise ValueError(f"{name} must be at least 32 pixels (the encoder's output stride), got {value}")
     meta = build_metadata(config, state.get("dataset"), file_sha256(checkpoint), height, width)
     return model.eval(), meta

@@ -37,8 +37,8 @@ def _run(command: str, body: Callable[[], int]) -> int:
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) to export")
     parser.add_argument("--out", required=True, help="ONNX file to write (atomically; an existing file is replaced only after every check passes)")
-    parser.add_argument("--height", type=int, default=None, help="network input height in pixels, a multiple of 32 (default: the training height)")
-    parser.add_argument("--width", type=int, default=None, help="network input width in pixels, a multiple of 32 (default: the training width)")
+    parser.add_argument("--height", type=int, default=None, help="network input height in pixels, at least 32 (default: the training height)")
+    parser.add_argument("--width", type=int, default=None, help="network input width in pixels, at least 32 (default: the training width)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; TensorRT 10 parses 9-20)")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic (spatial size stays static)")
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript", help="torch.onnx exporter: torchscript (fast, opset 17+) or dynamo (opset 18+)")

@@ -1,0 +1,202 @@
+"""``mtl-perception bag-make``, ``bag-eval`` and ``replay``: argument parsers and entry points.
+
+Each command is a pair ``add_<name>_arguments(parser)`` / ``<name>_main(args) -> int``; bad input raises
+ValueError (BagError, TopicError) or FileNotFoundError, which ``mtl_perception.cli`` prints as one line
+with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from mtl_perception.bags.conventions import PREDICTION_NAMESPACE
+from mtl_perception.bags.io import STORAGES
+from mtl_perception.tasks import DEPTH, NORMALS, SEMANTIC
+
+
+# ---------------------------------------------------------------------------------------------- bag-make
+
+def add_bag_make_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output bag folder (must not exist unless --overwrite)")
+    parser.add_argument("--source", choices=("synthetic", "folder", "nyuv2"), default="synthetic",
+                        help="synthetic: render a sequence through one random room; folder: a folder dataset (--root); "
+                             "nyuv2: frames of nyu_depth_v2_labeled.mat (--root)")
+    parser.add_argument("--root", help="folder dataset root, or the path of nyu_depth_v2_labeled.mat")
+    parser.add_argument("--frames", type=int, default=None, help="frames to write (synthetic default 30; others: all)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic: seed of the room and camera path")
+    parser.add_argument("--height", type=int, default=240, help="synthetic: image height in pixels")
+    parser.add_argument("--width", type=int, default=320, help="synthetic: image width in pixels")
+    parser.add_argument("--split", choices=("train", "test", "all"), default="test", help="nyuv2: which split")
+    parser.add_argument("--nyu-classes", type=int, choices=(13, 40), default=13, help="nyuv2: class set of the labels")
+    parser.add_argument("--storage", choices=STORAGES, default="sqlite3", help="rosbag2 storage plugin")
+    parser.add_argument("--compression", choices=("none", "jpeg", "png"), default="none",
+                        help="none: raw rgb8 on /camera/image_raw; jpeg/png: CompressedImage on /camera/image_raw/compressed")
+    parser.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality (1-100) with --compression jpeg")
+    parser.add_argument("--rate", type=float, default=10.0, help="frame rate of the header stamps (Hz)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def bag_make_main(args: argparse.Namespace) -> int:
+    from mtl_perception.bags.make import BagOptions, folder_source, make_bag, nyuv2_source, synthetic_source
+
+    if args.source == "synthetic":
+        source = synthetic_source(args.seed, args.frames or 30, args.height, args.width)
+    else:
+        if not args.root:
+            raise ValueError(f"--source {args.source} needs --root (the {'folder dataset' if args.source == 'folder' else '.mat file'})")
+        if not Path(args.root).exists():
+            raise FileNotFoundError(f"--root {args.root} does not exist")
+        if args.source == "folder":
+            source = folder_source(args.root, args.frames)
+        else:
+            source = nyuv2_source(args.root, args.split, args.nyu_classes, args.frames)
+    options = BagOptions(storage=args.storage, compression=args.compression, rate_hz=args.rate,
+                         jpeg_quality=args.jpeg_quality, overwrite=args.overwrite)
+    made = make_bag(args.out, source, options, progress=not args.quiet)
+    print(f"wrote {made.path} ({args.storage}): {made.frames} frames of {source.description}, "
+          f"{made.seconds_of_recording:.1f} s at {args.rate:g} Hz")
+    print("topics: " + ", ".join(made.topics))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- bag-eval
+
+def add_bag_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 folders (or .db3/.mcap files), sqlite3 or mcap")
+    source = parser.add_argument_group("prediction source (exactly one)")
+    source.add_argument("--model", help="model file to run on the camera frames (an exported .onnx; a checkpoint with --backend torch)")
+    source.add_argument("--predictions-from-bag", action="store_true",
+                        help="score prediction topics already in the bag (e.g. the node's outputs recorded by `replay --record`)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), default="onnxruntime", help="inference backend")
+    model.add_argument("--provider", default=None, help="onnxruntime execution provider (auto, cpu, cuda, tensorrt); default: the backend's")
+    model.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads per process; 0 = automatic")
+    model.add_argument("--resize-mode", choices=("letterbox", "stretch"), default="letterbox",
+                       help="how frames fit the network input (the node's processing.resize_mode)")
+    model.add_argument("--no-depth-rescale", action="store_true",
+                       help="do not scale depth by the camera's focal length over the training camera's (the node's depth.rescale_for_camera)")
+    topics = parser.add_argument_group("topics (guessed from message types and names when not given)")
+    topics.add_argument("--image-topic", help="camera topic: sensor_msgs/Image or CompressedImage")
+    topics.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic")
+    topics.add_argument("--gt-depth-topic", help="ground-truth depth: 32FC1 metres (NaN/0 invalid) or 16UC1 millimetres")
+    topics.add_argument("--gt-semantic-topic", help="ground-truth labels: mono8 class ids, 255 = unlabelled")
+    topics.add_argument("--gt-normals-topic", help="ground-truth normals: 32FC3 unit vectors, zero = invalid")
+    topics.add_argument("--prediction-namespace", default=PREDICTION_NAMESPACE,
+                        help="with --predictions-from-bag: namespace of the prediction topics (depth, semantic, normals)")
+    topics.add_argument("--pred-depth-topic", help="with --predictions-from-bag: depth prediction topic (32FC1)")
+    topics.add_argument("--pred-semantic-topic", help="with --predictions-from-bag: label prediction topic (mono8)")
+    topics.add_argument("--pred-normals-topic", help="with --predictions-from-bag: normals prediction topic (32FC3)")
+    topics.add_argument("--classes-topic", help="std_msgs/String class table (JSON) naming the semantic classes")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--stamp-tolerance", type=float, default=0.01, help="largest header-stamp difference (s) to match ground truth")
+    evaluation.add_argument("--min-depth", type=float, default=1e-3, help="ground-truth depth below this (m) is not scored")
+    evaluation.add_argument("--max-depth", type=float, default=math.inf, help="ground-truth depth above this (m) is not scored")
+    evaluation.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames per bag")
+    evaluation.add_argument("--strip-frames", type=int, default=4, help="frames per bag in the input | overlay | depth strip")
+    evaluation.add_argument("--jobs", type=int, default=1, help="bags evaluated in parallel processes")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", default="bag_eval", help="folder for summary.json, the report and its plots")
+    output.add_argument("--format", nargs="+", choices=("md", "html"), default=["md", "html"], help="report documents to write")
+    output.add_argument("--output-bag", help="with --model: write predictions (and copies of the camera and ground truth) "
+                                             "to this bag; with several bags, a folder with one bag each")
+    output.add_argument("--output-storage", choices=STORAGES, default=None, help="storage of the output bag (default: the input's)")
+    output.add_argument("--overwrite", action="store_true", help="replace existing output bags")
+    output.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def bag_eval_settings(args: argparse.Namespace) -> "BagEvalSettings":  # noqa: F821
+    """BagEvalSettings from parsed bag-eval arguments."""
+    from mtl_perception.evaluation.bag_eval import BagEvalSettings
+
+    options: dict[str, object] = {}
+    if args.backend == "onnxruntime":
+        if args.provider:
+            options["provider"] = args.provider
+        if args.threads:
+            options["intra_op_threads"] = args.threads
+    elif args.provider:
+        raise ValueError("--provider applies to --backend onnxruntime only")
+    if args.model and not Path(args.model).is_file():
+        raise FileNotFoundError(f"model file not found: {args.model}; export one with `mtl-perception export`")
+    return BagEvalSettings(
+        model=args.model, backend=args.backend, backend_options=options, predictions_from_bag=args.predictions_from_bag,
+        image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+        gt_topics={DEPTH: args.gt_depth_topic, SEMANTIC: args.gt_semantic_topic, NORMALS: args.gt_normals_topic},
+        prediction_namespace=args.prediction_namespace,
+        prediction_topics={DEPTH: args.pred_depth_topic, SEMANTIC: args.pred_semantic_topic, NORMALS: args.pred_normals_topic},
+        classes_topic=args.classes_topic, tolerance_s=args.stamp_tolerance, resize_mode=args.resize_mode,
+        rescale_for_camera=not args.no_depth_rescale, min_depth=args.min_depth, max_depth=args.max_depth,
+        max_frames=args.max_frames, strip_frames=args.strip_frames, output_bag=args.output_bag,
+        output_storage=args.output_storage, overwrite=args.overwrite, progress=not args.quiet,
+    ).validate()
+
+
+def headline(summary: dict) -> str:
+    """One line with the key figures of an evaluation summary."""
+    from mtl_perception.evaluation.report import lookup
+
+    aggregate = summary["aggregate"]
+    parts = [f"{aggregate['frames_evaluated']} frames"]
+    for label, path, unit in (("depth AbsRel", ("metrics", "depth", "abs_rel"), ""), ("RMSE", ("metrics", "depth", "rmse"), " m"),
+                              ("mIoU", ("metrics", "semantic", "miou"), ""), ("normals mean", ("metrics", "normals", "mean"), "°"),
+                              ("latency p50", ("latency", "total", "p50_ms"), " ms")):
+        value = lookup(aggregate, path)
+        if value is not None:
+            parts.append(f"{label} {value:.4g}{unit}")
+    return ", ".join(parts)
+
+
+def bag_eval_main(args: argparse.Namespace) -> int:
+    from mtl_perception.evaluation.bag_eval import evaluate_bags, summarize
+    from mtl_perception.evaluation.report import write_report
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    settings = bag_eval_settings(args)
+    results = evaluate_bags(args.bags, settings, jobs=args.jobs)
+    summary = summarize(results, settings)
+    files = write_report(args.out, summary, results, args.format)
+    print(headline(summary))
+    for bag in summary["bags"]:
+        for note in bag["notes"]:
+            print(f"note ({Path(bag['bag']).name}): {note}")
+        if bag["frames"]["failed"]:
+            print(f"warning ({Path(bag['bag']).name}): {bag['frames']['failed']} frames failed: {bag['frames']['failures']}")
+        if bag["output_bag"]:
+            print(f"prediction bag: {bag['output_bag']}")
+    print(f"summary: {files.json}")
+    for document in files.documents:
+        print(f"report: {document}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- replay
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", metavar="BAG", help="rosbag2 folder (or .db3/.mcap file) whose camera topics to publish")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (2 = twice the recorded rate)")
+    parser.add_argument("--record", metavar="OUT_BAG", help="record the node's outputs (plus the published camera and the bag's ground truth) here")
+    parser.add_argument("--storage", choices=STORAGES, default="sqlite3", help="storage of the recording")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing recording")
+    parser.add_argument("--image-topic", help="camera topic in the bag (guessed when not given)")
+    parser.add_argument("--camera-info-topic", help="camera info topic in the bag (guessed when not given)")
+    parser.add_argument("--namespace", default=PREDICTION_NAMESPACE, help="namespace of the node's output topics to record")
+    parser.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the node to subscribe before playing")
+    parser.add_argument("--settle", type=float, default=2.0, help="after the last frame, stop recording once no output came for this long (s)")
+    parser.add_argument("--limit", type=int, default=None, help="publish at most this many camera frames")
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    from mtl_perception.bags.replay import ReplayOptions, replay_bag
+
+    options = ReplayOptions(rate=args.rate, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+                            record=args.record, storage=args.storage, overwrite=args.overwrite, namespace=args.namespace,
+                            wait_s=args.wait, settle_s=args.settle, limit=args.limit)
+    report = replay_bag(args.bag, options)
+    print(f"published {', '.join(f'{n} on {t}' for t, n in report.published.items())} in {report.seconds:.1f} s")
+    if report.record_path is not None:
+        print(f"recorded {report.record_path}: " + ", ".join(f"{n} on {t}" for t, n in report.recorded.items()))
+        print(f"evaluate it with: mtl-perception bag-eval {report.record_path} --predictions-from-bag")
+    return 0

@@ -1,0 +1,252 @@
+"""Live replay: publish a bag's camera topics into a ROS graph at the recorded rate and record the node's outputs.
+
+For machines without ``ros2 bag play``. Messages are published as the bag stores them (serialised CDR,
+original header stamps) with reliable QoS, spaced by their log times divided by ``rate``. The recording
+holds, with log time = wall-clock time:
+- the camera and camera-info messages, at the moment each was published;
+- the node's outputs (``<namespace>/depth``, ``semantic``, ``normals``, ``semantic/classes``) when received;
+- the source bag's ground-truth and class-table topics, shifted onto the same wall-clock timeline,
+so ``bag-eval --predictions-from-bag`` scores the recording on its own (latency = receive time of an
+output - publish time of its camera frame).
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mtl_perception.bags.conventions import IMAGE_TYPE, PREDICTION_NAMESPACE, STRING_TYPE, classes_topic, task_topic
+from mtl_perception.bags.io import BagError, BagReader, BagWriter, Storage
+from mtl_perception.bags.topics import choose_topics
+from mtl_perception.tasks import ALL_TASKS
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ReplayOptions:
+    """How to replay and what to record."""
+
+    rate: float = 1.0  # playback speed factor (2 = twice as fast as recorded)
+    image_topic: str | None = None  # camera topic in the bag (None = guess)
+    camera_info_topic: str | None = None  # camera info topic in the bag (None = guess)
+    record: str | None = None  # bag to record into (None = no recording)
+    storage: Storage = "sqlite3"
+    overwrite: bool = False
+    namespace: str = PREDICTION_NAMESPACE  # where the node publishes its outputs
+    wait_s: float = 15.0  # longest wait for the node to subscribe / advertise before playing
+    settle_s: float = 2.0  # after the last frame, stop once no output arrived for this long
+    max_settle_s: float = 60.0  # ... or after this long at most
+    start_pause_s: float = 0.5  # pause after discovery, so late-matching endpoints settle
+    limit: int | None = None  # publish at most this many camera frames
+
+
+@dataclass
+class ReplayReport:
+    """What a replay published and recorded."""
+
+    published: dict[str, int] = field(default_factory=dict)  # topic -> messages
+    recorded: dict[str, int] = field(default_factory=dict)  # output topic -> messages received
+    record_path: Path | None = None
+    seconds: float = 0.0
+    subscribers_found: bool = False
+
+
+def message_class(msgtype: str) -> type:
+    """The rclpy message class of ``pkg/msg/Name`` (ImportError naming the missing package)."""
+    package, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError):
+        raise BagError(f"no Python message package for {msgtype}; install ros-{package.replace('_', '-')} (or source ROS 2)") from None
+
+
+def output_topics(namespace: str) -> dict[str, str]:
+    """Output topic -> message type recorded from the node."""
+    topics = {task_topic(namespace, task): IMAGE_TYPE for task in ALL_TASKS}
+    topics[classes_topic(namespace)] = STRING_TYPE
+    return topics
+
+
+class _Recorder:
+    """Collects messages from any thread; the thread that created the bag writes them (``flush``).
+
+    The sqlite3 storage may only be used from the thread that opened it, so subscription callbacks
+    (executor thread) only queue their messages.
+    """
+
+    def __init__(self, writer: BagWriter) -> None:
+        self.writer = writer
+        self.lock = threading.Lock()
+        self.queue: list[tuple[str, int, bytes]] = []
+        self.counts: dict[str, int] = {}
+        self.last_receive = 0.0
+
+    def received(self, topic: str, raw: bytes) -> None:
+        """A node output arrived (any thread): log time = now."""
+        with self.lock:
+            self.queue.append((topic, time.time_ns(), raw))
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+            self.last_receive = time.monotonic()
+
+    def put(self, topic: str, raw: bytes, log_time_ns: int | None = None) -> None:
+        """A message this process publishes or copies (not counted as received)."""
+        with self.lock:
+            self.queue.append((topic, time.time_ns() if log_time_ns is None else log_time_ns, raw))
+
+    def flush(self) -> None:
+        """Write the queued messages (only from the thread that created the writer)."""
+        with self.lock:
+            pending, self.queue = self.queue, []
+        for topic, log_time, raw in pending:
+            self.writer.write_raw(topic, log_time, raw)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, context: Any = None) -> ReplayReport:
+    """Publish the bag's camera topics live (see the module docstring); returns counts and the recording's path.
+
+    Uses ``context`` (an initialised rclpy Context) when given, else initialises and shuts down its own.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    if options.rate <= 0:
+        raise ValueError(f"--rate must be positive, got {options.rate}")
+    report = ReplayReport()
+    with BagReader(bag) as reader:
+        choice = choose_topics(reader, image_topic=options.image_topic, camera_info_topic=options.camera_info_topic)
+        played = [t for t in (choice.camera, choice.camera_info) if t]
+        copied = [t for t in [*choice.ground_truth.values(), choice.classes] if t]
+        own_context = context is None
+        if own_context:
+            context = rclpy.Context()
+            rclpy.init(context=context)
+        node = rclpy.create_node("bag_replay", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+        writer = BagWriter(options.record, options.storage, overwrite=options.overwrite) if options.record else None
+        try:
+            reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.VOLATILE)
+            publishers = {topic: node.create_publisher(message_class(reader.topics[topic].msgtype), topic, reliable) for topic in played}
+            recorder = _Recorder(writer) if writer is not None else None
+            outputs = output_topics(options.namespace)
+            if writer is not None and recorder is not None:
+                for topic in played + copied:
+                    writer.add_topic(topic, reader.topics[topic].msgtype)
+                latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                for topic, msgtype in outputs.items():
+                    writer.add_topic(topic, msgtype)
+                    qos = latched if msgtype == STRING_TYPE else reliable
+                    node.create_subscription(message_class(msgtype), topic, _raw_callback(recorder, topic), qos, raw=True)
+            spinner.start()
+            camera_pub = publishers[choice.camera]  # type: ignore[index]
+            report.subscribers_found = _wait(lambda: camera_pub.get_subscription_count() > 0, options.wait_s)
+            if not report.subscribers_found:
+                log(f"replay: nobody subscribed to {choice.camera} within {options.wait_s:.0f} s; playing anyway "
+                    "(is the node running, in this ROS_DOMAIN_ID, subscribed to this topic?)")
+            elif recorder is not None:
+                image_outputs = [t for t, kind in outputs.items() if kind == IMAGE_TYPE]
+                if not _wait(lambda: any(node.count_publishers(t) > 0 for t in image_outputs), options.wait_s):
+                    log(f"replay: no publisher on {', '.join(image_outputs)} within {options.wait_s:.0f} s; recording anyway")
+            time.sleep(options.start_pause_s)
+            started = time.monotonic()
+            timeline = _play(reader, played, publishers, choice.camera, options, recorder, report)
+            if recorder is not None and writer is not None:
+                _settle(recorder, options)
+                _copy_shifted(reader, copied, recorder, timeline, options.rate)
+                report.recorded = {t: recorder.counts.get(t, 0) for t in outputs}
+            report.seconds = time.monotonic() - started
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            if own_context:
+                rclpy.try_shutdown(context=context)
+            if spinner.is_alive():
+                spinner.join(timeout=5.0)
+        if writer is not None and recorder is not None:
+            recorder.flush()  # outputs that arrived while the executor shut down
+            report.record_path = writer.close()
+    return report
+
+
+def _spin(executor: Any) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+
+
+def _raw_callback(recorder: _Recorder, topic: str) -> Callable[[bytes], None]:
+    def callback(raw: bytes) -> None:
+        recorder.received(topic, raw)
+
+    return callback
+
+
+def _play(reader: BagReader, played: list[str], publishers: dict[str, Any], camera: str | None, options: ReplayOptions,
+          recorder: _Recorder | None, report: ReplayReport) -> tuple[int, int]:
+    """Publish on the recorded schedule; returns (first bag log time, wall-clock ns it was played at)."""
+    first_log: int | None = None
+    start_wall = time.monotonic()
+    start_ns = time.time_ns()
+    frames = 0
+    for topic, log_time, raw in reader.messages(played):
+        if first_log is None:
+            first_log = log_time
+        if topic == camera and options.limit is not None and frames >= options.limit:
+            break
+        delay = start_wall + (log_time - first_log) / 1e9 / options.rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        data = bytes(raw)
+        if recorder is not None:
+            recorder.put(topic, data)
+        publishers[topic].publish(data)
+        if recorder is not None:
+            recorder.flush()
+        report.published[topic] = report.published.get(topic, 0) + 1
+        frames += topic == camera
+    return (first_log or 0), start_ns
+
+
+def _settle(recorder: _Recorder, options: ReplayOptions) -> None:
+    """Wait until the node's outputs stop arriving (settle_s without one) or max_settle_s passed."""
+    end = time.monotonic()
+    deadline = end + options.max_settle_s
+    while time.monotonic() < deadline:
+        with recorder.lock:
+            last = max(recorder.last_receive, end)
+        recorder.flush()
+        if time.monotonic() - last >= options.settle_s:
+            return
+        time.sleep(0.05)
+
+
+def _copy_shifted(reader: BagReader, topics: list[str], recorder: _Recorder, timeline: tuple[int, int], rate: float) -> None:
+    """Copy ground truth into the recording, its log times moved onto the replay's wall-clock timeline."""
+    first_log, start_ns = timeline
+    for topic, log_time, raw in reader.messages(topics):
+        recorder.put(topic, bytes(raw), log_time_ns=start_ns + int((log_time - first_log) / rate))
+    recorder.flush()

@@ -1,0 +1,117 @@
+"""The TensorRT 10 operator table and the compatibility check, on hand-built graphs (no TensorRT needed).
+
+The check on every exported encoder and architecture is in test_inference_export.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from mtl_perception.inference.trt_ops import check_tensorrt_compat, graph_operators, load_trt_op_table, trt_table_version
+
+
+def model_of(nodes, inputs, outputs, inits=(), opset=17, extra_opsets=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *extra_opsets], ir_version=9)
+
+
+def x_info(shape=(1, 3, 8, 8), name="x"):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def y_info(name="y"):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+
+def test_table_records_its_source_and_known_facts():
+    table = load_trt_op_table()
+    assert trt_table_version().startswith("10.")
+    assert table["source"]["repository"] == "onnx/onnx-tensorrt" and len(table["source"]["commit"]) == 40
+    ops = table["operators"]
+    for op in ("Conv", "Relu", "Resize", "Add", "HardSwish", "HardSigmoid", "ReduceL2", "MatMul", "Softmax"):
+        assert ops[op]["supported"], op
+    for op in ("Unique", "StringNormalizer", "ConvInteger", "MaxUnpool", "DFT"):
+        assert not ops[op]["supported"], op
+    assert table["opset_min"] <= 17 <= table["opset_max"]
+
+
+def test_supported_graph_has_no_problems():
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    sizes = numpy_helper.from_array(np.array([1, 4, 16, 16], np.int64), "sizes")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Resize", ["r", "", "", "sizes"], ["y"], mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+    ]
+    model = model_of(nodes, [x_info()], [y_info()], [w, sizes])
+    assert check_tensorrt_compat(model) == []
+    assert graph_operators(model) == {"Conv": 1, "Relu": 1, "Resize": 1}
+
+
+def test_unsupported_operator_custom_domain_and_opset():
+    nodes = [helper.make_node("Unique", ["x"], ["y"]), helper.make_node("MyOp", ["x"], ["z"], domain="com.example")]
+    model = model_of(nodes, [x_info((4,))], [y_info(), y_info("z")], extra_opsets=[helper.make_opsetid("com.example", 1)])
+    problems = check_tensorrt_compat(model)
+    assert any("Unique is not supported" in p for p in problems)
+    assert any("custom domain 'com.example'" in p for p in problems)
+    old = model_of([helper.make_node("Relu", ["x"], ["y"])], [x_info()], [y_info()], opset=8)
+    assert any("opset 8 is outside" in p for p in check_tensorrt_compat(old))
+    new = model_of([helper.make_node("Relu", ["x"], ["y"])], [x_info()], [y_info()], opset=21)
+    assert any("opset 21 is outside" in p for p in check_tensorrt_compat(new))
+
+
+def test_resize_attribute_limits():
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    cubic = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="cubic")
+    problems = check_tensorrt_compat(model_of([cubic], [x_info()], [y_info()], [scales]))
+    assert len(problems) == 1 and "mode='cubic'" in problems[0] and "Resize" in problems[0]
+    policy = helper.make_node("Resize", ["x", "", "scales"], ["y"], keep_aspect_ratio_policy="not_larger", antialias=1)
+    problems = check_tensorrt_compat(model_of([policy], [x_info()], [y_info()], [scales], opset=18))
+    assert any("keep_aspect_ratio_policy" in p for p in problems) and any("antialias" in p for p in problems)
+    axes = helper.make_node("Resize", ["x", "", "scales"], ["y"], axes=[0, 2, 1, 3])
+    problems = check_tensorrt_compat(model_of([axes], [x_info()], [y_info()], [scales], opset=18))
+    assert any("axes=[0, 2, 1, 3] must be [0, 1, 2, 3]" in p for p in problems)
+
+
+def test_pool_and_output_limits():
+    dilated = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], dilations=[2, 2])
+    assert any("dilations" in p for p in check_tensorrt_compat(model_of([dilated], [x_info()], [y_info()])))
+    indices = helper.make_node("MaxPool", ["x"], ["y", "idx"], kernel_shape=[2, 2])
+    idx_info = helper.make_tensor_value_info("idx", TensorProto.INT64, None)
+    assert any("uses 2 outputs" in p for p in check_tensorrt_compat(model_of([indices], [x_info()], [y_info(), idx_info])))
+    pool1d = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2])
+    assert any("kernel_shape has 1 elements" in p for p in check_tensorrt_compat(model_of([pool1d], [x_info((1, 3, 8))], [y_info()])))
+
+
+def test_constant_input_limits():
+    axes_input = helper.make_tensor_value_info("axes", TensorProto.INT64, [1])
+    runtime_axes = helper.make_node("ReduceMean", ["x", "axes"], ["y"])
+    problems = check_tensorrt_compat(model_of([runtime_axes], [x_info(), axes_input], [y_info()], opset=18))
+    assert len(problems) == 1 and "'axes' (axes) must be a constant" in problems[0]
+    const_axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    assert check_tensorrt_compat(model_of([runtime_axes], [x_info()], [y_info()], [const_axes], opset=18)) == []
+    k = numpy_helper.from_array(np.array([5000], np.int64), "k")
+    topk = helper.make_node("TopK", ["x", "k"], ["y", "i"])
+    i_info = helper.make_tensor_value_info("i", TensorProto.INT64, None)
+    assert any("exceeds 3839" in p for p in check_tensorrt_compat(model_of([topk], [x_info((1, 8000))], [y_info(), i_info], [k])))
+
+
+def test_limits_inside_subgraphs_are_checked():
+    cubic = helper.make_node("Resize", ["x", "", "scales"], ["inner"], mode="cubic")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    branch = helper.make_graph([cubic], "then", [], [y_info("inner")], [scales])
+    relu_branch = helper.make_graph([helper.make_node("Relu", ["x"], ["inner2"])], "else", [], [y_info("inner2")])
+    cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+    node = helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=relu_branch)
+    problems = check_tensorrt_compat(model_of([node], [x_info(), cond], [y_info()]))
+    assert len(problems) == 1 and "then_branch" in problems[0] and "cubic" in problems[0]
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        check_tensorrt_compat(tmp_path / "none.onnx")
+    path = tmp_path / "ok.onnx"
+    onnx.save(model_of([helper.make_node("Relu", ["x"], ["y"])], [x_info()], [y_info()]), str(path))
+    assert check_tensorrt_compat(path) == []
