@@ -25,7 +25,7 @@ import torch
 from mtl_perception.config import ExperimentConfig
 from mtl_perception.inference.backends import Backend, create_backend
 from mtl_perception.inference.export import export_onnx
-from mtl_perception.inference.quantize import output_agreement, quantize_int8
+from mtl_perception.inference.quantize import quantize_int8
 from mtl_perception.inference.sample_images import sample_batch
 from mtl_perception.model.network import build_model
 from mtl_perception.training.checkpoint import save_checkpoint

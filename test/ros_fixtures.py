@@ -80,17 +80,24 @@ class RosGraph:
         rclpy.init(context=self.context, domain_id=domain)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.helper = rclpy.create_node("test_helper", context=self.context)
+        self._stopping = False
         self.executor.add_node(self.helper)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
+        from rclpy._rclpy_pybind11 import InvalidHandle
+        from rclpy.executors import ExternalShutdownException, ShutdownException
 
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+        while self.context.ok() and not self._stopping:
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except InvalidHandle:
+                # a test destroyed a subscription or publisher while this thread waited on it
+                # (an rclpy race of destroying entities from another thread); the next wait rebuilds its set
+                continue
+            except (ExternalShutdownException, ShutdownException):
+                return
 
     def add(self, node: Any) -> Any:
         self.executor.add_node(node)
@@ -107,10 +114,11 @@ class RosGraph:
     def close(self) -> None:
         import rclpy
 
+        self._stopping = True
+        self._thread.join(5)
         self.executor.shutdown()
         self.helper.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(5)
 
 
 class Collector:

@@ -2,6 +2,9 @@
 provider selection, INT8 quantisation, and the full pre -> infer -> post chain."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,7 @@ from mtl_perception.inference.backends import BACKENDS, create_backend
 from mtl_perception.inference.backends.base import BackendError
 from mtl_perception.inference.backends.onnxruntime_backend import resolve_providers
 from mtl_perception.inference.export import export_onnx
-from mtl_perception.inference.processing import postprocess, preprocess
+from mtl_perception.inference.processing import postprocess, preprocess, to_rgb
 from mtl_perception.inference.sample_images import sample_batch, sample_image
 from mtl_perception.model.network import build_model
 from mtl_perception.training.checkpoint import save_checkpoint
@@ -87,6 +90,25 @@ def test_full_chain_gives_predictions_at_input_resolution(exported):
     assert pred.labels.shape == (90, 120) and pred.labels.max() < len(meta.class_names)
     assert np.all(pred.confidence >= 1.0 / len(meta.class_names) - 1e-6) and np.all(pred.confidence <= 1.0)
     np.testing.assert_allclose(np.linalg.norm(pred.normals, axis=2), 1.0, atol=1e-4)
+
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+@pytest.mark.skipif(not (REALDATA / "euroc_mono" / "ir0").is_dir(), reason="../shared/realdata/euroc_mono is absent (real camera frames)")
+def test_parity_on_a_real_mono_camera_frame(exported):
+    """A real 752x480 mono8 frame: replicated to RGB, letterboxed, run by both backends, mapped back."""
+    checkpoint, onnx_path = exported
+    path = sorted((REALDATA / "euroc_mono" / "ir0").glob("*.png"))[0]
+    mono = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    ort_backend = create_backend("onnxruntime", onnx_path, provider="cpu")
+    torch_backend = create_backend("torch", checkpoint, device="cpu")
+    batch, transform = preprocess(to_rgb(mono, "mono8"), ort_backend.metadata, "letterbox")
+    a, b = ort_backend.infer(batch), torch_backend.infer(batch)
+    for task in a:
+        assert np.max(np.abs(a[task] - b[task])) < 1e-3, task
+    pred = postprocess(a, ort_backend.metadata, transform, "input")
+    assert pred.depth.shape == mono.shape and pred.labels.shape == mono.shape
 
 
 def test_provider_resolution():

@@ -223,3 +223,62 @@ def test_tensorrt_engine_build_cache_and_parity(tmp_path):  # pragma: no cover -
     for task in ref:
         assert np.max(np.abs(out[task] - ref[task])) < 1e-2
     assert torch.cuda.is_available()
+
+
+def tiny_onnx(path, height=32, width=48):
+    """A 1x1-conv depth model with real metadata (no TensorRT or export needed)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mtl_perception.inference.model_file import embed_metadata
+
+    weight = numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["depth"])], "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, height, width])], [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    embed_metadata(model, meta(height, width))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_prepare_engine_builds_once_then_loads_from_cache(tmp_path, monkeypatch):
+    """The build/load policy of the TensorRT backend with the TensorRT calls replaced by recorders."""
+    from types import SimpleNamespace
+
+    from mtl_perception.inference.backends import tensorrt_backend as trt_backend
+
+    platform = {"version": "10.3.0", "gpu": ("Orin", "8.7")}
+    builds = []
+    monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__=platform["version"]))
+    monkeypatch.setattr(trt_backend, "gpu_identity", lambda device=0: platform["gpu"])
+
+    def fake_build(trt, onnx_path, model_meta, engine_key, options, cache_dir):
+        builds.append(engine_key)
+        return f"engine for {engine_key.digest()}".encode()
+
+    monkeypatch.setattr(trt_backend, "build_engine", fake_build)
+    model = tiny_onnx(tmp_path / "m.onnx")
+    cache_dir = tmp_path / "engines"
+    options = trt_backend.BuildOptions(precision="fp16")
+
+    path, engine_key, source, model_meta = trt_backend.prepare_engine(model, options, cache_dir)
+    assert source == "built" and len(builds) == 1 and engine_key.input_shape == (1, 3, 32, 48)
+    assert model_meta.input_width == 48 and path.parent == cache_dir
+    path2, _, source2, _ = trt_backend.prepare_engine(model, options, cache_dir, allow_build=False)
+    assert (path2, source2, len(builds)) == (path, "cache", 1), "a matching engine is never rebuilt"
+    # another precision is another engine
+    trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32"), cache_dir)
+    assert len(builds) == 2
+    # a TensorRT upgrade: fail names it, or rebuild
+    platform["version"] = "10.4.0"
+    with pytest.raises(EngineCacheError, match=r"TensorRT version 10.3.0 \(cached\) != 10.4.0"):
+        trt_backend.prepare_engine(model, options, cache_dir, on_mismatch="fail")
+    _, upgraded_key, source3, _ = trt_backend.prepare_engine(model, options, cache_dir, on_mismatch="rebuild")
+    assert source3 == "built" and upgraded_key.tensorrt_version == "10.4.0" and len(builds) == 3
+    # re-exporting the model (new bytes) is a new key; with building disabled it is a clear error
+    tiny_onnx(model, 32, 64)
+    with pytest.raises(EngineCacheError, match="build-engine"):
+        trt_backend.prepare_engine(model, options, cache_dir, allow_build=False)

@@ -67,7 +67,7 @@ def test_build_metadata_scales_focal_length_to_export_size():
     assert meta.focal_length_px == pytest.approx(200.0) and meta.depth_scaling == "focal"
     assert build_metadata(make_config(), {"class_names": DATASET["class_names"]}, "").depth_scaling == "none"
     defaults = build_metadata(make_config(), None, "")
-    assert defaults.class_names == ["class_0", "class_1", "class_2"] and defaults.palette == default_palette(3)
+    assert defaults.class_names == ["class_0", "class_1", "class_2"] and defaults.palette == default_palette(3).tolist()
     with pytest.raises(ValueError, match="class names"):
         build_metadata(make_config(), {"class_names": ["only_one"]}, "")
 

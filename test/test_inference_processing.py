@@ -63,7 +63,7 @@ def test_preprocess_bgr_model_gets_reversed_channels():
 
 
 def test_postprocess_letterbox_unpadding_is_exact():
-    meta = make_meta()
+    meta = make_meta(tasks=["depth"], output_names={"depth": "depth"})
     t = make_transform(20, 40, meta, "letterbox")  # content rows 16..47
     yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
     depth = np.full((1, 1, 64, 64), 99.0, dtype=np.float32)  # padding holds a value that must never leak
@@ -80,7 +80,7 @@ def test_postprocess_letterbox_unpadding_is_exact():
 
 
 def test_postprocess_labels_confidence_and_unit_normals():
-    meta = make_meta()
+    meta = make_meta(tasks=["semantic", "normals"], output_names={"semantic": "semantic_logits", "normals": "normals"})
     t = make_transform(32, 32, meta, "stretch")
     logits = np.zeros((1, 3, 64, 64), dtype=np.float32)
     logits[0, 1, :, :32] = math.log(3.0)  # left half: softmax [1/5, 3/5, 1/5]
@@ -155,3 +155,5 @@ def test_bad_arguments_are_clear_errors():
         preprocess(np.zeros((10, 10), dtype=np.uint8), meta)
     with pytest.raises(ValueError, match="out_size"):
         postprocess({}, meta, make_transform(10, 10, meta), "native")
+    with pytest.raises(ValueError, match=r"lack task\(s\) \['semantic', 'normals'\]"):
+        postprocess({"depth": np.zeros((1, 1, 64, 64), np.float32)}, meta, make_transform(10, 10, meta))

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("mtl_perception.data.synth_cli", "render the synthetic indoor dataset to a folder"),
     "export": ("mtl_perception.inference.cli_commands:export", "export a checkpoint to a self-describing ONNX file"),
     "build-engine": ("mtl_perception.inference.cli_commands:build_engine", "build and cache a TensorRT engine from an ONNX file"),
+    "quantize": ("mtl_perception.inference.cli_commands:quantize", "INT8 copy of an ONNX model for faster CPU inference"),
     "check-trt": ("mtl_perception.inference.cli_commands:check_trt", "check an ONNX file against TensorRT 10's supported operators"),
     "bag-make": ("mtl_perception.bags.cli_commands:bag_make", "convert a synthetic sequence, folder dataset or NYUv2 frames to a rosbag2"),
     "bag-eval": ("mtl_perception.bags.cli_commands:bag_eval", "evaluate a model (or recorded predictions) on rosbag2 bags: metrics, latency, report"),

@@ -1,8 +1,8 @@
-"""Assemble a bag's messages into frames: a reference message plus everything matched to it by stamp.
+"""Assemble a bag's messages into frames: a reference stamp plus every message matched to it by stamp.
 
 Two passes over the bag. The first reads only header stamps (straight from the serialised bytes) and
-decides, for every reference message (the camera, or the first prediction topic), which message of
-every other topic belongs to it: the nearest stamp within the tolerance; camera info falls back to
+decides, for every reference frame (a camera message, or a stamp the prediction topics carry), which
+message of every other topic belongs to it: the nearest stamp within the tolerance; camera info falls back to
 the latest earlier one, since drivers often publish it at a lower rate. The second pass streams the
 messages in log-time order, holds each one only until its frame is complete, and yields the frames in
 stamp order, so memory stays at a few frames whatever the bag's length.
@@ -24,23 +24,23 @@ CopyCallback = Callable[[str, int, bytes], None]
 
 @dataclass
 class MatchedFrame:
-    """One reference message and the messages matched to it (deserialised ``rosbags`` objects)."""
+    """One reference frame and the messages matched to it (deserialised ``rosbags`` objects)."""
 
     index: int  # position in stamp order among the planned frames
-    stamp_ns: int  # header stamp of the reference message
+    stamp_ns: int  # header stamp of the reference frame
     camera: Any | None = None
     camera_log_ns: int | None = None  # the camera message's log (receive) time in the bag
     camera_info: Any | None = None
     ground_truth: dict[str, Any] = field(default_factory=dict)  # task -> Image message
     predictions: dict[str, Any] = field(default_factory=dict)  # task -> Image message (prediction-topic mode)
-    prediction_log_ns: int | None = None  # log time of the reference prediction message
+    prediction_log_ns: int | None = None  # log time of the last-arriving prediction message of this frame
 
 
 @dataclass
 class FramePlan:
     """Which message (topic, position within the topic) each frame needs, from the stamp-only pass."""
 
-    reference_topic: str
+    reference_topic: str  # the camera, or the first prediction topic
     stamps: list[int]  # reference stamps in frame order
     needs: list[dict[str, int]]  # per frame: role -> position in that role's topic
     roles: dict[str, str]  # role ("camera", "camera_info", "gt/<task>", "pred/<task>") -> topic
@@ -71,32 +71,38 @@ def plan_frames(reader: BagReader, choice: TopicChoice, tolerance_ns: int,
                 only_stamps: Collection[int] | None = None, max_frames: int | None = None) -> FramePlan:
     """First pass: read every header stamp of the chosen topics and match them to the reference frames.
 
-    The reference is the first prediction topic when the choice reads predictions from the bag, else the
-    camera. ``only_stamps`` keeps just those reference stamps; ``max_frames`` the first N frames.
+    The reference frames are the camera messages, or, when the choice reads predictions from the bag,
+    every distinct stamp that any prediction topic carries (a frame whose depth message was lost is still
+    scored on its labels). ``only_stamps`` keeps just those stamps; ``max_frames`` the first N frames.
     """
     roles = _roles(choice)
-    reference_role = next((f"pred/{t}" for t in choice.predictions), "camera")
     stamps: dict[str, list[int]] = {topic: [] for topic in set(roles.values())}
     classes_text = None
-    header_topics = list(stamps)
-    scan = header_topics + ([choice.classes] if choice.classes else [])
+    scan = list(stamps) + ([choice.classes] if choice.classes else [])
     for topic, _, raw in reader.messages(scan):
         if topic == choice.classes and topic not in stamps:
             classes_text = str(reader.deserialize(raw, topic).data)
             continue
         stamps[topic].append(header_stamp_ns(raw))
-    reference_topic = roles[reference_role]
-    order = sorted(range(len(stamps[reference_topic])), key=lambda i: stamps[reference_topic][i])
+    needs: list[dict[str, int]]
+    if choice.predictions:
+        reference_topic = choice.predictions[next(iter(choice.predictions))]
+        frame_stamps = sorted({s for task, topic in choice.predictions.items() for s in stamps[topic]})
+        needs = [{} for _ in frame_stamps]
+    else:
+        reference_topic = roles["camera"]
+        order = sorted(range(len(stamps[reference_topic])), key=lambda i: stamps[reference_topic][i])
+        frame_stamps = [stamps[reference_topic][i] for i in order]
+        needs = [{"camera": i} for i in order]
     if only_stamps is not None:
-        keep = set(int(s) for s in only_stamps)
-        order = [i for i in order if stamps[reference_topic][i] in keep]
+        keep = {int(s) for s in only_stamps}
+        kept = [i for i, s in enumerate(frame_stamps) if s in keep]
+        frame_stamps, needs = [frame_stamps[i] for i in kept], [needs[i] for i in kept]
     if max_frames is not None:
-        order = order[:max_frames]
-    frame_stamps = [stamps[reference_topic][i] for i in order]
-    needs: list[dict[str, int]] = [{reference_role: i} for i in order]
+        frame_stamps, needs = frame_stamps[:max_frames], needs[:max_frames]
     unmatched: dict[str, int] = {}
     for role, topic in roles.items():
-        if role == reference_role:
+        if role == "camera" and not choice.predictions:
             continue
         matches = match_nearest(frame_stamps, stamps[topic], tolerance_ns)
         if role == "camera_info":
@@ -159,6 +165,5 @@ def _assemble(reader: BagReader, plan: FramePlan, index: int, parts: dict[str, t
             frame.ground_truth[role[3:]] = message
         else:
             frame.predictions[role[5:]] = message
-            if plan.roles[role] == plan.reference_topic:
-                frame.prediction_log_ns = log_time
+            frame.prediction_log_ns = max(frame.prediction_log_ns or log_time, log_time)
     return frame

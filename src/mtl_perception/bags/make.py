@@ -59,6 +59,7 @@ class BagOptions:
     frame_id: str = FRAME_ID
     jpeg_quality: int = 95
     overwrite: bool = False
+    version: int = 9  # rosbag2 metadata version to write (8 or 9)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def make_bag(out: str | Path, source: RecordSource, options: BagOptions, progres
     compressed = options.compression != "none"
     camera_topic = CAMERA_COMPRESSED_TOPIC if compressed else CAMERA_IMAGE_TOPIC
     written = 0
-    with BagWriter(out, options.storage, overwrite=options.overwrite) as writer:
+    with BagWriter(out, options.storage, overwrite=options.overwrite, version=options.version) as writer:
         writer.add_topic(camera_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE)
         writer.add_topic(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE)
         if source.class_names:

@@ -18,7 +18,7 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,7 +39,7 @@ from mtl_perception.bags.conventions import (
     task_topic,
 )
 from mtl_perception.bags.frames import MatchedFrame, plan_frames, stream_frames
-from mtl_perception.bags.io import BagError, BagReader, BagWriter
+from mtl_perception.bags.io import BagReader, BagWriter
 from mtl_perception.bags.topics import TopicChoice, choose_topics
 from mtl_perception.colorize import colorize_depth, colorize_labels, overlay, palette_from_sequence, rgb_to_bgr
 from mtl_perception.evaluation.contact_sheet import Panel
@@ -307,8 +307,7 @@ class _OutputBag:
             self.writer.write(join_topic(PREDICTION_NAMESPACE, SEMANTIC_OVERLAY_NAME), log_time, messages.image_message(rgb_to_bgr(blended), "bgr8", stamp, frame_id))
 
 
-def _class_set(settings: BagEvalSettings, predictor: Any, plan_classes: str | None, choice: TopicChoice,
-               notes: list[str]) -> tuple[list[str], list[list[int]], int]:
+def _class_set(predictor: Any, plan_classes: str | None, choice: TopicChoice, notes: list[str]) -> tuple[list[str], list[list[int]], int]:
     """Class names, palette and ignore id: the model's, else the bag's class table."""
     table = messages.parse_class_table(plan_classes, choice.classes or "") if plan_classes else None
     if predictor is not None:
@@ -323,10 +322,6 @@ def _class_set(settings: BagEvalSettings, predictor: Any, plan_classes: str | No
     if table:
         return table
     return [], [], IGNORE_INDEX
-
-
-def _progress_label(path: Path) -> str:
-    return f"bag-eval {path.name}"
 
 
 def evaluate_bag(path: str | os.PathLike, settings: BagEvalSettings) -> BagResult:
@@ -348,6 +343,72 @@ def evaluate_bag(path: str | os.PathLike, settings: BagEvalSettings) -> BagResul
             predictor.backend.close()
 
 
+class _Scorer:
+    """Dataset-level accumulators, per-frame figures and temporal stability of one bag."""
+
+    def __init__(self, tasks: Sequence[str], settings: BagEvalSettings, class_names: Sequence[str], ignore_index: int) -> None:
+        self.settings, self.class_names, self.ignore_index = settings, list(class_names), ignore_index
+        self.accumulators = {task: self._new(task) for task in tasks}
+        self.frames_with_gt: dict[str, int] = {}
+        self.depth_pixels = [0, 0]  # valid ground-truth pixels, of those with an estimate
+        self.previous: dict[str, np.ndarray] = {}
+
+    def _new(self, task: str) -> Any:
+        return new_accumulator(task, self.settings, self.class_names, self.ignore_index)
+
+    def score(self, record: FrameRecord, maps: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> None:
+        """Add one frame to the accumulators and put its own figures in ``record.metrics``."""
+        for task, accumulator in self.accumulators.items():
+            if task not in maps or task not in truth:
+                continue
+            predicted, target = fit_to(maps[task], truth[task].shape[:2]), truth[task]
+            if task == DEPTH:
+                predicted, target, valid, covered = depth_pair(predicted, target, self.settings)
+                self.depth_pixels[0] += valid
+                self.depth_pixels[1] += covered
+            extra = {"channel_axis": -1} if task == NORMALS else {}
+            frame_metrics = self._new(task)
+            for part in (accumulator, frame_metrics):
+                part.update(predicted, target, **extra)
+            values = frame_metrics.compute()
+            record.metrics.update({f"{task}/{key}": float(values[key]) for key in PER_FRAME_KEYS[task]})
+            self.frames_with_gt[task] = self.frames_with_gt.get(task, 0) + 1
+
+    def track(self, record: FrameRecord, maps: dict[str, np.ndarray]) -> None:
+        """Change of each prediction since the previous frame, into ``record.stability``."""
+        for task, value in maps.items():
+            if task in self.previous:
+                record.stability[STABILITY_KEYS[task]] = stability(task, self.previous[task], value)
+            self.previous[task] = value
+
+    def states(self) -> dict[str, np.ndarray]:
+        return {task: part.state() for task, part in self.accumulators.items() if self.frames_with_gt.get(task)}
+
+
+def _frame_inputs(frame: MatchedFrame, choice: TopicChoice, predictor: Any,
+                  record: FrameRecord) -> tuple[np.ndarray | None, Predictions, dict[str, np.ndarray]]:
+    """(camera RGB or None, predictions, ground truth) of one frame; latency into ``record``. ValueError when undecodable."""
+    rgb = messages.decode_rgb(frame.camera, choice.camera_type) if frame.camera is not None else None
+    if predictor is not None:
+        if rgb is None:
+            raise ImageDecodeError("no camera message for this frame")
+        timed = predictor.predict(rgb, frame.camera_info)
+        predictions, record.latency = timed.predictions, dict(timed.seconds)
+    else:
+        predictions = predictions_from_messages(frame.predictions)
+        if frame.prediction_log_ns is not None and frame.camera_log_ns is not None:
+            record.latency = {"total": (frame.prediction_log_ns - frame.camera_log_ns) / 1e9}
+    truth = {task: DECODERS[task](message) for task, message in frame.ground_truth.items()}
+    return rgb, predictions, truth
+
+
+def _strip_indices(count: int, wanted: int) -> set[int]:
+    """Frame positions shown in the picture strip: ``wanted`` spread evenly over ``count`` frames."""
+    if count == 0 or wanted <= 0:
+        return set()
+    return set(np.unique(np.linspace(0, count - 1, wanted).round().astype(int)).tolist())
+
+
 def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: Any) -> BagResult:
     choice = choose_topics(
         reader, image_topic=settings.image_topic, camera_info_topic=settings.camera_info_topic,
@@ -357,7 +418,7 @@ def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: 
     )
     plan = plan_frames(reader, choice, int(round(settings.tolerance_s * 1e9)), settings.only_stamps, settings.max_frames)
     notes = list(choice.notes)
-    class_names, palette_list, ignore_index = _class_set(settings, predictor, plan.classes_text, choice, notes)
+    class_names, palette_list, ignore_index = _class_set(predictor, plan.classes_text, choice, notes)
     tasks_predicted = predictor.tasks if predictor is not None else [t for t in ALL_TASKS if t in choice.predictions]
     scored = [t for t in tasks_predicted if t in choice.ground_truth]
     if SEMANTIC in scored and not class_names:
@@ -368,65 +429,26 @@ def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: 
     result = BagResult(str(reader.path), reader.storage, choice, tasks_predicted, class_names, palette.tolist(), ignore_index,
                        frames_planned=len(plan), unmatched=dict(plan.unmatched), notes=notes,
                        latency_source="model stages (wall clock)" if predictor is not None else "bag log time of prediction - log time of its camera frame")
-    accumulators = {task: new_accumulator(task, settings, class_names, ignore_index) for task in scored}
-    strip_at = set(np.unique(np.linspace(0, len(plan) - 1, settings.strip_frames).round().astype(int)).tolist()) if len(plan) and settings.strip_frames > 0 else set()
-
+    scorer = _Scorer(scored, settings, class_names, ignore_index)
+    strip_at = _strip_indices(len(plan), settings.strip_frames)
     output = None
     if settings.output_bag and predictor is not None:
-        copy_topics = choice.topics()
-        table = messages.class_table(class_names, palette_list or palette.tolist(), ignore_index) if class_names else ""
+        table = messages.class_table(class_names, palette.tolist(), ignore_index) if class_names else ""
         output = _OutputBag(settings.output_bag, settings.output_storage or reader.storage, settings.overwrite, reader,
-                            copy_topics, tasks_predicted, table)
-    previous: dict[str, np.ndarray] = {}
-    valid_px = covered_px = 0
+                            choice.topics(), tasks_predicted, table)
     frames = stream_frames(reader, plan, choice.topics() if output else (), output.copy if output else None)
     try:
-        for frame in tqdm(frames, total=len(plan), desc=_progress_label(Path(reader.path)), unit="frame", disable=not settings.progress):
+        for frame in tqdm(frames, total=len(plan), desc=f"bag-eval {Path(reader.path).name}", unit="frame", disable=not settings.progress):
             record = FrameRecord(frame.index, frame.stamp_ns)
             try:
-                rgb = messages.decode_rgb(frame.camera, choice.camera_type) if frame.camera is not None else None
-                if predictor is not None:
-                    if rgb is None:
-                        raise ImageDecodeError("no camera message for this frame")
-                    timed = predictor.predict(rgb, frame.camera_info)
-                    predictions, record.latency = timed.predictions, dict(timed.seconds)
-                else:
-                    predictions = predictions_from_messages(frame.predictions)
-                    if frame.prediction_log_ns is not None and frame.camera_log_ns is not None:
-                        record.latency = {"total": (frame.prediction_log_ns - frame.camera_log_ns) / 1e9}
-                truth = {task: DECODERS[task](message) for task, message in frame.ground_truth.items()}
-            except (ImageDecodeError, ValueError) as exc:
+                rgb, predictions, truth = _frame_inputs(frame, choice, predictor, record)
+            except ValueError as exc:  # ImageDecodeError included: count the frame as failed, go on
                 reason = str(exc).split(";")[0]
                 result.failures[reason] = result.failures.get(reason, 0) + 1
                 continue
             maps = prediction_maps(predictions)
-            for task, accumulator in accumulators.items():
-                if task not in maps or task not in truth:
-                    continue
-                size = truth[task].shape[:2]
-                predicted = fit_to(maps[task], size)
-                frame_metrics = new_accumulator(task, settings, class_names, ignore_index)
-                if task == DEPTH:
-                    predicted, target, valid, covered = depth_pair(predicted, truth[task], settings)
-                    valid_px, covered_px = valid_px + valid, covered_px + covered
-                    updates = (predicted, target)
-                elif task == SEMANTIC:
-                    updates = (predicted, truth[task])
-                else:
-                    updates = (predicted, truth[task])
-                if task == NORMALS:
-                    accumulator.update(*updates, channel_axis=-1)
-                    frame_metrics.update(*updates, channel_axis=-1)
-                else:
-                    accumulator.update(*updates)
-                    frame_metrics.update(*updates)
-                values = frame_metrics.compute()
-                record.metrics.update({f"{task}/{key}": float(values[key]) for key in PER_FRAME_KEYS[task]})
-                result.frames_with_gt[task] = result.frames_with_gt.get(task, 0) + 1
-            for task, value in maps.items():
-                if task in previous:
-                    record.stability[STABILITY_KEYS[task]] = stability(task, previous[task], value)
-                previous[task] = value
+            scorer.score(record, maps, truth)
+            scorer.track(record, maps)
             if rgb is not None and frame.index in strip_at:
                 result.strip.append(strip_row(rgb, predictions, palette, depth_range, frame.stamp_ns - plan.stamps[0]))
             if output is not None and rgb is not None:
@@ -439,8 +461,8 @@ def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: 
         raise
     if output is not None:
         result.output_bag = str(output.writer.close())
-    result.states = {task: accumulator.state() for task, accumulator in accumulators.items() if result.frames_with_gt.get(task)}
-    result.depth_pixels = (valid_px, covered_px)
+    result.states, result.frames_with_gt = scorer.states(), scorer.frames_with_gt
+    result.depth_pixels = (scorer.depth_pixels[0], scorer.depth_pixels[1])
     missing_gt = [t for t in scored if not result.frames_with_gt.get(t)]
     if missing_gt:
         notes.append(f"no frame had matching ground truth for {', '.join(missing_gt)} (stamp tolerance {settings.tolerance_s} s)")
@@ -448,10 +470,6 @@ def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: 
 
 
 # ---------------------------------------------------------------------------------------------- many bags
-
-def _evaluate_in_worker(path: str, settings: BagEvalSettings) -> BagResult:
-    return evaluate_bag(path, settings)
-
 
 def output_bag_path(output: str | None, bag: str, many: bool) -> str | None:
     """With one bag, ``output`` is the output bag; with several, a folder holding one output per bag."""
@@ -471,24 +489,22 @@ def evaluate_bags(paths: Sequence[str | os.PathLike], settings: BagEvalSettings,
     if jobs <= 1 or len(names) == 1:
         return [evaluate_bag(name, bag_settings) for name, bag_settings in zip(names, per_bag)]
     workers = min(jobs, len(names))
+    options: dict[str, Any] = {}
     if settings.backend == "onnxruntime" and "intra_op_threads" not in settings.backend_options:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        per_bag = [_with_options(s, intra_op_threads=threads) for s in per_bag]
+        options["intra_op_threads"] = max(1, (os.cpu_count() or 1) // workers)  # share the cores between workers
+    per_bag = [_parallel(s, **options) for s in per_bag]
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked inference threads or locks
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_evaluate_in_worker, name, bag_settings) for name, bag_settings in zip(names, per_bag)]
+        futures = [pool.submit(evaluate_bag, name, bag_settings) for name, bag_settings in zip(names, per_bag)]
         return [future.result() for future in futures]
 
 
 def _for_bag(settings: BagEvalSettings, output: str | None) -> BagEvalSettings:
-    from dataclasses import replace
-
     return replace(settings, output_bag=output)
 
 
-def _with_options(settings: BagEvalSettings, **options: Any) -> BagEvalSettings:
-    from dataclasses import replace
-
+def _parallel(settings: BagEvalSettings, **options: Any) -> BagEvalSettings:
+    """Settings for a worker process: extra backend options, no progress bar (bars of parallel workers interleave)."""
     return replace(settings, backend_options={**settings.backend_options, **options}, progress=False)
 
 

@@ -6,7 +6,6 @@ A row is a list of ``(caption, image)`` panels, images RGB uint8 (H, W, 3) or gr
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from mtl_perception.colorize import colorize_depth, colorize_labels, colorize_normals, palette_from_sequence, rgb_to_bgr
 from mtl_perception.evaluation.metrics import to_numpy
+from mtl_perception.training.checkpoint import atomic_write_bytes
 from mtl_perception.tasks import ALL_TASKS, DEPTH, NORMALS, SEMANTIC
 
 Panel = tuple[str, np.ndarray]
@@ -126,21 +126,10 @@ def render_contact_sheet(rows: Sequence[Sequence[Panel]], tile_height: int | Non
 def write_png_atomic(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     """Encode an RGB image as PNG and move it into place atomically (temp file in the same folder + rename)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".png", rgb_to_bgr(rgb))
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a PNG of shape {rgb.shape}")
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(encoded.tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+    atomic_write_bytes(target, encoded.tobytes())
     return target
 
 

@@ -5,25 +5,16 @@ consumer sees are identical whichever backend runs the network.
 """
 from __future__ import annotations
 
-import colorsys
 import math
 from pathlib import Path
 from typing import Any, Mapping
 
 from torch import nn
 
+from mtl_perception.colorize import default_palette
 from mtl_perception.config import ExperimentConfig
 from mtl_perception.inference.metadata import OUTPUT_NAMES, ModelMetadata
 from mtl_perception.tasks import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
-
-
-def default_palette(count: int) -> list[list[int]]:
-    """Evenly spaced, saturated RGB colours (used when a checkpoint records no palette)."""
-    colours = []
-    for i in range(count):
-        r, g, b = colorsys.hsv_to_rgb(i / max(count, 1), 0.75, 0.95)
-        colours.append([round(r * 255), round(g * 255), round(b * 255)])
-    return colours
 
 
 def build_metadata(config: ExperimentConfig, dataset: Mapping[str, Any] | None, checkpoint_sha256: str, height: int | None = None, width: int | None = None) -> ModelMetadata:
@@ -38,7 +29,7 @@ def build_metadata(config: ExperimentConfig, dataset: Mapping[str, Any] | None, 
     width = width or config.data.width
     num_classes = config.model.num_classes
     class_names = list(dataset.get("class_names") or [f"class_{i}" for i in range(num_classes)])
-    palette = [list(map(int, c)) for c in (dataset.get("palette") or default_palette(len(class_names)))]
+    palette = [list(map(int, c)) for c in (dataset.get("palette") or default_palette(len(class_names)).tolist())]
     if "semantic" in config.model.tasks and len(class_names) != num_classes:
         raise ValueError(f"checkpoint records {len(class_names)} class names for a {num_classes}-class model; fix the dataset entry of the checkpoint")
     focal = float(dataset.get("focal_length_px") or 0.0)

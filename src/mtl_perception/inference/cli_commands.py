@@ -37,8 +37,8 @@ def _run(command: str, body: Callable[[], int]) -> int:
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) to export")
     parser.add_argument("--out", required=True, help="ONNX file to write (atomically; an existing file is replaced only after every check passes)")
-    parser.add_argument("--height", type=int, default=None, help="network input height in pixels, at least 32 (default: the training height)")
-    parser.add_argument("--width", type=int, default=None, help="network input width in pixels, at least 32 (default: the training width)")
+    parser.add_argument("--height", type=int, default=None, help="network input height in pixels, at least 32; None = the training height")
+    parser.add_argument("--width", type=int, default=None, help="network input width in pixels, at least 32; None = the training width")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer; TensorRT 10 parses 9-20)")
     parser.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic (spatial size stays static)")
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript", help="torch.onnx exporter: torchscript (fast, opset 17+) or dynamo (opset 18+)")
@@ -62,10 +62,10 @@ def export_main(args: argparse.Namespace) -> int:
 def add_build_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="exported ONNX model file")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16", help="engine precision (int8 needs --calib-dir or an existing calibration cache)")
-    parser.add_argument("--calib-dir", default=None, help="INT8 calibration frames: a folder of images or a rosbag2 (directory, .db3 or .mcap)")
-    parser.add_argument("--calib-topic", default=None, help="image topic of the calibration bag (default: its only image topic)")
+    parser.add_argument("--calib-dir", default=None, help="INT8 calibration frames: a folder of images or a rosbag2 (directory, .db3 or .mcap); needed for int8 unless a calibration cache exists")
+    parser.add_argument("--calib-topic", default=None, help="image topic of the calibration bag; None = its only image topic")
     parser.add_argument("--calib-images", type=int, default=256, help="number of calibration frames to use")
-    parser.add_argument("--cache-dir", default=None, help="engine cache directory (default: $MTL_PERCEPTION_ENGINE_CACHE or ~/.cache/mtl_perception/engines)")
+    parser.add_argument("--cache-dir", default=None, help="engine cache directory; None = $MTL_PERCEPTION_ENGINE_CACHE or ~/.cache/mtl_perception/engines")
     parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace limit in MiB")
     parser.add_argument("--max-batch", type=int, default=1, help="largest batch for a dynamic-batch model")
     parser.add_argument("--on-mismatch", choices=("rebuild", "fail"), default="rebuild", help="what to do when the cache holds an engine built by another TensorRT version or GPU")
@@ -113,7 +113,7 @@ def check_trt_main(args: argparse.Namespace) -> int:
 def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="exported FP32 ONNX model file")
     parser.add_argument("--out", required=True, help="INT8 ONNX file to write (for the onnxruntime CPU backend)")
-    parser.add_argument("--calib-dir", default=None, help="calibration frames: a folder of images or a rosbag2 (default: built-in camera-like sample frames)")
+    parser.add_argument("--calib-dir", default=None, help="calibration frames: a folder of images or a rosbag2; None = frames of the built-in synthetic renderer")
     parser.add_argument("--calib-topic", default=None, help="image topic of the calibration bag")
     parser.add_argument("--calib-images", type=int, default=16, help="number of calibration frames")
 

@@ -65,12 +65,16 @@ def load_onnx_file(path: str | Path) -> onnx.ModelProto:
     return model
 
 
+def describe_onnx(model: onnx.ModelProto, source: str) -> ModelMetadata:
+    """The ModelMetadata of a parsed ONNX model, checked against the graph's inputs and outputs."""
+    meta = metadata_from_props({p.key: p.value for p in model.metadata_props}, source)
+    validate_io(graph_io_shapes(model.graph.input), graph_io_shapes(model.graph.output), meta, source)
+    return meta
+
+
 def read_onnx_metadata(path: str | Path) -> ModelMetadata:
     """The ModelMetadata stored in an ONNX file, checked against the graph's inputs and outputs."""
-    model = load_onnx_file(path)
-    meta = metadata_from_props({p.key: p.value for p in model.metadata_props}, str(path))
-    validate_io(graph_io_shapes(model.graph.input), graph_io_shapes(model.graph.output), meta, str(path))
-    return meta
+    return describe_onnx(load_onnx_file(path), str(path))
 
 
 def graph_io_shapes(values: Sequence[onnx.ValueInfoProto]) -> dict[str, list[int | str | None]]:

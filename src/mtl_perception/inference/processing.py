@@ -189,14 +189,17 @@ def postprocess(outputs: Mapping[str, np.ndarray], meta: ModelMetadata, transfor
         size = (transform.content_height, transform.content_width)
     else:
         raise ValueError(f"unknown out_size '{out_size}'; valid: ['input', 'model']")
+    missing = [t for t in meta.tasks if t not in outputs]
+    if missing:
+        raise ValueError(f"backend outputs lack task(s) {missing} that the model metadata lists (got {sorted(outputs)})")
     result = Predictions()
-    if "depth" in meta.tasks and "depth" in outputs:
+    if "depth" in meta.tasks:
         depth = _resize_hwc(_crop_content(_frame(outputs, "depth", index), transform), size)
         result.depth = np.ascontiguousarray(depth.reshape(size), dtype=np.float32)
-    if "semantic" in meta.tasks and "semantic" in outputs:
+    if "semantic" in meta.tasks:
         logits = _resize_hwc(_crop_content(_frame(outputs, "semantic", index), transform), size)
         result.labels, result.confidence = labels_and_confidence(logits)
-    if "normals" in meta.tasks and "normals" in outputs:
+    if "normals" in meta.tasks:
         normals = _resize_hwc(_crop_content(_frame(outputs, "normals", index), transform), size)
         result.normals = normalise_vectors(normals)
     return result

@@ -174,5 +174,12 @@ def array_to_image_msg(pixels: np.ndarray, encoding: str, header: Any = None) ->
     msg.encoding = encoding
     msg.is_bigendian = 1 if sys.byteorder == "big" else 0
     msg.step = msg.width * channels * dtype.itemsize
-    msg.data = array.array("B", np.ascontiguousarray(pixels).tobytes())
+    msg.data = byte_array(pixels)
     return msg
+
+
+def byte_array(values: np.ndarray) -> array.array:
+    """The bytes of ``values`` as the array.array('B') that uint8[] message fields hold (one copy)."""
+    data = array.array("B")
+    data.frombytes(memoryview(np.ascontiguousarray(values)).cast("B"))
+    return data

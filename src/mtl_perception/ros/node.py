@@ -12,6 +12,7 @@ and the next good frame is served.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 import threading
@@ -383,8 +384,9 @@ class PerceptionNode(LifecycleNode):
             return
         times["infer"] = time.perf_counter()
 
-        needed_tasks = tasks_for(wanted, list(meta.tasks))
-        predictions = postprocess({task: outputs[task] for task in needed_tasks if task in outputs}, meta, transform, settings.resolution)
+        # post-process only the tasks some wanted output needs (postprocess follows meta.tasks)
+        needed_meta = dataclasses.replace(meta, tasks=[task for task in meta.tasks if task in tasks_for(wanted, list(meta.tasks))])
+        predictions = postprocess(outputs, needed_meta, transform, settings.resolution)
         if predictions.depth is not None and scaled_source_info is not None and settings.rescale_for_camera:
             k = scaled_source_info.k
             predictions.depth = rescale_depth_for_camera(predictions.depth, transform.focal_at_model_input(k[0], k[4]), meta)
@@ -524,7 +526,8 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.get_logger().info("shutting down: releasing the model and the topics")
+        # the signal handler has already shut the context down: log to the console only (no /rosout)
+        print(f"[{node.get_fully_qualified_name()}] shutting down: releasing the model and the topics", file=sys.stderr, flush=True)
         node.release()
         executor.shutdown()
         node.destroy_node()

@@ -11,10 +11,11 @@ keeps one point per pixel, sets x, y, z of those to NaN and is not dense.
 """
 from __future__ import annotations
 
-import array
 from typing import Any
 
 import numpy as np
+
+from mtl_perception.ros.image_codec import byte_array
 
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label"], "formats": ["<f4", "<f4", "<f4", "<u4", "u1"], "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
 NO_LABEL = 255
@@ -97,7 +98,7 @@ def depth_to_pointcloud(
     msg.point_step = POINT_DTYPE.itemsize
     msg.row_step = msg.point_step * msg.width
     msg.is_dense = bool(not organized or valid.all())
-    msg.data = array.array("B", np.ascontiguousarray(points).tobytes())
+    msg.data = byte_array(points)
     return msg
 
 

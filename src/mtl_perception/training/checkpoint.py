@@ -19,6 +19,7 @@ from torch import nn
 from mtl_perception.config import ExperimentConfig, config_from_dict
 
 CHECKPOINT_FORMAT = "mtl_perception.checkpoint/1"
+FILE_MODE = 0o644
 
 
 class CheckpointError(RuntimeError):
@@ -31,6 +32,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp creates 0600; outputs are ordinary readable files
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

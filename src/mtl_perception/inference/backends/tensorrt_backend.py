@@ -2,7 +2,8 @@
 
 Written against the TensorRT 10 Python API (``tensorrt``): ``Builder`` + ``OnnxParser`` build a
 serialised engine with a workspace limit (``set_memory_pool_limit``), a timing cache and, for INT8, an
-``IInt8EntropyCalibrator2`` fed from an image folder or a bag. Engines live in the ``EngineCache``
+``IInt8EntropyCalibrator2`` fed from an image folder or a bag (implicit quantisation: deprecated since
+TensorRT 10.1 in favour of Q/DQ graphs, still available throughout TensorRT 10). Engines live in the ``EngineCache``
 (see ``engine_cache.py``): a matching engine is loaded and never rebuilt.
 
 Device memory and the CUDA stream come from PyTorch CUDA tensors (torch is already a dependency and
@@ -24,10 +25,10 @@ from mtl_perception.inference.backends.base import Backend, BackendError
 from mtl_perception.inference.calibration import CalibrationCacheFile, calibration_batches, iter_calibration_images
 from mtl_perception.inference.engine_cache import EngineCache, EngineKey, resolve_engine
 from mtl_perception.inference.metadata import INPUT_NAME, ModelMetadata
-from mtl_perception.inference.model_file import ModelFileError, read_onnx_metadata, validate_io
+from mtl_perception.inference.model_file import ModelFileError, describe_onnx, graph_io_shapes, load_onnx_file, static_batch_size, validate_io
 
 LOG = logging.getLogger(__name__)
-MIN_TENSORRT_MAJOR = 10
+TENSORRT_MAJOR = 10  # TensorRT 11 removed the precision flags and implicit INT8 calibration used here
 TENSORRT_MISSING = (
     "the TensorRT Python package is not importable; on a Jetson it comes with JetPack (python3-libnvinfer), "
     "on x86 install `tensorrt` from NVIDIA's package index; or use backend 'onnxruntime'"
@@ -35,14 +36,14 @@ TENSORRT_MISSING = (
 
 
 def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, checked to be version 10 or newer."""
+    """The ``tensorrt`` module, checked to be a TensorRT 10 release."""
     try:
         import tensorrt as trt
     except ImportError:
         raise BackendError(TENSORRT_MISSING) from None
     major = int(str(trt.__version__).split(".")[0])
-    if major < MIN_TENSORRT_MAJOR:
-        raise BackendError(f"TensorRT {trt.__version__} found; this backend needs TensorRT {MIN_TENSORRT_MAJOR} or newer")
+    if major != TENSORRT_MAJOR:
+        raise BackendError(f"TensorRT {trt.__version__} found; this backend is written for TensorRT {TENSORRT_MAJOR}.x (use backend 'onnxruntime' otherwise)")
     return trt
 
 
@@ -89,7 +90,7 @@ class BuildOptions:
     calibration_source: str | Path | None = None  # INT8: image folder or bag
     calibration_topic: str | None = None  # INT8 from a bag: image topic (default: the only one)
     calibration_images: int = 256  # INT8: frames used for calibration
-    calibration_batch: int = 8  # INT8: frames per calibration batch (1 for fixed-batch-1 models)
+    calibration_batch: int = 8  # INT8: frames per calibration batch of a dynamic-batch model (else its fixed batch)
     resize_mode: str = "stretch"  # how calibration frames are fitted to the input (as at inference)
 
 
@@ -148,14 +149,12 @@ def build_engine(trt: Any, onnx_path: Path, meta: ModelMetadata, key: EngineKey,
         config.add_optimization_profile(profile)
 
     if key.precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
-            LOG.warning("this GPU has no fast FP16; the %s engine may be slow", key.precision)
         config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds fall back to FP16 for layers without INT8 kernels
     if key.precision == "int8":
         cache_file = CalibrationCacheFile(cache_dir, key.onnx_sha256)
         if cache_file.read() is None and options.calibration_source is None:
             raise BackendError("an INT8 build needs calibration frames (--calib-dir: an image folder or a bag) or an existing calibration cache")
-        batch = 1 if shape[0] == 1 and profile is None else min(options.calibration_batch, shape[0])
+        batch = shape[0] if profile is None else min(options.calibration_batch, shape[0])  # a fixed batch is fixed
         images = iter_calibration_images(options.calibration_source, options.calibration_topic, options.calibration_images) if options.calibration_source else iter(())
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = _make_entropy_calibrator(trt, calibration_batches(images, meta, batch, options.resize_mode), batch, cache_file)
@@ -185,9 +184,11 @@ def prepare_engine(
     options = options or BuildOptions()
     trt = import_tensorrt()
     onnx_path = Path(onnx_path)
-    meta = read_onnx_metadata(onnx_path)
+    graph = load_onnx_file(onnx_path)
+    meta = describe_onnx(graph, str(onnx_path))
+    fixed_batch = static_batch_size(graph_io_shapes(graph.graph.input))
+    del graph
     gpu_name, capability = gpu_identity(device)
-    fixed_batch = _onnx_batch_size(onnx_path)
     key = EngineKey(file_sha256(onnx_path), str(trt.__version__), gpu_name, capability, options.precision, engine_input_shape(meta, fixed_batch, options.max_batch))
     cache = EngineCache(cache_dir)
     decision = resolve_engine(cache, key, on_mismatch, allow_build)
@@ -200,12 +201,6 @@ def prepare_engine(
     engine = build_engine(trt, onnx_path, meta, key, options, cache.root)
     extra = {"metadata": meta.to_json(), "onnx_file": onnx_path.name, "workspace_mb": options.workspace_mb, "build_seconds": round(time.perf_counter() - start, 1)}
     return cache.store(key, onnx_path.stem, engine, extra), key, "built", meta
-
-
-def _onnx_batch_size(onnx_path: Path) -> int | None:
-    from mtl_perception.inference.model_file import graph_io_shapes, load_onnx_file, static_batch_size
-
-    return static_batch_size(graph_io_shapes(load_onnx_file(onnx_path).graph.input))
 
 
 class TensorRTBackend(Backend):

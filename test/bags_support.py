@@ -1,0 +1,108 @@
+"""Shared helpers of the bag, report and demo tests: small synthetic bags, a tiny model, CLI runs.
+
+Imported by test_bags_*, test_report_* and test_demo* modules. The tiny model (random weights, the
+synthetic class set, 64x96 input) is exported at most once per pytest process.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+HEIGHT, WIDTH = 64, 96
+FRAMES = 6
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+V5_TEMPLATE = REALDATA / "euroc_mono" / "original_bag_metadata.yaml"
+GT_TOPICS = {"depth": "/gt/depth", "semantic": "/gt/semantic", "normals": "/gt/normals"}
+_MODEL_CACHE: dict[str, Path] = {}
+
+
+def make_synthetic_bag(path: Path, storage: str = "sqlite3", frames: int = FRAMES, compression: str = "none",
+                       seed: int = 0, version: int = 9) -> Path:
+    """A small synthetic bag (camera, camera info, ground truth, class table) written by bag-make's code."""
+    from mtl_perception.bags.make import BagOptions, make_bag, synthetic_source
+
+    options = BagOptions(storage=storage, compression=compression, version=version)  # type: ignore[arg-type]
+    return make_bag(path, synthetic_source(seed, frames, HEIGHT, WIDTH), options, progress=False).path
+
+
+def ground_truth_as_prediction(**overrides: object) -> "BagEvalSettings":  # noqa: F821
+    """Settings that score the ground-truth topics as if they were predictions (perfect by construction)."""
+    from mtl_perception.evaluation.bag_eval import BagEvalSettings
+
+    return BagEvalSettings(predictions_from_bag=True, prediction_topics=dict(GT_TOPICS), progress=False, **overrides)  # type: ignore[arg-type]
+
+
+def tiny_model(folder: Path) -> Path:
+    """A randomly initialised 3-task network with the synthetic classes, exported to ONNX (cached)."""
+    if "onnx" in _MODEL_CACHE:
+        return _MODEL_CACHE["onnx"]
+    import torch
+
+    from mtl_perception.config import ExperimentConfig
+    from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES, SYNTH_PALETTE
+    from mtl_perception.inference.export import export_onnx
+    from mtl_perception.model.network import build_model
+    from mtl_perception.training.checkpoint import save_checkpoint
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = ExperimentConfig()
+    config.model.encoder = "resnet18"
+    config.data.height, config.data.width = HEIGHT, WIDTH
+    config.validate()
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / "tiny.pt"
+    save_checkpoint(checkpoint, {"config": config.to_dict(), "model": build_model(config.model).eval().state_dict(),
+                                 "dataset": {"class_names": SYNTH_CLASS_NAMES, "palette": SYNTH_PALETTE}})
+    export_onnx(checkpoint, folder / "tiny.onnx", parity_frames=1)
+    _MODEL_CACHE["onnx"] = folder / "tiny.onnx"
+    return _MODEL_CACHE["onnx"]
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("bag_model"))
+
+
+def rewrite_metadata_as_version5(bag: Path) -> None:
+    """Rewrite a bag's metadata.yaml in rosbag2 format version 5, laid out like a real version-5 bag's.
+
+    The real example (``V5_TEMPLATE``, from a bag recorded by ros2 bag) supplies the key set and order;
+    the bag's own figures fill it. Version 5 has no type hashes, ros_distro or custom_data, and keeps the
+    offered QoS profiles as one YAML string (empty: these topics were written without offered QoS).
+    """
+    ours = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    template = yaml.safe_load(V5_TEMPLATE.read_text())["rosbag2_bagfile_information"]
+    topics = [{"topic_metadata": {"name": t["topic_metadata"]["name"], "type": t["topic_metadata"]["type"],
+                                  "serialization_format": t["topic_metadata"]["serialization_format"],
+                                  "offered_qos_profiles": ""},
+               "message_count": t["message_count"]} for t in ours["topics_with_message_count"]]
+    values = {"version": 5, "storage_identifier": ours["storage_identifier"], "duration": ours["duration"],
+              "starting_time": ours["starting_time"], "message_count": ours["message_count"], "topics_with_message_count": topics,
+              "compression_format": "", "compression_mode": "", "relative_file_paths": ours["relative_file_paths"], "files": ours["files"]}
+    assert set(values) == set(template), f"version-5 keys {sorted(template)} changed"
+    rewritten = {key: values[key] for key in template}  # the template's key order
+    (bag / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": rewritten}, sort_keys=False))
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``mtl-perception ARGS`` in a fresh interpreter (what a user runs), output captured."""
+    return subprocess.run([sys.executable, "-m", "mtl_perception.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+def png_is_valid(path: Path) -> bool:
+    """True when the file starts with the PNG signature and OpenCV decodes it to a non-empty image."""
+    import cv2
+
+    data = path.read_bytes()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return False
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    return image is not None and image.size > 0
