@@ -26,6 +26,7 @@ def _node(context, *args, **kwargs):
     if value("backend"):
         overrides["model.backend"] = value("backend")
     image, camera_info = value("image"), value("camera_info")
+    profile = value("fastdds_profile")
     return [
         Node(
             package=PACKAGE,
@@ -35,6 +36,7 @@ def _node(context, *args, **kwargs):
             parameters=[value("params_file"), overrides],
             remappings=[("image", image), ("image/compressed", f"{image}/compressed"), ("camera_info", camera_info)],
             arguments=["--ros-args", "--log-level", value("log_level")],
+            additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else None,
             output="screen",
             emulate_tty=True,
         )
@@ -50,8 +52,13 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("camera_info", default_value="camera_info", description="Camera info topic the node's 'camera_info' input is remapped to"),
         DeclareLaunchArgument("compressed", default_value="false", description="true: subscribe to <image>/compressed (JPEG/PNG) instead of raw images"),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and of its output topics"),
-        DeclareLaunchArgument("node_name", default_value="perception_node", description="Name of the node"),
+        DeclareLaunchArgument("node_name", default_value="perception_node", description="Name of the node (the YAML keys apply to any name: /**)"),
         DeclareLaunchArgument("log_level", default_value="info", description="Logging level: debug | info | warn | error | fatal"),
+        DeclareLaunchArgument(
+            "fastdds_profile",
+            default_value=str(CONFIG_DIR / "fastdds_large_images.xml"),
+            description="Fast DDS XML profile for the node (large shared-memory segment for multi-MB images); empty keeps the environment's",
+        ),
         DeclareLaunchArgument("rviz", default_value="false", description="true: also start rviz2 with config/mtl_perception.rviz (overlay, depth colour map, class-coloured points)"),
         DeclareLaunchArgument("fixed_frame", default_value="camera_color_optical_frame", description="RViz fixed frame: the camera's optical frame (the frame_id of its images)"),
         DeclareLaunchArgument("rviz_config", default_value=str(CONFIG_DIR / "mtl_perception.rviz"), description="RViz configuration file used when rviz:=true"),

@@ -36,7 +36,7 @@ def running_node(domain: int, model_file: Path) -> Iterator[object]:  # noqa: F8
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     values = {"model.path": str(model_file), "model.provider": "cpu", "input.image_topic": "/camera/image_raw",
-              "input.camera_info_topic": "/camera/camera_info", "qos.reliability": "reliable", "qos.depth": 10}
+              "input.camera_info_topic": "/camera/camera_info", "qos.reliability": "reliable", "qos.output_depth": 10}
     node = PerceptionNode(namespace="/perception", context=context,
                           parameter_overrides=[Parameter(k, value=v) for k, v in {"autostart": False, **values}.items()])
     executor = SingleThreadedExecutor(context=context)

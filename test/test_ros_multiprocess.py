@@ -18,6 +18,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+# the deployment set-up docs/node.md recommends for multi-MB images (large shared-memory segments)
+PROFILE = HERE.parent / "config" / "fastdds_large_images.xml"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 FRAMES = 40
 
@@ -29,10 +31,15 @@ def graph() -> Iterator[RosGraph]:
     ros.close()
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment (ROS domain, the ROS wheels' library path) plus the Fast DDS profile."""
+    return {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}
+
+
 def start_node(model: Path, namespace: str, *extra: str) -> subprocess.Popen:
     """perception_node in its own process, run by this venv's Python (the ROS library path is inherited)."""
     command = [sys.executable, "-m", "mtl_perception.ros.node", "--ros-args", "-r", f"__ns:={namespace}", "-p", f"model.path:={model}", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env())
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 20.0) -> tuple[int, str]:
@@ -67,7 +74,7 @@ def test_reliable_outputs_arrive_with_their_input_headers(graph: RosGraph, tiny_
         assert wait_until(lambda: graph.helper.count_subscribers("/mp/image") >= 1, 60), "the node did not subscribe to /mp/image"
         camera = subprocess.run(
             [sys.executable, str(HERE / "ros_camera_publisher.py"), "--topic", "/mp/image", "--count", str(FRAMES), "--rate", "10", "--width", "640", "--height", "480"],
-            capture_output=True, text=True, timeout=120, env=dict(os.environ),
+            capture_output=True, text=True, timeout=120, env=child_env(),
         )
         assert camera.returncode == 0, camera.stdout + camera.stderr
         assert diagnostics.wait_for(lambda msgs: latest_value(msgs, "frames_received") == str(FRAMES), 10)

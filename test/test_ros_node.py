@@ -211,6 +211,8 @@ def test_runtime_parameter_changes(node: PerceptionNode, rig: Rig) -> None:
     assert not rejected.successful
     rejected = node.set_parameters_atomically([Parameter("depth.min", value=8.0), Parameter("depth.max", value=2.0)])
     assert not rejected.successful and "depth.min" in rejected.reason
+    rejected = node.set_parameters([Parameter("depth.min", value=12.0)])[0]  # above the model's 10 m maximum
+    assert not rejected.successful and "depth range [12.0, 10.0] m is empty" in rejected.reason
     rejected = node.set_parameters([Parameter("palette.override", value="[[1, 2, 3]]")])[0]
     assert not rejected.successful and "5 classes" in rejected.reason
     assert not node.set_parameters([Parameter("autostart", value=True)])[0].successful
@@ -366,6 +368,11 @@ def test_compressed_input_and_corrupt_data(graph: RosGraph, tiny_model: Path) ->
     ok, data = cv2.imencode(".jpg", rgb[..., ::-1])
     camera.send(CompressedImage(header=header(4), format="jpeg", data=data.tobytes()))
     camera.wait_stamp(1004, ["depth"])
+    if REALDATA.is_dir():  # real camera JPEGs (NYU Depth V2, 640x480), as a compressed transport would carry them
+        for index, path in enumerate(sorted((REALDATA / "metric3d_demo" / "nyu_demo" / "rgb").glob("*.jpg"))):
+            camera.send(CompressedImage(header=header(10 + index), format="jpeg", data=path.read_bytes()))
+            got = camera.wait_stamp(1010 + index, ["depth", "semantic/overlay"])
+            assert (got["depth"].width, got["depth"].height) == (640, 480)
     camera.close()
     destroy(graph, node)
 
@@ -394,3 +401,66 @@ def test_real_frames_go_through_the_node(node: PerceptionNode, rig: Rig) -> None
             assert (out.width, out.height) == (msg.width, msg.height), f"{name} {topic}"
         depth = image_msg_to_array(got["depth"])
         assert np.isfinite(depth).mean() > 0.99, name  # letterbox padding is cropped away: every pixel has an estimate
+
+
+def status_of(msgs: list, node_name: str) -> list:
+    return [s for m in msgs for s in m.status if s.name.startswith(f"{node_name}:")]
+
+
+def test_diagnostics_report_rates_latency_model_and_stalls(graph: RosGraph, tiny_model: Path) -> None:
+    diagnostics = graph.collect(DiagnosticArray, "/diagnostics", 10)
+    watched = make_node(graph, "watched", {"model.path": str(tiny_model), "qos.reliability": "reliable", "diagnostics.stall_timeout_s": 0.5}, "/watched")
+    assert watched.trigger_configure() == TransitionCallbackReturn.SUCCESS and watched.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    # no input at all: WARN naming the topic
+    assert diagnostics.wait_for(lambda msgs: any(s.level == b"\x01" and "no input on '/watched/image'" in s.message for s in status_of(msgs, "watched")), 10)
+    publisher = graph.helper.create_publisher(Image, "/watched/image", RELIABLE)
+    depth = graph.collect(Image, "/watched/depth", RELIABLE)
+    assert wait_until(lambda: publisher.get_subscription_count() == 1 and watched._publishers_by_key["depth"].get_subscription_count() == 1, 10)
+    for i in range(4):
+        publisher.publish(frame_msg(600 + i))
+        time.sleep(0.15)
+    assert depth.wait_for(lambda msgs: len(msgs) >= 1, 20)
+    diagnostics.clear()
+    assert diagnostics.wait_for(lambda msgs: len(status_of(msgs, "watched")) >= 1, 5)
+    values = {kv.key: kv.value for kv in status_of(diagnostics.messages, "watched")[-1].values}
+    for stage in ("decode", "preprocess", "infer", "postprocess", "publish"):
+        assert float(values[f"latency_{stage}_median_ms"]) >= 0.0 and float(values[f"latency_{stage}_p95_ms"]) >= float(values[f"latency_{stage}_median_ms"])
+    assert float(values["input_rate_hz"]) > 0 and float(values["output_rate_hz"]) > 0
+    assert int(values["frames_received"]) == 4 and int(values["frames_processed"]) + int(values["frames_dropped"]) == 4
+    assert values["backend"] == "onnxruntime (auto)" and len(values["model_sha256"]) == 64 and values["state"] == "active"
+    graph.helper.destroy_publisher(publisher)
+    destroy(graph, watched)
+
+
+def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_model: Path) -> None:
+    # TensorRT cannot load here (no library, no GPU): activation falls back to onnxruntime on CPU
+    node = make_node(graph, "fallback", {"model.path": str(tiny_model), "model.backend": "tensorrt", "qos.reliability": "reliable"}, "/fallback")
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert node.diagnostics_values()["backend"] == "onnxruntime (cpu)"
+    destroy(graph, node)
+    # a backend that fails while running is replaced by the fallback, and the frame is still served
+    node = make_node(graph, "fallback2", {"model.path": str(tiny_model), "model.provider": "auto", "qos.reliability": "reliable"}, "/fallback2")
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def broken(batch: np.ndarray) -> dict:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    node._backend.infer = broken
+    publisher = graph.helper.create_publisher(Image, "/fallback2/image", RELIABLE)
+    semantic = graph.collect(Image, "/fallback2/semantic", RELIABLE)
+    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["semantic"].get_subscription_count() == 1, 10)
+    publisher.publish(frame_msg(700))
+    assert semantic.wait_for(lambda msgs: len(msgs) == 1, 20)
+    values = node.diagnostics_values()
+    assert values["backend"] == "onnxruntime (cpu)" and values["backend_fallbacks"] == 1 and values["frames_failed"] == 0
+    # without a fallback the failure is counted and reported as an ERROR, and the node keeps running
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS and node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.set_parameters([Parameter("model.fallback_backend", value="")])[0].successful
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    node._backend.infer = broken
+    assert wait_until(lambda: publisher.get_subscription_count() == 1, 10)
+    publisher.publish(frame_msg(701))
+    assert wait_until(lambda: node.diagnostics_values()["inference_errors"] == 1, 10)
+    assert "illegal memory access" in node._backend_error
+    graph.helper.destroy_publisher(publisher)
+    destroy(graph, node)

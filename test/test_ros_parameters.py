@@ -100,3 +100,10 @@ def test_runtime_split() -> None:
 def test_default_model_path_falls_back_to_the_source_tree() -> None:
     path = params.default_model_path()
     assert path.name == "default.onnx" and path.parent.name == "models"
+
+
+def test_docs_describe_every_parameter() -> None:
+    text = (ROOT / "docs" / "node.md").read_text()
+    for spec in params.SPECS:
+        key = spec.name.split(".", 1)[1] if spec.name.startswith("output.") and spec.name[7:] in params.OUTPUT_TOPICS else None
+        assert f"`{spec.name}`" in text or (key and f"`{key}`" in text) or (spec.name in ("depth.min", "depth.max") and "`depth.min`, `depth.max`" in text), spec.name

@@ -86,13 +86,17 @@ def start_node(model: Path, namespace: str, log_path: Path) -> subprocess.Popen:
         "input.image_topic": "/camera/image_raw",
         "input.camera_info_topic": "/camera/camera_info",
         "qos.reliability": "reliable",  # large images between processes: best effort drops most of them
-        "qos.depth": 10,
+        "qos.output_depth": 10,
     }
     command = [sys.executable, "-m", "mtl_perception.ros.node", "--ros-args", "-r", f"__ns:={namespace}"]
     for name, value in parameters.items():
         command += ["-p", f"{name}:={value}"]
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the process, closed in stop_node
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    from mtl_perception.ros.parameters import fastdds_profile_path
+
+    env = dict(os.environ)
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile_path()))  # no 3 s stalls on large outputs
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     process.log = log  # type: ignore[attr-defined]
     return process
 
@@ -127,7 +131,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     from mtl_perception.bags.cli_commands import headline
     from mtl_perception.evaluation.bag_eval import BagEvalSettings, evaluate_bags, summarize
     from mtl_perception.evaluation.report import write_animation, write_report
-    from mtl_perception.training.checkpoint import atomic_write_bytes
+    from mtl_perception.fileio import atomic_write_bytes
 
     started = time.monotonic()
     out = Path(args.out)

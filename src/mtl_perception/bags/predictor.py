@@ -1,23 +1,21 @@
 """The node's per-frame pipeline as a plain function: camera pixels -> the predictions it would publish.
 
-Same steps and defaults as ``ros.node.PerceptionNode``: preprocess (letterbox by default), infer,
-postprocess at the camera resolution, rescale depth by the camera's focal length when camera info is
-present, and NaN outside the model's depth range (what the node publishes on ``depth``). Offline
+The node's pipeline (``inference.pipeline.run_frame``) with its defaults: letterbox, outputs at the
+camera resolution, depth rescaled to the camera's focal length when camera info is present, and NaN
+outside the model's depth range (what the node publishes on ``depth``). Offline
 evaluation therefore scores exactly what the node would have published for the same frames.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mtl_perception.inference.processing import Predictions, postprocess, preprocess, rescale_depth_for_camera
+from mtl_perception.inference.pipeline import run_frame
+from mtl_perception.inference.processing import Predictions
 from mtl_perception.ros.camera_info import CameraInfoError, image_size, scale_camera_info
 from mtl_perception.ros.outputs import clip_depth
-
-STAGES = ("preprocess", "infer", "postprocess")
 
 
 @dataclass
@@ -48,20 +46,14 @@ class ModelPredictor:
 
     def predict(self, rgb: np.ndarray, camera_info: Any | None = None) -> TimedPredictions:
         """Predictions for one uint8 RGB frame; ``camera_info`` (a CameraInfo of this camera) enables depth rescaling."""
-        start = time.perf_counter()
-        batch, transform = preprocess(rgb, self.meta, self.resize_mode)
-        t_pre = time.perf_counter()
-        outputs = self.backend.infer(batch)
-        t_infer = time.perf_counter()
-        predictions = postprocess(outputs, self.meta, transform, "input")
+        info = self._scaled_info(camera_info, rgb)
+        focal = (info.k[0], info.k[4]) if info is not None else None
+        result = run_frame(rgb, self.meta, self.backend.infer, resize_mode=self.resize_mode, camera_focal=focal,
+                           rescale_for_camera=self.rescale_for_camera)
+        predictions = result.predictions
         if predictions.depth is not None:
-            info = self._scaled_info(camera_info, rgb)
-            if info is not None and self.rescale_for_camera:
-                predictions.depth = rescale_depth_for_camera(predictions.depth, transform.focal_at_model_input(info.k[0], info.k[4]), self.meta)
             predictions.depth = clip_depth(predictions.depth, self.depth_min, self.depth_max)
-        end = time.perf_counter()
-        seconds = {"preprocess": t_pre - start, "infer": t_infer - t_pre, "postprocess": end - t_infer, "total": end - start}
-        return TimedPredictions(predictions, seconds)
+        return TimedPredictions(predictions, result.seconds)
 
     @staticmethod
     def _scaled_info(camera_info: Any | None, rgb: np.ndarray) -> Any | None:

@@ -20,7 +20,7 @@ import numpy as np
 from mtl_perception.evaluation.bag_eval import PER_FRAME_KEYS, STABILITY_KEYS, BagResult
 from mtl_perception.evaluation.contact_sheet import Panel, render_contact_sheet, write_png_atomic
 from mtl_perception.evaluation.evaluate import json_safe
-from mtl_perception.training.checkpoint import atomic_write_bytes
+from mtl_perception.fileio import atomic_write_bytes
 
 FORMATS = ("md", "html")
 MAX_STRIP_ROWS = 6

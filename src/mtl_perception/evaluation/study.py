@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from mtl_perception.config import ExperimentConfig, config_from_dict
-from mtl_perception.evaluation.metrics import HEADLINE, delta_m
+from mtl_perception.evaluation.metrics import delta_m
 from mtl_perception.tasks import ALL_TASKS
 
 TABLE_METRICS = [("depth", "rmse"), ("depth", "abs_rel"), ("depth", "delta1"), ("semantic", "miou"), ("semantic", "pixel_acc"),
@@ -204,7 +204,7 @@ def plot_delta_m(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mtl_perception.training.checkpoint import atomic_write_bytes
+    from mtl_perception.fileio import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for row in summary["rows"]:
@@ -229,7 +229,7 @@ def plot_delta_m(summary: dict[str, Any], path: Path) -> None:
 def run_study(study: StudyConfig, log: Any = print) -> dict[str, Any]:
     """Train and evaluate every (entry, seed) not done yet, then write the table, JSON and plot."""
     from mtl_perception.evaluation.evaluate import json_safe
-    from mtl_perception.training.checkpoint import atomic_write_bytes
+    from mtl_perception.fileio import atomic_write_bytes
 
     out = Path(study.out_dir)
     results: dict[str, list[dict[str, Any]]] = {}

@@ -122,6 +122,6 @@ class CalibrationCacheFile:
         return self.path.read_bytes() if self.path.is_file() and self.path.stat().st_size > 0 else None
 
     def write(self, table: bytes) -> None:
-        from mtl_perception.training.checkpoint import atomic_write_bytes
+        from mtl_perception.fileio import atomic_write_bytes
 
         atomic_write_bytes(self.path, bytes(table))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtl_perception.training.checkpoint import atomic_write_bytes, file_sha256
+from mtl_perception.fileio import atomic_write_bytes, file_sha256
 
 DEFAULT_CACHE_DIR = Path("~/.cache/mtl_perception/engines")
 CACHE_ENV = "MTL_PERCEPTION_ENGINE_CACHE"

@@ -160,7 +160,7 @@ def export_model(
     tolerance: float = PARITY_TOLERANCE,
 ) -> ExportReport:
     """Export an in-memory network described by ``meta``; see ``export_onnx``."""
-    from mtl_perception.training.checkpoint import atomic_write_bytes
+    from mtl_perception.fileio import atomic_write_bytes
 
     start = time.perf_counter()
     module = TaskTuple(model, meta.tasks).eval()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -177,29 +177,36 @@ def _frame(outputs: Mapping[str, np.ndarray], task: str, index: int) -> np.ndarr
     return array
 
 
-def postprocess(outputs: Mapping[str, np.ndarray], meta: ModelMetadata, transform: Transform, out_size: OutSize = "input", index: int = 0) -> Predictions:
+def postprocess(outputs: Mapping[str, np.ndarray], meta: ModelMetadata, transform: Transform, out_size: OutSize = "input",
+                index: int = 0, tasks: Sequence[str] | None = None, confidence: bool = True) -> Predictions:
     """Backend outputs (keyed by task) -> per-pixel predictions of frame ``index``.
 
     out_size "input": the source image's resolution; "model": the network resolution with letterbox
     padding removed (content_height x content_width; the full model size under ``stretch``).
+    ``tasks`` limits the work to a subset of the model's tasks (default: all); ``confidence=False``
+    skips the softmax confidence map.
     """
+    wanted = list(meta.tasks) if tasks is None else [t for t in meta.tasks if t in tasks]
     if out_size == "input":
         size = (transform.source_height, transform.source_width)
     elif out_size == "model":
         size = (transform.content_height, transform.content_width)
     else:
         raise ValueError(f"unknown out_size '{out_size}'; valid: ['input', 'model']")
-    missing = [t for t in meta.tasks if t not in outputs]
+    missing = [t for t in wanted if t not in outputs]
     if missing:
         raise ValueError(f"backend outputs lack task(s) {missing} that the model metadata lists (got {sorted(outputs)})")
     result = Predictions()
-    if "depth" in meta.tasks:
+    if "depth" in wanted:
         depth = _resize_hwc(_crop_content(_frame(outputs, "depth", index), transform), size)
         result.depth = np.ascontiguousarray(depth.reshape(size), dtype=np.float32)
-    if "semantic" in meta.tasks:
+    if "semantic" in wanted:
         logits = _resize_hwc(_crop_content(_frame(outputs, "semantic", index), transform), size)
-        result.labels, result.confidence = labels_and_confidence(logits)
-    if "normals" in meta.tasks:
+        if confidence:
+            result.labels, result.confidence = labels_and_confidence(logits)
+        else:
+            result.labels = logits.argmax(axis=2).astype(np.uint8)
+    if "normals" in wanted:
         normals = _resize_hwc(_crop_content(_frame(outputs, "normals", index), transform), size)
         result.normals = normalise_vectors(normals)
     return result

@@ -92,7 +92,7 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration_source: s
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from mtl_perception.training.checkpoint import atomic_write_bytes
+    from mtl_perception.fileio import atomic_write_bytes
 
     start = time.perf_counter()
     model_path = Path(model_path)

@@ -31,7 +31,7 @@ def assess(health: Health) -> tuple[int, str]:
     OK otherwise (including unconfigured/inactive, which say so).
     """
     if health.backend_error:
-        return ERROR, f"inference failing: {health.backend_error}"
+        return ERROR, f"cannot run the model: {health.backend_error}"
     if health.state != "active":
         return OK, f"{health.state}: not processing frames (activate the node to start)"
     problem_text = "; ".join(f"{kind}: {text}" for kind, text in sorted(health.problems.items()))

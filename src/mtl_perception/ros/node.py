@@ -12,8 +12,6 @@ and the next good frame is served.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import sys
 import threading
 import time
@@ -32,7 +30,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
 from mtl_perception.colorize import palette_from_sequence
-from mtl_perception.inference.processing import postprocess, preprocess, rescale_depth_for_camera, to_rgb
+from mtl_perception.fileio import file_sha256
+from mtl_perception.inference.pipeline import run_frame
+from mtl_perception.inference.processing import to_rgb
 from mtl_perception.ros import parameters as params
 from mtl_perception.ros.camera_info import CameraInfoError, image_size, scale_camera_info, validate_camera_info
 from mtl_perception.ros.diagnostics import Health, assess, latency_values, make_status
@@ -54,15 +54,6 @@ OUTPUT_TYPES = {
     "normals": Image,
     "points": PointCloud2,
 }
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (the model hash reported in diagnostics and the class table)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def make_qos(reliability: str, depth: int) -> QoSProfile:
@@ -102,7 +93,7 @@ class PerceptionNode(LifecycleNode):
         self._last_log: dict[str, float] = {}
         self._activated_at = 0.0
         self._last_tick = time.monotonic()
-        self._period_counts = {"processed": 0, "failed": 0}
+        self._counts_at_last_tick: dict[str, int] = {}
         self.add_on_set_parameters_callback(self._check_parameter_change)
         self.add_post_set_parameters_callback(self._apply_parameter_change)
 
@@ -114,7 +105,7 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         settings = self._settings
-        out_qos = make_qos(settings.output_reliability, settings.qos_depth)
+        out_qos = make_qos(settings.output_reliability, settings.output_qos_depth)
         for key, topic in params.OUTPUT_TOPICS.items():
             self._publishers_by_key[key] = self.create_lifecycle_publisher(OUTPUT_TYPES[key], topic, out_qos)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -131,6 +122,7 @@ class PerceptionNode(LifecycleNode):
         try:
             self._load_model(settings)
             self._palette = self._resolve_palette(settings)
+            params.depth_range(settings, self._backend.metadata.depth_min, self._backend.metadata.depth_max)
         except Exception as exc:  # any load failure: stay inactive and say why
             self._backend_error = str(exc)
             self._free_model()
@@ -284,8 +276,11 @@ class PerceptionNode(LifecycleNode):
             values[change.name] = change.value
         try:
             settings = params.settings_from_values(values)
-            if self._backend is not None and settings.palette_override is not None and len(settings.palette_override) < len(self._backend.metadata.class_names):
-                raise params.ParameterError(f"palette.override has {len(settings.palette_override)} colours but the model has {len(self._backend.metadata.class_names)} classes")
+            if self._backend is not None:
+                meta = self._backend.metadata
+                params.depth_range(settings, meta.depth_min, meta.depth_max)
+                if settings.palette_override is not None and len(settings.palette_override) < len(meta.class_names):
+                    raise params.ParameterError(f"palette.override has {len(settings.palette_override)} colours but the model has {len(meta.class_names)} classes")
         except params.ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -343,6 +338,7 @@ class PerceptionNode(LifecycleNode):
                 self._report("internal_error", f"unexpected {type(exc).__name__}: {exc}; please report with this trace: {traceback.format_exc(limit=3)}")
 
     def _process(self, frame: Frame) -> None:
+        """decode -> preprocess -> infer -> postprocess -> encode + publish one frame (what is wanted of it)."""
         settings, backend, palette = self._settings, self._backend, self._palette
         if settings is None or backend is None or palette is None:
             return
@@ -354,68 +350,72 @@ class PerceptionNode(LifecycleNode):
         if not wanted:
             self._counters.add("skipped_no_subscribers")
             return
-        times: dict[str, float] = {}
-        start = time.perf_counter()
+        times = {"start": time.perf_counter()}
+        rgb = self._decode(frame, settings)
+        if rgb is None:
+            return
+        times["decode"] = time.perf_counter()
+        source_info = self._source_camera_info(info, rgb.shape[1], rgb.shape[0])
+        if source_info is None:
+            wanted -= {"points", "depth_camera_info"}
+        focal = (source_info.k[0], source_info.k[4]) if source_info is not None else None
+        result = run_frame(rgb, meta, self._infer, resize_mode=settings.resize_mode, out_size=settings.resolution,
+                           camera_focal=focal, rescale_for_camera=settings.rescale_for_camera,
+                           tasks=tasks_for(wanted, list(meta.tasks)), confidence=False)
+        predictions = result.predictions
+        if predictions is None:
+            return
+        times["preprocess"] = times["decode"] + result.seconds["preprocess"]
+        times["infer"] = times["preprocess"] + result.seconds["infer"]
+        out_h, out_w = next(a.shape[:2] for a in (predictions.depth, predictions.labels, predictions.normals) if a is not None)
+        scaled_info = scale_camera_info(source_info, out_w, out_h) if source_info is not None else None
+        messages = build_messages(wanted, predictions, rgb, self._output_options(settings, meta, palette), frame.msg.header, scaled_info)
+        times["postprocess"] = time.perf_counter()
+        for key, msg in messages.items():
+            self._publishers_by_key[key].publish(msg)
+        times["publish"] = time.perf_counter()
+        self._record(times, frame)
 
+    def _decode(self, frame: Frame, settings: params.Settings) -> np.ndarray | None:
+        """The frame as RGB uint8, or None after reporting why it cannot be read."""
         try:
             if frame.compressed:
                 pixels, encoding = compressed_msg_to_array(frame.msg, settings.max_pixels)
             else:
                 pixels, encoding = image_msg_to_array(frame.msg, settings.max_pixels), frame.msg.encoding
-            rgb = to_rgb(pixels, encoding)
+            return to_rgb(pixels, encoding)
         except (ImageDecodeError, ValueError) as exc:
             self._count_failure()
             self._report("bad_input", f"frame on '{self.resolve_topic_name(self._input_topic())}' rejected: {exc}")
-            return
-        times["decode"] = time.perf_counter()
+            return None
 
-        scaled_source_info = None
-        if info is not None:
-            if image_size(info) != (rgb.shape[1], rgb.shape[0]):
-                self._report("camera_info_mismatch", f"camera_info describes {image_size(info)[0]}x{image_size(info)[1]} images but the frame is {rgb.shape[1]}x{rgb.shape[0]}; publish matching camera info (points and depth/camera_info skipped)")
-                wanted -= {"points", "depth_camera_info"}
-            else:
-                scaled_source_info = scale_camera_info(info, rgb.shape[1], rgb.shape[0])
-        batch, transform = preprocess(rgb, meta, settings.resize_mode)
-        times["preprocess"] = time.perf_counter()
+    def _source_camera_info(self, info: CameraInfo | None, width: int, height: int) -> CameraInfo | None:
+        """The camera info at the frame's size (binning and ROI folded in), None if absent or not this camera's."""
+        if info is None:
+            return None
+        described = image_size(info)
+        if described != (width, height):
+            self._report(
+                "camera_info_mismatch",
+                f"camera_info describes {described[0]}x{described[1]} images but the frame is {width}x{height}; "
+                "publish the camera info of this image stream (points and depth/camera_info skipped)",
+            )
+            return None
+        return scale_camera_info(info, width, height)
 
-        outputs = self._infer(batch)
-        if outputs is None:
-            return
-        times["infer"] = time.perf_counter()
+    @staticmethod
+    def _output_options(settings: params.Settings, meta: Any, palette: np.ndarray) -> OutputOptions:
+        depth_min, depth_max = params.depth_range(settings, meta.depth_min, meta.depth_max)
+        return OutputOptions(depth_min, depth_max, settings.overlay_alpha, settings.points_stride, settings.points_organized, palette)
 
-        # post-process only the tasks some wanted output needs (postprocess follows meta.tasks)
-        needed_meta = dataclasses.replace(meta, tasks=[task for task in meta.tasks if task in tasks_for(wanted, list(meta.tasks))])
-        predictions = postprocess(outputs, needed_meta, transform, settings.resolution)
-        if predictions.depth is not None and scaled_source_info is not None and settings.rescale_for_camera:
-            k = scaled_source_info.k
-            predictions.depth = rescale_depth_for_camera(predictions.depth, transform.focal_at_model_input(k[0], k[4]), meta)
-        out_h, out_w = next(a.shape[:2] for a in (predictions.depth, predictions.labels, predictions.normals) if a is not None)
-        scaled_info = scale_camera_info(scaled_source_info, out_w, out_h) if scaled_source_info is not None else None
-        options = OutputOptions(
-            depth_min=settings.depth_min or meta.depth_min,
-            depth_max=settings.depth_max or meta.depth_max,
-            overlay_alpha=settings.overlay_alpha,
-            points_stride=settings.points_stride,
-            points_organized=settings.points_organized,
-            palette=palette,
-        )
-        if options.depth_min >= options.depth_max:
-            options.depth_min, options.depth_max = meta.depth_min, meta.depth_max
-        messages = build_messages(wanted, predictions, rgb, options, frame.msg.header, scaled_info)
-        times["postprocess"] = time.perf_counter()
-
-        for key, msg in messages.items():
-            self._publishers_by_key[key].publish(msg)
-        times["publish"] = time.perf_counter()
-
-        previous = start
+    def _record(self, times: dict[str, float], frame: Frame) -> None:
+        """Stage latencies and counters of one published frame."""
+        previous = times["start"]
         for stage in STAGES:
             self._latency.add(stage, times[stage] - previous)
             previous = times[stage]
         self._latency.add("total", time.monotonic() - frame.received)
         self._counters.add("processed")
-        self._period_counts["processed"] += 1
         self._output_rate.tick()
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -439,7 +439,6 @@ class PerceptionNode(LifecycleNode):
 
     def _count_failure(self) -> None:
         self._counters.add("failed")
-        self._period_counts["failed"] += 1
 
     def _report(self, kind: str, text: str) -> None:
         """Count a problem, keep it for diagnostics, and log it at most once per LOG_THROTTLE_S per kind."""
@@ -478,18 +477,20 @@ class PerceptionNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         last_input = self._input_rate.last()
+        counts = self._counters.snapshot()
+        in_period = {name: counts.get(name, 0) - self._counts_at_last_tick.get(name, 0) for name in ("processed", "failed")}
         health = Health(
             state=self._state,
             seconds_since_input=None if last_input is None or last_input < self._activated_at else now - last_input,
             seconds_active=now - self._activated_at if self._state == "active" else 0.0,
             stall_timeout_s=self._settings.stall_timeout_s if self._settings else 2.0,
             input_topic=self.resolve_topic_name(self._input_topic()) if self._settings else "",
-            processed_in_period=self._period_counts["processed"],
-            failed_in_period=self._period_counts["failed"],
+            processed_in_period=in_period["processed"],
+            failed_in_period=in_period["failed"],
             problems=self._counters.recent_problems(self._last_tick),
             backend_error=self._backend_error,
         )
-        self._period_counts = {"processed": 0, "failed": 0}
+        self._counts_at_last_tick = counts
         self._last_tick = now
         level, message = assess(health)
         array = DiagnosticArray()

@@ -67,7 +67,8 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("input.camera_info_topic", "camera_info", "Camera info topic; needed for the point cloud and depth/camera_info"),
     ParamSpec("input.max_pixels", 4096 * 4096, "Largest accepted image (width x height); bigger frames are rejected before decoding", int_range=(1, 1 << 28)),
     ParamSpec("qos.reliability", "best_effort", "Reliability of the input subscriptions (best_effort = sensor data)", choices=("best_effort", "reliable")),
-    ParamSpec("qos.depth", 1, "History depth of inputs and outputs (keep last N)", int_range=(1, 100)),
+    ParamSpec("qos.depth", 1, "History depth of the input subscriptions (keep last N; the node processes only the newest)", int_range=(1, 100)),
+    ParamSpec("qos.output_depth", 5, "History depth of the outputs (keep last N): room for a slow reliable subscriber such as a recorder", int_range=(1, 100)),
     ParamSpec("qos.output_reliability", "reliable", "Reliability of the outputs; reliable serves both reliable and best-effort subscribers", choices=("best_effort", "reliable")),
     *(ParamSpec(f"output.{key}", True, f"Publish '{topic}' (computed only while someone subscribes)", runtime=True) for key, topic in OUTPUT_TOPICS.items()),
     ParamSpec("output.resolution", "input", "Output image size: input (camera resolution) or model (network resolution)", runtime=True, choices=("input", "model")),
@@ -103,6 +104,7 @@ class Settings:
     max_pixels: int
     reliability: str
     qos_depth: int
+    output_qos_depth: int
     output_reliability: str
     outputs: dict[str, bool]
     resolution: str
@@ -119,17 +121,27 @@ class Settings:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-def default_model_path() -> Path:
-    """share/mtl_perception/models/default.onnx from the ament index, else the source tree's models/."""
+def package_file(folder: str, name: str) -> Path:
+    """share/mtl_perception/FOLDER/NAME from the ament index, else the source tree's FOLDER/NAME."""
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        share = Path(get_package_share_directory(PACKAGE)) / "models" / DEFAULT_MODEL_FILE
+        share = Path(get_package_share_directory(PACKAGE)) / folder / name
         if share.is_file():
             return share
     except (ImportError, LookupError, ValueError, OSError):  # no ament index (e.g. a plain pip install)
         pass
-    return Path(__file__).resolve().parents[3] / "models" / DEFAULT_MODEL_FILE
+    return Path(__file__).resolve().parents[3] / folder / name
+
+
+def default_model_path() -> Path:
+    """The bundled default model (models/default.onnx)."""
+    return package_file("models", DEFAULT_MODEL_FILE)
+
+
+def fastdds_profile_path() -> Path:
+    """The Fast DDS profile that delivers large images between processes (config/fastdds_large_images.xml)."""
+    return package_file("config", "fastdds_large_images.xml")
 
 
 def parse_palette(text: str) -> list[list[int]] | None:
@@ -200,6 +212,7 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
         max_pixels=merged["input.max_pixels"],
         reliability=merged["qos.reliability"],
         qos_depth=merged["qos.depth"],
+        output_qos_depth=merged["qos.output_depth"],
         output_reliability=merged["qos.output_reliability"],
         outputs={key: merged[f"output.{key}"] for key in OUTPUT_TOPICS},
         resolution=merged["output.resolution"],
@@ -215,6 +228,18 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
         stall_timeout_s=merged["diagnostics.stall_timeout_s"],
         raw=merged,
     )
+
+
+def depth_range(settings: Settings, model_min: float, model_max: float) -> tuple[float, float]:
+    """The published depth range: depth.min/depth.max, each 0 meaning the model's own; ParameterError if empty."""
+    low = settings.depth_min or model_min
+    high = settings.depth_max or model_max
+    if not low < high:
+        raise ParameterError(
+            f"depth range [{low}, {high}] m is empty (depth.min={settings.depth_min}, depth.max={settings.depth_max}, "
+            f"model range [{model_min}, {model_max}] m); set depth.min below depth.max"
+        )
+    return low, high
 
 
 def backend_options(settings: Settings, kind: str, provider: str) -> dict[str, Any]:

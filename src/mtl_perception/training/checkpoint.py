@@ -6,9 +6,6 @@ of the training camera at the network input size) and ``loss_weighting`` (state 
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +14,13 @@ import torch
 from torch import nn
 
 from mtl_perception.config import ExperimentConfig, config_from_dict
+from mtl_perception.fileio import atomic_write_bytes, file_sha256  # noqa: F401  (re-exported)
 
 CHECKPOINT_FORMAT = "mtl_perception.checkpoint/1"
-FILE_MODE = 0o644
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable or not one of this package's."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write bytes to ``path`` so that readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp creates 0600; outputs are ordinary readable files
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plain(value: Any) -> Any:
@@ -76,15 +56,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an mtl_perception checkpoint (expected format {CHECKPOINT_FORMAT})")
     return state
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ExperimentConfig, dict[str, Any]]:

@@ -24,7 +24,8 @@ from mtl_perception.data.datasets import build_datasets, dataset_info
 from mtl_perception.evaluation.evaluate import batch_to_device, evaluate_model, json_safe, metric_value
 from mtl_perception.evaluation.metrics import delta_m
 from mtl_perception.model.network import build_model
-from mtl_perception.training.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from mtl_perception.fileio import atomic_write_bytes
+from mtl_perception.training.checkpoint import load_checkpoint, save_checkpoint
 from mtl_perception.training.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from mtl_perception.training.losses import compute_losses
 from mtl_perception.training.sampler import StepBatchSampler

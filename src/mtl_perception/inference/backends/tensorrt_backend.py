@@ -164,7 +164,7 @@ def build_engine(trt: Any, onnx_path: Path, meta: ModelMetadata, key: EngineKey,
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f"TensorRT failed to build an engine for {onnx_path} ({key.precision}); see the TensorRT log above, or raise --workspace-mb")
-    from mtl_perception.training.checkpoint import atomic_write_bytes
+    from mtl_perception.fileio import atomic_write_bytes
 
     atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
@@ -179,7 +179,7 @@ def prepare_engine(
     device: int = 0,
 ) -> tuple[Path, EngineKey, str, ModelMetadata]:
     """Find or build the engine of an ONNX model on this machine: (engine path, key, 'cache' | 'built', metadata)."""
-    from mtl_perception.training.checkpoint import file_sha256
+    from mtl_perception.fileio import file_sha256
 
     options = options or BuildOptions()
     trt = import_tensorrt()
