@@ -193,6 +193,7 @@ def test_calibration_cache_file(tmp_path):
 def test_tensorrt_backend_without_tensorrt_is_a_clear_error(tmp_path):
     from mtl_perception.inference.backends import BackendError, create_backend
 
+    (tmp_path / "model.onnx").write_bytes(b"placeholder")  # create_backend checks the path exists first
     with pytest.raises(BackendError, match="TensorRT Python package is not importable"):
         create_backend("tensorrt", tmp_path / "model.onnx")
 

@@ -61,7 +61,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from mtl_perception.training.checkpoint import CheckpointError
 
     errors: list[type[BaseException]] = [UserError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
-                                         IsADirectoryError, CheckpointError, MetadataError]
+                                         IsADirectoryError, FileExistsError, CheckpointError, MetadataError]
     try:
         from mtl_perception.inference.backends.base import BackendError
         errors.append(BackendError)
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(command_main(args) or 0)
     except expected_errors() as exc:
-        print(f"mtl-perception {args.command}: error: {exc}", file=sys.stderr)
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        print(f"mtl-perception {args.command}: error: {reason}", file=sys.stderr)  # always one line
         return 2
     except KeyboardInterrupt:
         print(f"mtl-perception {args.command}: interrupted", file=sys.stderr)

@@ -97,8 +97,17 @@ class ExperimentConfig:
             raise ValueError("model.min_depth must be positive and below model.max_depth")
         if self.model.num_classes < 2:
             raise ValueError("model.num_classes must be at least 2")
+        for section in ("model", "data", "train"):
+            _check_types(getattr(self, section), section)
         if self.train.steps < 1 or self.train.batch_size < 1:
             raise ValueError("train.steps and train.batch_size must be positive")
+        for name in ("val_every", "ckpt_every", "log_every"):
+            if getattr(self.train, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1 (steps between events), got {getattr(self.train, name)}")
+        if not self.train.lr > 0:
+            raise ValueError(f"train.lr must be positive, got {self.train.lr}")
+        if self.data.workers < 0 or self.train.threads < 0 or self.train.warmup_steps < 0:
+            raise ValueError("data.workers, train.threads and train.warmup_steps must not be negative")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,7 +119,27 @@ class ExperimentConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _check_types(section: Any, where: str) -> None:
+    """ValueError unless every field holds the type of its default (ints pass for floats; None only where the default is None)."""
+    for spec in dataclasses.fields(section):
+        value = getattr(section, spec.name)
+        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()  # type: ignore[misc]
+        if default is None:
+            ok = value is None or isinstance(value, str)
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+        if not ok:
+            expected = "a string or null" if default is None else f"a {type(default).__name__}"
+            raise ValueError(f"{where}.{spec.name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"section '{where}' must be a mapping of key: value, got {type(values).__name__} {values!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -161,5 +190,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"config file {path} is not valid YAML{where}: {problem}; fix the syntax there") from None
     return config_from_dict(apply_overrides(raw, overrides or []))

@@ -10,7 +10,11 @@ FILE_MODE = 0o644
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write bytes to ``path`` so that readers see the old file or the new one, never half of one."""
+    """Write bytes to ``path`` so that readers see the old file or the new one, never half of one.
+
+    The bytes go to a temporary file in the same folder (``.NAME.*.tmp``), are flushed to disk, and the
+    file is renamed over ``path``; a writer killed before the rename leaves ``path`` untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,6 +28,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # make the rename itself survive a power cut, not only a killed process
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -33,3 +51,31 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def remove_stale_temp_files(folder: str | Path, names: list[str]) -> list[Path]:
+    """Delete the temporary files ``atomic_write_bytes`` left for ``names`` in ``folder`` when a writer was killed.
+
+    Call it only where no other process is writing those names (e.g. a training run at start-up);
+    returns the files removed.
+    """
+    removed = []
+    for name in names:
+        for stale in Path(folder).glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as a Path if it is a folder or can become one; NotADirectoryError naming ``flag`` otherwise.
+
+    Run it before long work, so that a bad output path fails in a second, not after the evaluation.
+    """
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise NotADirectoryError(f"{flag} {path}: {part} exists and is not a directory; give a folder path for the outputs")
+            break
+    return path

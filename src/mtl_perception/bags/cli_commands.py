@@ -42,7 +42,7 @@ def bag_make_main(args: argparse.Namespace) -> int:
     from mtl_perception.bags.make import BagOptions, folder_source, make_bag, nyuv2_source, synthetic_source
 
     if args.source == "synthetic":
-        source = synthetic_source(args.seed, args.frames or 30, args.height, args.width)
+        source = synthetic_source(args.seed, 30 if args.frames is None else args.frames, args.height, args.width)
     else:
         if not args.root:
             raise ValueError(f"--source {args.source} needs --root (the {'folder dataset' if args.source == 'folder' else '.mat file'})")
@@ -118,8 +118,10 @@ def bag_eval_settings(args: argparse.Namespace) -> "BagEvalSettings":  # noqa: F
             options["intra_op_threads"] = args.threads
     elif args.provider:
         raise ValueError("--provider applies to --backend onnxruntime only")
-    if args.model and not Path(args.model).is_file():
-        raise FileNotFoundError(f"model file not found: {args.model}; export one with `mtl-perception export`")
+    if args.model:
+        from mtl_perception.inference.backends import validate_model_path
+
+        validate_model_path(args.backend, args.model)
     return BagEvalSettings(
         model=args.model, backend=args.backend, backend_options=options, predictions_from_bag=args.predictions_from_bag,
         image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
@@ -152,8 +154,11 @@ def bag_eval_main(args: argparse.Namespace) -> int:
     from mtl_perception.evaluation.bag_eval import evaluate_bags, summarize
     from mtl_perception.evaluation.report import write_report
 
+    from mtl_perception.fileio import check_output_dir
+
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    check_output_dir(args.out)
     settings = bag_eval_settings(args)
     results = evaluate_bags(args.bags, settings, jobs=args.jobs)
     summary = summarize(results, settings)

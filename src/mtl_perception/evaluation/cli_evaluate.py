@@ -53,8 +53,10 @@ def main(args: argparse.Namespace) -> int:
     from mtl_perception.colorize import palette_from_sequence
     from mtl_perception.evaluation.contact_sheet import sample_panels, write_contact_sheet
     from mtl_perception.evaluation.evaluate import evaluate_model, json_safe
-    from mtl_perception.fileio import atomic_write_bytes, file_sha256, model_from_checkpoint
+    from mtl_perception.fileio import atomic_write_bytes, check_output_dir, file_sha256
+    from mtl_perception.training.checkpoint import model_from_checkpoint
 
+    check_output_dir(args.out)
     model, config, state = model_from_checkpoint(args.checkpoint, map_location=args.device)
     dataset = _dataset_for(args.data, config, args.count)
     info = state.get("dataset", {})

@@ -115,6 +115,21 @@ def decide(cached_keys: list[EngineKey], current: EngineKey) -> tuple[str, Engin
     return "miss", None
 
 
+def check_trusted(engine_path: Path) -> None:
+    """EngineCacheError unless the engine, its sidecar and the cache folder are this user's and not world-writable.
+
+    An engine is native code that TensorRT runs: one that another user could have replaced is never loaded.
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for item in (engine_path.parent, engine_path, engine_path.with_suffix(".json")):
+        info = item.stat()
+        if (uid is not None and info.st_uid != uid) or info.st_mode & 0o002:
+            raise EngineCacheError(
+                f"refusing to load a TensorRT engine from {item}: it is owned by another user or writable by everyone, "
+                f"and an engine is native code; use a cache folder only you can write (chmod 700 {engine_path.parent}) and rebuild"
+            )
+
+
 def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """The engine cache directory: the argument, else $MTL_PERCEPTION_ENGINE_CACHE, else ~/.cache/mtl_perception/engines."""
     chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
@@ -156,6 +171,7 @@ class EngineCache:
             return CacheDecision("mismatch", engine_path, mismatch_reasons(matched, key))
         if not engine_path.is_file():
             return CacheDecision("miss", reasons=[f"engine file {engine_path} is missing"])
+        check_trusted(engine_path)
         if file_sha256(engine_path) != info.get("engine_sha256"):
             return CacheDecision("miss", reasons=[f"engine file {engine_path} is damaged (hash differs from its sidecar)"])
         return CacheDecision("hit", engine_path)
@@ -163,6 +179,7 @@ class EngineCache:
     def store(self, key: EngineKey, model_name: str, engine: bytes, extra: dict[str, Any] | None = None) -> Path:
         """Write an engine and its sidecar atomically (engine first); return the engine path."""
         engine_path, sidecar = self.paths(key, model_name)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write_bytes(engine_path, engine)
         info = {"key": key.to_dict(), "engine_sha256": hashlib.sha256(engine).hexdigest(), "engine_file": engine_path.name, **(extra or {})}
         atomic_write_bytes(sidecar, json.dumps(info, indent=1, sort_keys=True).encode())

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
+BACKEND_FAILURE = "backend_failure"  # problem kind: the backend failed at run time (ERROR for that period)
 
 
 @dataclass
@@ -25,13 +26,16 @@ class Health:
 def assess(health: Health) -> tuple[int, str]:
     """(level, one-line message) from the rules below, most severe first.
 
-    ERROR: the backend cannot load or run the model, or every frame of the period failed.
+    ERROR: the backend cannot load or run the model, it failed at run time this period (even when a
+    fallback backend took over), or every frame of the period failed.
     WARN: some frames failed this period, another problem was reported this period (e.g. bad camera
     info), or no input for longer than the stall timeout while active.
     OK otherwise (including unconfigured/inactive, which say so).
     """
     if health.backend_error:
         return ERROR, f"cannot run the model: {health.backend_error}"
+    if BACKEND_FAILURE in health.problems:  # the configured backend broke this period; a fallback may be serving
+        return ERROR, f"{BACKEND_FAILURE}: {health.problems[BACKEND_FAILURE]}"
     if health.state != "active":
         return OK, f"{health.state}: not processing frames (activate the node to start)"
     problem_text = "; ".join(f"{kind}: {text}" for kind, text in sorted(health.problems.items()))

@@ -85,6 +85,11 @@ def image_msg_to_array(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             f"image data has {size} B but step x height = {step} x {height} = {step * height} B; "
             "the message is truncated or its step/height are wrong"
         )
+    if size > step * height:  # sensor_msgs/Image: len(data) == step * height; more means the header lies
+        raise ImageDecodeError(
+            f"image data has {size} B, more than step x height = {step} x {height} = {step * height} B; "
+            "the width, height, step or encoding in the header do not describe the data: fix the publisher"
+        )
     rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
     pixels = rows.view(wire).reshape((height, width, channels) if channels > 1 else (height, width))
@@ -92,7 +97,10 @@ def image_msg_to_array(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
 
 def _compressed_size(data: bytes) -> tuple[str, int, int] | None:
-    """(format, width, height) read from a PNG or JPEG header without decoding; None if not found."""
+    """(format, width, height) read from a PNG or JPEG header without decoding; None if not found.
+
+    A JPEG stream without an end-of-image marker after its frame header is an ImageDecodeError (truncated).
+    """
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         if len(data) < 24 or data[12:16] != b"IHDR":
             return None
@@ -113,6 +121,8 @@ def _compressed_size(data: bytes) -> tuple[str, int, int] | None:
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn: start of frame
                 if pos + 9 > len(data):
                     return None
+                if data.find(b"\xff\xd9", pos) < 0:  # libjpeg would fill the missing rows with grey
+                    raise ImageDecodeError(f"JPEG data ({len(data)} B) has no end-of-image marker: the stream is truncated; check the camera's compressed transport")
                 return "jpeg", int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")
             pos += 2 + length
         return None

@@ -31,11 +31,12 @@ from std_msgs.msg import String
 
 from mtl_perception.colorize import palette_from_sequence
 from mtl_perception.fileio import file_sha256
+from mtl_perception.inference.model_file import ModelFileError
 from mtl_perception.inference.pipeline import run_frame
 from mtl_perception.inference.processing import to_rgb
 from mtl_perception.ros import parameters as params
 from mtl_perception.ros.camera_info import CameraInfoError, image_size, scale_camera_info, validate_camera_info
-from mtl_perception.ros.diagnostics import Health, assess, latency_values, make_status
+from mtl_perception.ros.diagnostics import BACKEND_FAILURE, Health, assess, latency_values, make_status
 from mtl_perception.ros.frame_slot import Frame, LatestFrameSlot
 from mtl_perception.ros.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
 from mtl_perception.ros.outputs import OutputOptions, build_messages, class_table_json, tasks_for, wanted_outputs
@@ -208,14 +209,15 @@ class PerceptionNode(LifecycleNode):
     def _load_model(self, settings: params.Settings) -> None:
         path = Path(settings.model_path).expanduser() if settings.model_path else params.default_model_path()
         if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}; set model.path to an exported model (mtl-perception export --checkpoint CKPT --out MODEL.onnx)")
+            problem = "is not a regular file" if path.exists() else "not found"
+            raise FileNotFoundError(f"model file {problem}: {path}; set model.path to an exported model (mtl-perception export --checkpoint CKPT --out MODEL.onnx)")
         self._model_path = path
         self._model_sha256 = file_sha256(path)
         try:
             self._set_backend(settings.backend, params.backend_options(settings, settings.backend, settings.provider), settings.provider)
         except Exception as exc:
-            if not settings.fallback_backend:
-                raise
+            if not settings.fallback_backend or (isinstance(exc, ModelFileError) and settings.fallback_backend == settings.backend):
+                raise  # no fallback, or the file itself is bad: the same backend on CPU would fail on it again
             self.get_logger().error(f"backend '{settings.backend}' failed to load ({exc}); falling back to '{settings.fallback_backend}' on CPU")
             self._set_backend(settings.fallback_backend, params.backend_options(settings, settings.fallback_backend, "cpu"), "cpu")
         self._backend_error = None
@@ -242,13 +244,16 @@ class PerceptionNode(LifecycleNode):
         settings = self._settings
         if settings is None or not settings.fallback_backend or self._backend_kind.startswith(f"{settings.fallback_backend} (cpu)"):
             return False
-        self.get_logger().error(f"backend {self._backend_kind} failed at run time ({type(exc).__name__}: {exc}); switching to '{settings.fallback_backend}' on CPU")
+        failed = self._backend_kind
+        self.get_logger().error(f"backend {failed} failed at run time ({type(exc).__name__}: {exc}); switching to '{settings.fallback_backend}' on CPU")
         try:
             self._set_backend(settings.fallback_backend, params.backend_options(settings, settings.fallback_backend, "cpu"), "cpu")
         except Exception as load_exc:
             self._backend_error = f"fallback backend '{settings.fallback_backend}' failed to load: {load_exc}"
             return False
         self._counters.add("backend_fallbacks")
+        # ERROR on /diagnostics for this period, although the fallback serves the frames
+        self._counters.problem(BACKEND_FAILURE, f"backend {failed} failed at run time ({type(exc).__name__}: {exc}); now running on {self._backend_kind}")
         return True
 
     def _resolve_palette(self, settings: params.Settings) -> np.ndarray:

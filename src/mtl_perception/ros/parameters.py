@@ -144,6 +144,9 @@ def fastdds_profile_path() -> Path:
     return package_file("config", "fastdds_large_images.xml")
 
 
+PALETTE_FILE_MAX_BYTES = 1 << 20  # a palette of 256 classes is a few KiB
+
+
 def parse_palette(text: str) -> list[list[int]] | None:
     """Parse ``palette.override``: empty -> None; inline YAML/JSON list or a file holding one."""
     text = text.strip()
@@ -155,11 +158,17 @@ def parse_palette(text: str) -> list[list[int]] | None:
         path = Path(text).expanduser()
         if not path.is_file():
             raise ParameterError(f"palette.override: file '{text}' not found; give a path to a YAML list of [R, G, B] or an inline list")
-        source, raw_text = str(path), path.read_text()
+        if path.stat().st_size > PALETTE_FILE_MAX_BYTES:
+            raise ParameterError(f"palette.override: file '{text}' has {path.stat().st_size} B, more than a palette needs "
+                                 f"({PALETTE_FILE_MAX_BYTES} B at most); give the YAML list of [R, G, B] colours")
+        source, raw_text = str(path), path.read_text(errors="replace")
     try:
         value = yaml.safe_load(raw_text)
     except yaml.YAMLError as exc:
-        raise ParameterError(f"palette.override ({source}) is not valid YAML/JSON: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParameterError(f"palette.override ({source}) is not valid YAML/JSON{where}: {problem}; give a list of [R, G, B] triples") from None
     if isinstance(value, dict) and "palette" in value:
         value = value["palette"]
     ok = isinstance(value, list) and value and all(

@@ -52,10 +52,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/corrupt files
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(f"checkpoint {path} holds Python objects other than tensors and plain data; refused, because loading "
+                                  "them could run code: use a checkpoint written by `mtl-perception train`") from None
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}); it may be truncated: use another checkpoint or retrain") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an mtl_perception checkpoint (expected format {CHECKPOINT_FORMAT})")
     return state
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """A one-line summary of a ``load_state_dict`` failure: how many keys are missing, unexpected or of another shape."""
+    text = str(exc)
+    counts = {label: sum(line.count("\"") // 2 for line in text.splitlines() if line.strip().startswith(marker))
+              for label, marker in (("missing weights", "Missing key(s)"), ("unexpected weights", "Unexpected key(s)"))}
+    counts["weights of another shape"] = text.count("size mismatch for")
+    parts = [f"{n} {label}" for label, n in counts.items() if n]
+    return ", ".join(parts) or text.strip().splitlines()[0]
 
 
 def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ExperimentConfig, dict[str, Any]]:
@@ -69,6 +82,7 @@ def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not match its own model config: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint {path} does not match its own model config ({describe_load_error(exc)}); it was edited or "
+                              "written by another program: use a checkpoint written by `mtl-perception train`") from None
     model.eval()
     return model, config, state

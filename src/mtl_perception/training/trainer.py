@@ -24,8 +24,8 @@ from mtl_perception.data.datasets import build_datasets, dataset_info
 from mtl_perception.evaluation.evaluate import batch_to_device, evaluate_model, json_safe, metric_value
 from mtl_perception.evaluation.metrics import delta_m
 from mtl_perception.model.network import build_model
-from mtl_perception.fileio import atomic_write_bytes
-from mtl_perception.training.checkpoint import load_checkpoint, save_checkpoint
+from mtl_perception.fileio import atomic_write_bytes, remove_stale_temp_files
+from mtl_perception.training.checkpoint import CheckpointError, describe_load_error, load_checkpoint, save_checkpoint
 from mtl_perception.training.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from mtl_perception.training.losses import compute_losses
 from mtl_perception.training.sampler import StepBatchSampler
@@ -158,11 +158,16 @@ class Trainer:
                 return
             path = str(candidate)
         state = load_checkpoint(path, map_location=self.device)
-        _unwrap(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.weighting.load_state_dict(state["loss_weighting"])
+        try:
+            _unwrap(self.model).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.weighting.load_state_dict(state["loss_weighting"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            reason = describe_load_error(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+            raise CheckpointError(f"cannot resume from {path}: it was written by another model or training setup ({reason}); "
+                                  "resume with the config that wrote it, or use a new train.out_dir") from None
         self.step = int(state["step"])
         self.best_score = state.get("best_metric")
         self.reference = state.get("reference_metrics")
@@ -200,6 +205,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(str(self.out_dir / "tb")) if self.dist.is_main else None
         if self.dist.is_main:
+            remove_stale_temp_files(self.out_dir, ["last.pt", "best.pt", "metrics.json", "config.yaml"])  # from a killed run
             atomic_write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False).encode())
         sampler = StepBatchSampler(len(self.train_set), t.batch_size, t.steps, self.step, t.seed, self.dist.rank, self.dist.world_size)
         loader = _collate_loader(self.train_set, sampler, self.config.data.workers)

@@ -27,6 +27,31 @@ def backend_class(kind: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+# File suffixes each backend accepts: what `mtl-perception export` writes (.onnx) or training writes (.pt).
+MODEL_SUFFIXES: dict[str, tuple[str, ...]] = {"onnxruntime": (".onnx",), "tensorrt": (".onnx",), "torch": (".pt", ".pth")}
+
+
+def validate_model_path(kind: str, model_path: str | Path) -> Path:
+    """The model path if it names an existing, non-empty regular file with a suffix ``kind`` reads; else ModelFileError.
+
+    Rejects directories, FIFOs and devices (which would block or stream forever) before any backend opens them.
+    """
+    from mtl_perception.inference.model_file import REEXPORT_HINT, ModelFileError
+
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}; {REEXPORT_HINT}, or point the setting at an existing file")
+    if not path.is_file():
+        raise ModelFileError(f"model path {path} is not a regular file (a directory, FIFO or device); give the exported model file")
+    suffixes = MODEL_SUFFIXES.get(kind, ())
+    if suffixes and path.suffix.lower() not in suffixes:
+        hint = "export a checkpoint with `mtl-perception export`" if kind != "torch" else "the torch backend reads training checkpoints"
+        raise ModelFileError(f"backend '{kind}' reads {' or '.join(suffixes)} files, not '{path.name}'; {hint} (or pick the backend that reads this file)")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"model file {path} is empty; {REEXPORT_HINT}")
+    return path
+
+
 def create_backend(kind: str, model_path: str | Path, **options: Any) -> Backend:
     """Create a backend: ``model_path`` is an .onnx file (onnxruntime, tensorrt) or a checkpoint (torch).
 
@@ -41,7 +66,7 @@ def create_backend(kind: str, model_path: str | Path, **options: Any) -> Backend
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise TypeError(f"backend '{kind}' has no option(s) {unknown}; valid: {valid}")
-    return cls(model_path, **options)
+    return cls(validate_model_path(kind, model_path), **options)
 
 
-__all__ = ["Backend", "BackendError", "BACKENDS", "backend_class", "create_backend"]
+__all__ = ["Backend", "BackendError", "BACKENDS", "MODEL_SUFFIXES", "backend_class", "create_backend", "validate_model_path"]
