@@ -454,7 +454,7 @@ def cli_cases(ws: Workspace) -> list[CliCase]:
         CliCase("config: a YAML list", ["train", "--config", str(ws.text_file("list.yaml", "- model\n- train\n"))], "must be a mapping"),
         CliCase("config: section is a string", ["train", "--config", str(ws.text_file("section.yaml", "model: resnet18\n"))], "section 'model' must be a mapping"),
         CliCase("config: unknown key", ["train", *TINY_TRAIN, "train.stepz=3"], "unknown key(s) ['stepz']"),
-        CliCase("config: steps is text", ["train", *TINY_TRAIN, "train.steps=ten"], "train.steps must be a int"),
+        CliCase("config: steps is text", ["train", *TINY_TRAIN, "train.steps=ten"], "train.steps must be an integer"),
         CliCase("config: zero steps", ["train", *TINY_TRAIN, "train.steps=0"], "must be positive"),
         CliCase("config: checkpoint interval 0", ["train", *TINY_TRAIN, "train.ckpt_every=0"], "train.ckpt_every must be at least 1"),
         CliCase("config: negative learning rate", ["train", *TINY_TRAIN, "train.lr=-0.1"], "train.lr must be positive"),

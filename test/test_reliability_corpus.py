@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from bad_input_corpus import (
@@ -101,11 +101,11 @@ def test_cli_corpus(workspace: Workspace, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- node
-rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 
 
 @pytest.fixture(scope="module")
 def graph() -> Iterator[RosGraph]:
+    pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
     ros = RosGraph(isolate_ros_domain(offset=53))
     yield ros
     ros.close()
@@ -134,11 +134,35 @@ def _active(graph: RosGraph, name: str, model: Path, **overrides: Any) -> Any:
     return node
 
 
+def _with_wrong_type_publisher(graph: RosGraph, topic: str, qos: Any, then: Callable[[], bool]) -> bool:
+    """Publish std_msgs/String on ``topic`` from another participant (as another process would), then run ``then``.
+
+    One participant cannot carry two types on one topic, so the publisher gets its own rclpy context.
+    """
+    import os
+
+    import rclpy
+    from rclpy.context import Context
+    from std_msgs.msg import String
+
+    context = Context()
+    rclpy.init(context=context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    other = rclpy.create_node("wrong_type_publisher", context=context)
+    try:
+        wrong = other.create_publisher(String, topic, qos)
+        wait_until(lambda: graph.helper.count_publishers(topic) >= 2, 5)
+        for _ in range(3):
+            wrong.publish(String(data="not an image"))
+        return then()
+    finally:
+        other.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
 def test_node_corpus(graph: RosGraph, workspace: Workspace) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-    from std_msgs.msg import String
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     raw = _active(graph, "corpus", workspace.onnx)
@@ -163,26 +187,12 @@ def test_node_corpus(graph: RosGraph, workspace: Workspace) -> None:
         stamp_good = 5000 + index
         before = target.diagnostics_values()
         if case.kind == "wrong_type":
-            # another participant (one participant cannot carry two types on one topic), as another process would be
-            import os
-
-            from rclpy.context import Context
-
-            context = Context()
-            rclpy.init(context=context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
-            other = rclpy.create_node("wrong_type_publisher", context=context)
-            wrong = other.create_publisher(String, "/corpus/image", reliable)
-            wait_until(lambda: graph.helper.count_publishers("/corpus/image") >= 2, 5)
-            for _ in range(3):
-                wrong.publish(String(data="not an image"))
-            time_ok = serve_good("image", stamp_good)
-            after = target.diagnostics_values()
-            other.destroy_node()
-            rclpy.try_shutdown(context=context)
-            if not time_ok:
+            served = _with_wrong_type_publisher(graph, "/corpus/image", reliable, lambda: serve_good("image", stamp_good))
+            received = target.diagnostics_values()["frames_received"] - before["frames_received"]
+            if not served:
                 failures.append(f"{case.name}: the next good frame was not served")
-            elif after["frames_received"] != before["frames_received"] + 1:
-                failures.append(f"{case.name}: received {after['frames_received'] - before['frames_received']} frames, expected only the good one")
+            elif received != 1:
+                failures.append(f"{case.name}: received {received} frames, expected only the good one")
             continue
         message = case.build(stamped(4000 + index))
         {"image": image_pub, "compressed": jpeg_pub, "camera_info": info_pub}[case.kind].publish(message)

@@ -148,6 +148,11 @@ def _kill_at_random(command: list[str], lo: float, hi: float) -> tuple[float, in
     return delay, process.returncode
 
 
+def _outcome(command: str, delay: float, code: int | None, unchanged: bool) -> str:
+    how = "SIGKILLed" if code == -signal.SIGKILL else f"finished (exit {code}) before the kill"
+    return f"{command} {how} at {delay:.1f} s: {'previous output intact' if unchanged else 'complete new output'}"
+
+
 def test_export_and_evaluate_killed_at_random_leave_old_or_complete_outputs(tmp_path: Path, tiny_files: tuple[Path, Path]) -> None:
     from mtl_perception.inference.model_file import read_onnx_metadata
 
@@ -159,26 +164,26 @@ def test_export_and_evaluate_killed_at_random_leave_old_or_complete_outputs(tmp_
     (report / "metrics.json").write_text(json.dumps({"frames": 1, "metrics": {}}))
     shutil.copyfile(onnx_path, model_out)
     outcomes = []
-    for height, width in [(96, 128), (64, 96)]:  # each export changes the file, so a finished one shows
+    for height, width, count in [(96, 128, 2), (64, 96, 3)]:  # each run changes its output, so a finished one shows
         old_model, old_report = model_out.read_bytes(), (report / "metrics.json").read_bytes()
         delay, code = _kill_at_random([*cli, "export", "--checkpoint", str(checkpoint), "--out", str(model_out), "--height", str(height),
                                        "--width", str(width)], 2.0, 9.0)
         new_model = model_out.read_bytes()
         assert new_model == old_model or read_onnx_metadata(model_out).input_height == height, "export left a damaged model"
-        outcomes.append(f"export killed after {delay:.1f} s (exit {code}): {'unchanged' if new_model == old_model else 'replaced by a complete model'}")
-        delay, code = _kill_at_random([*cli, "evaluate", "--checkpoint", str(checkpoint), "--count", "2", "--out", str(report)], 2.0, 9.0)
+        outcomes.append(_outcome("export", delay, code, new_model == old_model))
+        delay, code = _kill_at_random([*cli, "evaluate", "--checkpoint", str(checkpoint), "--count", str(count), "--out", str(report)], 2.0, 9.0)
         text = (report / "metrics.json").read_bytes()
-        assert text == old_report or json.loads(text)["frames"] == 2, "evaluate left a damaged report"
-        outcomes.append(f"evaluate killed after {delay:.1f} s (exit {code}): {'unchanged' if text == old_report else 'replaced by a complete report'}")
+        assert text == old_report or json.loads(text)["frames"] == count, "evaluate left a damaged report"
+        outcomes.append(_outcome("evaluate", delay, code, text == old_report))
     print("\n" + "\n".join(outcomes))
 
 
 # ---------------------------------------------------------------------------------------------- node
-rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 
 
 @pytest.fixture(scope="module")
 def graph() -> Iterator["RosGraph"]:  # noqa: F821
+    pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
     from ros_fixtures import RosGraph, isolate_ros_domain
 
     ros = RosGraph(isolate_ros_domain(offset=71))

@@ -119,6 +119,9 @@ class ExperimentConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+
+
 def _check_types(section: Any, where: str) -> None:
     """ValueError unless every field holds the type of its default (ints pass for floats; None only where the default is None)."""
     for spec in dataclasses.fields(section):
@@ -133,7 +136,7 @@ def _check_types(section: Any, where: str) -> None:
         else:
             ok = isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
         if not ok:
-            expected = "a string or null" if default is None else f"a {type(default).__name__}"
+            expected = "a string or null" if default is None else _TYPE_WORDS.get(type(default), type(default).__name__)
             raise ValueError(f"{where}.{spec.name} must be {expected}, got {value!r} ({type(value).__name__})")
 
 

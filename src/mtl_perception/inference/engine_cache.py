@@ -8,6 +8,9 @@ written last, so a sidecar always describes a complete engine.
 Lookup gives one of three answers: ``hit`` (load it, never rebuild), ``miss`` (nothing built for this
 model, precision and shape: build), or ``mismatch`` (built for this model but another TensorRT version
 or GPU: rebuild or fail, with a message naming what differs).
+
+An engine is native code: a hit is loaded only when its bytes match the SHA-256 in its sidecar and the
+cache folder, engine and sidecar belong to this user and are not world-writable (``check_trusted``).
 """
 from __future__ import annotations
 
