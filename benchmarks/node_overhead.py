@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ros_bench_common import rss_mb, use_transport
 
-PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_images.xml"
 
 
 def export_random_model(folder: Path, height: int, width: int) -> Path:
@@ -53,14 +53,6 @@ def export_random_model(folder: Path, height: int, width: int) -> Path:
     out = folder / f"random_default_{height}x{width}.onnx"
     export_onnx(checkpoint, out, parity_frames=1)
     return out
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 class Receiver:
@@ -115,10 +107,7 @@ def main() -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     # Fast DDS's default shared-memory segment is too small for multi-MB images: they fall back to
     # fragmented UDP, and reliable QoS then waits ~3 s for lost fragments (see docs/node.md).
-    if args.transport == "profile":
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
-    elif args.transport == "large_data":
-        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    use_transport(args.transport)
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor

@@ -34,28 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ros_bench_common import rss_mb, use_transport
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILE = ROOT / "config" / "fastdds_large_images.xml"
 STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def transport_env(transport: str) -> dict[str, str]:
-    """Environment of a Fast DDS transport set-up: profile | large_data | default."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")}
-    if transport == "profile":
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
-    elif transport == "large_data":
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
-    return env
 
 
 class Outputs:
@@ -104,13 +86,9 @@ def _wait(predicate, timeout: float, what: str, node: subprocess.Popen, log: Pat
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak; returns every figure (see the module docstring)."""
-    env = transport_env(args.transport)
-    env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.update(env)
-    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS"):
-        if name not in env:
-            os.environ.pop(name, None)
+    use_transport(args.transport)
+    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -130,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           for item in ("-p", f"output.{key}:={'true' if key in args.outputs else 'false'}")],
     ]
     log = open(log_path, "w")
-    node = subprocess.Popen(node_cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    node = subprocess.Popen(node_cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
     rclpy.init()
     camera = rclpy.create_node("node_soak_camera")

@@ -23,28 +23,22 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ros_bench_common import transport_env
 
-ROOT = Path(__file__).resolve().parents[1]
-PROFILE = ROOT / "config" / "fastdds_large_images.xml"
 TOPICS = {"image": ("rgb8", 3, np.uint8), "depth": ("32FC1", 1, np.float32), "normals": ("32FC3", 3, np.float32)}
 TRANSPORTS = ("default", "large_data", "profile")
 RELIABILITIES = ("best_effort", "reliable")
 
 
-def transport_env(transport: str, domain: int, discovery_range: str) -> dict[str, str]:
-    drop = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS", "ROS_LOCALHOST_ONLY")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+def delivery_env(transport: str, domain: int, discovery_range: str) -> dict[str, str]:
+    """Environment of both processes: the transport set-up plus an isolated domain and discovery range."""
+    env = transport_env(transport, drop=("ROS_LOCALHOST_ONLY",))
     env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE=discovery_range, RMW_IMPLEMENTATION="rmw_fastrtps_cpp")
-    if transport == "profile":
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
-    elif transport == "large_data":
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     return env
 
 
@@ -122,7 +116,7 @@ def subscriber_role(args: argparse.Namespace) -> int:
 
 def measure(transport: str, reliability: str, args: argparse.Namespace, domain: int) -> dict[str, Any]:
     """One publisher/subscriber pair; the subscriber's counts."""
-    env = transport_env(transport, domain, args.discovery_range)
+    env = delivery_env(transport, domain, args.discovery_range)
     common = ["--reliability", reliability, "--count", str(args.count), "--rate", str(args.rate), "--depth", str(args.depth)]
     listen = args.count / args.rate + 12.0
     subscriber = subprocess.Popen([sys.executable, __file__, "--role", "sub", *common, "--listen", str(listen)], env=env,
