@@ -37,7 +37,7 @@ import numpy as np
 from ros_bench_common import rss_mb, use_transport
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
+STAGES = ("decode", "graph", "messages", "publish")  # the node's diagnostics stages
 
 
 class Outputs:
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     node_received, node_dropped, node_failed = count("frames_received"), count("frames_dropped"), count("frames_failed")
     node_processed, node_skipped = count("frames_processed"), count("frames_skipped_no_subscribers")
     lost_before_node = published - node_received
-    infer_p95 = float(after["latency_infer_p95_ms"])
+    infer_p95 = float(after["latency_graph_p95_ms"])
     processing_p95 = sum(float(after[f"latency_{stage}_p95_ms"]) for stage in STAGES)
     # RSS swings by the frame buffers in flight (tens of MB at 640x480); growth compares the floor (min) and
     # the peak (max) of the first and last windows after warm-up, each a fifth of the run
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "node_skipped_no_subscribers": node_skipped, "lost_before_node": lost_before_node,
         "dropped_counted_here": published - arrived, "dropped_by_diagnostics": node_dropped + node_failed + node_skipped + lost_before_node,
         "latency_ms": {"median": float(np.median(latencies)), "p99": float(np.percentile(latencies, 99)), "max": float(latencies.max())} if arrived else None,
-        "infer_ms": {"median": float(after["latency_infer_median_ms"]), "p95": infer_p95},
+        "infer_ms": {"median": float(after["latency_graph_median_ms"]), "p95": infer_p95},
         "processing_p95_ms": processing_p95, "frame_period_ms": period * 1e3,
         "node_stage_ms": {stage: {"median": float(after[f"latency_{stage}_median_ms"]), "p95": float(after[f"latency_{stage}_p95_ms"])}
                           for stage in (*STAGES, "total") if after.get(f"latency_{stage}_median_ms", "n/a") != "n/a"},

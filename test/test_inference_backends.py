@@ -14,7 +14,8 @@ from mtl_perception.inference.backends import BACKENDS, create_backend
 from mtl_perception.inference.backends.base import BackendError
 from mtl_perception.inference.backends.onnxruntime_backend import resolve_providers
 from mtl_perception.inference.export import export_onnx
-from mtl_perception.inference.processing import postprocess, preprocess, to_rgb
+from mtl_perception.inference.processing import preprocess, to_rgb
+from numpy_oracle import postprocess
 from mtl_perception.inference.sample_images import sample_batch, sample_image
 from mtl_perception.model.network import build_model
 from mtl_perception.training.checkpoint import save_checkpoint

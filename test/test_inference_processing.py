@@ -1,4 +1,4 @@
-"""Pre/post-processing against hand-computed cases: letterbox un-padding, focal rescaling, argmax/confidence."""
+"""Pre-processing (and the NumPy post-processing oracle) against hand-computed cases: letterbox un-padding, focal rescaling, argmax/confidence."""
 from __future__ import annotations
 
 import math
@@ -7,14 +7,8 @@ import numpy as np
 import pytest
 
 from mtl_perception.inference.metadata import OUTPUT_NAMES, ModelMetadata
-from mtl_perception.inference.processing import (
-    labels_and_confidence,
-    make_transform,
-    postprocess,
-    preprocess,
-    rescale_depth_for_camera,
-    to_rgb,
-)
+from mtl_perception.inference.processing import make_transform, preprocess, to_rgb
+from numpy_oracle import labels_and_confidence, postprocess, rescale_depth_for_camera
 
 
 def make_meta(height: int = 64, width: int = 64, **overrides) -> ModelMetadata:

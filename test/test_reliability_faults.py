@@ -283,10 +283,10 @@ def test_backend_failing_at_run_time_reports_error_and_falls_back(graph, tiny_fi
     depth = graph.collect(Image, "/failing/depth", reliable)
     assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["depth"].get_subscription_count() >= 1, 10)
 
-    def broken(batch: np.ndarray) -> dict:
+    def broken(*args: object, **kwargs: object) -> dict:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    node._backend.infer = broken  # what a GPU fault looks like to the node
+    node._pipeline.run = broken  # what a GPU fault looks like to the node
     publisher.publish(good_image(stamped(1)))
     assert depth.wait_for(lambda msgs: any(m.header.stamp.sec == 1 for m in msgs), 20), "the frame was not served by the fallback"
     assert node.diagnostics_values()["backend"] == "onnxruntime (cpu)" and node.diagnostics_values()["backend_fallbacks"] == 1

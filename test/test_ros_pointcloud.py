@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,10 +9,13 @@ import pytest
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from mtl_perception.ros.camera_info import CameraInfoError, image_size, scale_camera_info, validate_camera_info
-from mtl_perception.ros.pointcloud import NO_LABEL, backproject, depth_to_pointcloud, pack_rgb, pointcloud_to_array
+from mtl_perception.inference.camera_info import CameraInfoError, image_size, scale_camera_info, validate_camera_info
+from mtl_perception.ros.pointcloud import NO_LABEL, pointcloud_to_array
+from numpy_oracle import backproject, depth_to_pointcloud, pack_rgb
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+from shared_data import SKIP_HINT, shared_path
+
+REALDATA = shared_path("realdata")
 K = np.array([[520.0, 0.0, 318.6], [0.0, 515.5, 241.2], [0.0, 0.0, 1.0]])
 
 
@@ -81,7 +83,7 @@ def test_rgb_packs_as_rviz_expects() -> None:
     assert as_float.view("<u4")[0] & 0xFF == 3
 
 
-@pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata is absent (it ships beside the project checkout, not in it)")
+@pytest.mark.skipif(not REALDATA.is_dir(), reason=f"shared/realdata (real camera frames) is absent: {SKIP_HINT}")
 def test_real_sensor_depth_reprojects_to_its_pixels() -> None:
     folder = REALDATA / "realsense_d435i"
     storage = cv2.FileStorage(str(folder / "sensors.yaml"), cv2.FILE_STORAGE_READ)

@@ -39,6 +39,11 @@ def _depth_lut(cmap: str) -> np.ndarray:
     return lut
 
 
+def depth_lut_bgr(cmap: str = "turbo") -> np.ndarray:
+    """(256, 3) BGR table of ``colorize_depth``: entry 0 black (no depth), 1..255 the colour map, near to far."""
+    return np.ascontiguousarray(_depth_lut(cmap)[:, 0, ::-1])
+
+
 def _squeeze_plane(array: np.ndarray, what: str) -> np.ndarray:
     """(H, W), (1, H, W) or (H, W, 1) -> (H, W)."""
     if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):

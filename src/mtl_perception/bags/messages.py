@@ -15,7 +15,6 @@ import numpy as np
 
 from mtl_perception.bags.conventions import COMPRESSED_TYPE, FRAME_ID
 from mtl_perception.bags.io import typestore
-from mtl_perception.inference.processing import to_rgb
 from mtl_perception.ros.image_codec import compressed_msg_to_array, encoding_layout, image_msg_to_array
 from mtl_perception.ros.outputs import class_table_json
 
@@ -92,12 +91,6 @@ def decode_image(message: Any, msgtype: str) -> tuple[np.ndarray, str]:
     if msgtype == COMPRESSED_TYPE:
         return compressed_msg_to_array(message)
     return image_msg_to_array(message), str(message.encoding)
-
-
-def decode_rgb(message: Any, msgtype: str) -> np.ndarray:
-    """A camera message as uint8 RGB (H, W, 3)."""
-    pixels, encoding = decode_image(message, msgtype)
-    return to_rgb(pixels, encoding)
 
 
 def class_table(class_names: Sequence[str], palette: Sequence[Sequence[int]], ignore_index: int, model_sha256: str = "") -> str:

@@ -1,8 +1,8 @@
 """Evaluate predictions on rosbag2 bags: every metric, latency, temporal stability, an optional prediction bag.
 
 Predictions come from one of two sources, scored by the same code:
-- a model (``settings.model``): each camera frame runs through the node's pipeline
-  (``bags.predictor.ModelPredictor``), timed per stage;
+- a model (``settings.model``): each camera frame runs through the node's per-frame pipeline
+  (``inference.frame_pipeline.FramePipeline``, the same deploy graph with the node's defaults), timed;
 - the bag itself (``settings.predictions_from_bag``): prediction topics such as the node's recorded
   outputs (latency = log time of the prediction - log time of its camera frame in the bag).
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,10 +42,12 @@ from mtl_perception.bags.conventions import (
 from mtl_perception.bags.frames import MatchedFrame, plan_frames, stream_frames
 from mtl_perception.bags.io import BagReader, BagWriter
 from mtl_perception.bags.topics import TopicChoice, choose_topics
-from mtl_perception.colorize import colorize_depth, colorize_labels, overlay, palette_from_sequence, rgb_to_bgr
+from mtl_perception.colorize import colorize_depth, colorize_labels, overlay, palette_from_sequence
 from mtl_perception.evaluation.contact_sheet import Panel
 from mtl_perception.evaluation.metrics import DepthMetrics, NormalsMetrics, SemanticMetrics, flatten_metrics
-from mtl_perception.inference.processing import Predictions
+from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings
+from mtl_perception.inference.processing import to_rgb
+from mtl_perception.inference.camera_info import CameraInfoError
 from mtl_perception.ros.image_codec import ImageDecodeError
 from mtl_perception.tasks import ALL_TASKS, DEPTH, IGNORE_INDEX, NORMALS, SEMANTIC
 
@@ -164,22 +167,14 @@ def decode_normals(message: Any) -> np.ndarray:
 DECODERS = {DEPTH: decode_depth, SEMANTIC: decode_labels, NORMALS: decode_normals}
 
 
-def predictions_from_messages(found: dict[str, Any]) -> Predictions:
-    """Predictions decoded from prediction-topic messages (depth 32FC1, semantic mono8, normals 32FC3)."""
-    result = Predictions()
-    if DEPTH in found:
-        result.depth = decode_depth(found[DEPTH])
-    if SEMANTIC in found:
-        result.labels = decode_labels(found[SEMANTIC])
-    if NORMALS in found:
-        result.normals = decode_normals(found[NORMALS])
-    return result
+def predictions_from_messages(found: dict[str, Any]) -> dict[str, np.ndarray]:
+    """task -> map decoded from prediction-topic messages (depth 32FC1, semantic mono8, normals 32FC3)."""
+    return {task: DECODERS[task](message) for task, message in found.items() if task in DECODERS}
 
 
-def prediction_maps(predictions: Predictions) -> dict[str, np.ndarray]:
-    """task -> array of the predictions that are present."""
-    maps = {DEPTH: predictions.depth, SEMANTIC: predictions.labels, NORMALS: predictions.normals}
-    return {task: value for task, value in maps.items() if value is not None}
+# task -> the deploy graph output that is its prediction map; the pictures the output bag carries
+GRAPH_MAPS = {DEPTH: "depth", SEMANTIC: "labels", NORMALS: "normals"}
+PICTURES = {DEPTH: ("depth_color", DEPTH_COLOR_NAME), SEMANTIC: ("semantic_overlay", SEMANTIC_OVERLAY_NAME)}
 
 
 def fit_to(prediction: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -240,18 +235,18 @@ def latency_stats(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def strip_row(rgb: np.ndarray, predictions: Predictions, palette: np.ndarray, depth_range: tuple[float, float],
+def strip_row(rgb: np.ndarray, maps: dict[str, np.ndarray], palette: np.ndarray, depth_range: tuple[float, float],
               stamp_ns: int) -> list[Panel]:
     """input | semantic overlay | depth colour map of one frame, shrunk to the strip width."""
     scale = min(1.0, STRIP_WIDTH / rgb.shape[1])
     size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else rgb
     row: list[Panel] = [(f"input t={stamp_ns / 1e9:.2f}s", small)]
-    if predictions.labels is not None:
-        labels = fit_to(predictions.labels, small.shape[:2])
+    if SEMANTIC in maps:
+        labels = fit_to(maps[SEMANTIC], small.shape[:2])
         row.append(("semantic overlay", overlay(small, colorize_labels(labels, palette), 0.5, valid=labels < len(palette))))
-    if predictions.depth is not None:
-        row.append(("depth", colorize_depth(fit_to(predictions.depth, small.shape[:2]), *depth_range)))
+    if DEPTH in maps:
+        row.append(("depth", colorize_depth(fit_to(maps[DEPTH], small.shape[:2]), *depth_range)))
     return row
 
 
@@ -283,8 +278,8 @@ class _OutputBag:
     def copy(self, topic: str, log_time: int, raw: bytes) -> None:
         self.writer.write_raw(topic, log_time, raw)
 
-    def write(self, frame: MatchedFrame, rgb: np.ndarray, predictions: Predictions, latency_s: float,
-              palette: np.ndarray, depth_range: tuple[float, float]) -> None:
+    def write(self, frame: MatchedFrame, maps: dict[str, np.ndarray], pictures: dict[str, np.ndarray], latency_s: float) -> None:
+        """The prediction maps and the graph's colour pictures (bgr8) of one frame, on its stamp."""
         header = frame.camera.header
         stamp = messages.stamp_to_ns(header.stamp)
         log_time = (frame.camera_log_ns or stamp) + int(round(latency_s * 1e9))
@@ -292,26 +287,19 @@ class _OutputBag:
         if SEMANTIC in self.tasks and not self.classes_written:
             self.writer.write(classes_topic(PREDICTION_NAMESPACE), log_time, messages.string_message(self.class_table))
             self.classes_written = True
-        maps = prediction_maps(predictions)
         for task in self.tasks:
             if task in maps:
-                encoding = TASK_TOPICS[task][1]
-                value = maps[task].astype(np.uint8 if task == SEMANTIC else np.float32, copy=False)
-                self.writer.write(task_topic(PREDICTION_NAMESPACE, task), log_time, messages.image_message(value, encoding, stamp, frame_id))
-        if predictions.depth is not None:
-            colour = colorize_depth(predictions.depth, *depth_range)
-            self.writer.write(join_topic(PREDICTION_NAMESPACE, DEPTH_COLOR_NAME), log_time, messages.image_message(rgb_to_bgr(colour), "bgr8", stamp, frame_id))
-        if predictions.labels is not None:
-            labels = predictions.labels
-            blended = overlay(fit_to(rgb, labels.shape[:2]), colorize_labels(labels, palette), 0.5, valid=labels < len(palette))
-            self.writer.write(join_topic(PREDICTION_NAMESPACE, SEMANTIC_OVERLAY_NAME), log_time, messages.image_message(rgb_to_bgr(blended), "bgr8", stamp, frame_id))
+                self.writer.write(task_topic(PREDICTION_NAMESPACE, task), log_time, messages.image_message(maps[task], TASK_TOPICS[task][1], stamp, frame_id))
+        for task, (name, topic) in PICTURES.items():
+            if name in pictures:
+                self.writer.write(join_topic(PREDICTION_NAMESPACE, topic), log_time, messages.image_message(pictures[name], "bgr8", stamp, frame_id))
 
 
-def _class_set(predictor: Any, plan_classes: str | None, choice: TopicChoice, notes: list[str]) -> tuple[list[str], list[list[int]], int]:
+def _class_set(pipeline: FramePipeline | None, plan_classes: str | None, choice: TopicChoice, notes: list[str]) -> tuple[list[str], list[list[int]], int]:
     """Class names, palette and ignore id: the model's, else the bag's class table."""
     table = messages.parse_class_table(plan_classes, choice.classes or "") if plan_classes else None
-    if predictor is not None:
-        meta = predictor.meta
+    if pipeline is not None:
+        meta = pipeline.metadata
         names, palette = list(meta.class_names), [list(c) for c in meta.palette]
         if table and table[0] != names:
             if len(table[0]) > len(names):
@@ -328,19 +316,16 @@ def evaluate_bag(path: str | os.PathLike, settings: BagEvalSettings) -> BagResul
     """Evaluate one bag (see the module docstring); raises BagError/ValueError with a one-line reason."""
     settings.validate()
     bag_path = Path(path)
-    predictor = None
+    pipeline = None
     if settings.model is not None:
-        from mtl_perception.bags.predictor import ModelPredictor
-        from mtl_perception.inference.backends import create_backend
-
-        predictor = ModelPredictor(create_backend(settings.backend, settings.model, **settings.backend_options),
-                                   settings.resize_mode, settings.rescale_for_camera)
+        pipeline = FramePipeline(settings.model, settings.backend, settings.backend_options,
+                                 FrameSettings(resize_mode=settings.resize_mode, rescale_for_camera=settings.rescale_for_camera))
     try:
         with BagReader(bag_path) as reader:
-            return _evaluate_open_bag(reader, settings, predictor)
+            return _evaluate_open_bag(reader, settings, pipeline)
     finally:
-        if predictor is not None:
-            predictor.backend.close()
+        if pipeline is not None:
+            pipeline.close()
 
 
 class _Scorer:
@@ -385,21 +370,40 @@ class _Scorer:
         return {task: part.state() for task, part in self.accumulators.items() if self.frames_with_gt.get(task)}
 
 
-def _frame_inputs(frame: MatchedFrame, choice: TopicChoice, predictor: Any,
-                  record: FrameRecord) -> tuple[np.ndarray | None, Predictions, dict[str, np.ndarray]]:
-    """(camera RGB or None, predictions, ground truth) of one frame; latency into ``record``. ValueError when undecodable."""
-    rgb = messages.decode_rgb(frame.camera, choice.camera_type) if frame.camera is not None else None
-    if predictor is not None:
-        if rgb is None:
-            raise ImageDecodeError("no camera message for this frame")
-        timed = predictor.predict(rgb, frame.camera_info)
-        predictions, record.latency = timed.predictions, dict(timed.seconds)
+def _predict(pipeline: FramePipeline, frame: MatchedFrame, choice: TopicChoice, outputs: set[str],
+             record: FrameRecord) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(task -> prediction map, graph pictures) of one camera frame through the pipeline; timing into ``record``."""
+    if frame.camera is None:
+        raise ImageDecodeError("no camera message for this frame")
+    start = time.perf_counter()
+    pixels, encoding = messages.decode_image(frame.camera, choice.camera_type)
+    decoded = time.perf_counter()
+    try:
+        result = pipeline.run(pixels, encoding, outputs, frame.camera_info)
+    except CameraInfoError:  # camera info of another size or invalid: the frame is served without it, as the node does
+        result = pipeline.run(pixels, encoding, outputs, None)
+    seconds = result.seconds  # a graph built for this frame is set-up, not latency
+    record.latency = {"decode": decoded - start, "graph": seconds["graph"], "total": decoded - start + seconds["prepare"] + seconds["graph"]}
+    maps = {task: result.arrays[name] for task, name in GRAPH_MAPS.items() if name in result.arrays}
+    return maps, {name: result.arrays[name] for name, _ in PICTURES.values() if name in result.arrays}
+
+
+def _frame_inputs(frame: MatchedFrame, choice: TopicChoice, pipeline: FramePipeline | None, outputs: set[str],
+                  record: FrameRecord) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(prediction maps, graph pictures, ground truth) of one frame; latency into ``record``. ValueError when undecodable."""
+    if pipeline is not None:
+        maps, pictures = _predict(pipeline, frame, choice, outputs, record)
     else:
-        predictions = predictions_from_messages(frame.predictions)
+        maps, pictures = predictions_from_messages(frame.predictions), {}
         if frame.prediction_log_ns is not None and frame.camera_log_ns is not None:
             record.latency = {"total": (frame.prediction_log_ns - frame.camera_log_ns) / 1e9}
     truth = {task: DECODERS[task](message) for task, message in frame.ground_truth.items()}
-    return rgb, predictions, truth
+    return maps, pictures, truth
+
+
+def _camera_rgb(frame: MatchedFrame, choice: TopicChoice) -> np.ndarray | None:
+    """The camera image as RGB (picture strip only), None without a camera message."""
+    return to_rgb(*messages.decode_image(frame.camera, choice.camera_type)) if frame.camera is not None else None
 
 
 def _strip_indices(count: int, wanted: int) -> set[int]:
@@ -409,7 +413,7 @@ def _strip_indices(count: int, wanted: int) -> set[int]:
     return set(np.unique(np.linspace(0, count - 1, wanted).round().astype(int)).tolist())
 
 
-def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: Any) -> BagResult:
+def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, pipeline: FramePipeline | None) -> BagResult:
     choice = choose_topics(
         reader, image_topic=settings.image_topic, camera_info_topic=settings.camera_info_topic,
         ground_truth=settings.gt_topics, predictions_from_bag=settings.predictions_from_bag,
@@ -418,21 +422,23 @@ def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: 
     )
     plan = plan_frames(reader, choice, int(round(settings.tolerance_s * 1e9)), settings.only_stamps, settings.max_frames)
     notes = list(choice.notes)
-    class_names, palette_list, ignore_index = _class_set(predictor, plan.classes_text, choice, notes)
-    tasks_predicted = predictor.tasks if predictor is not None else [t for t in ALL_TASKS if t in choice.predictions]
+    class_names, palette_list, ignore_index = _class_set(pipeline, plan.classes_text, choice, notes)
+    tasks_predicted = list(pipeline.metadata.tasks) if pipeline is not None else [t for t in ALL_TASKS if t in choice.predictions]
     scored = [t for t in tasks_predicted if t in choice.ground_truth]
     if SEMANTIC in scored and not class_names:
         raise ValueError(f"bag {reader.path} has no class table (std_msgs/String on .../semantic/classes) to name the semantic classes; "
                          "record the node's semantic/classes topic or name one with --classes-topic")
     palette = palette_from_sequence(palette_list or None, max(len(class_names), 1))
-    depth_range = (predictor.depth_min, predictor.depth_max) if predictor is not None else (0.1, 10.0)
+    depth_range = pipeline.depth_range if pipeline is not None else (0.1, 10.0)
     result = BagResult(str(reader.path), reader.storage, choice, tasks_predicted, class_names, palette.tolist(), ignore_index,
                        frames_planned=len(plan), unmatched=dict(plan.unmatched), notes=notes,
-                       latency_source="model stages (wall clock)" if predictor is not None else "bag log time of prediction - log time of its camera frame")
+                       latency_source="model stages (wall clock)" if pipeline is not None else "bag log time of prediction - log time of its camera frame")
     scorer = _Scorer(scored, settings, class_names, ignore_index)
     strip_at = _strip_indices(len(plan), settings.strip_frames)
     output = None
-    if settings.output_bag and predictor is not None:
+    outputs = {GRAPH_MAPS[task] for task in tasks_predicted}
+    if settings.output_bag and pipeline is not None:
+        outputs |= {PICTURES[task][0] for task in tasks_predicted if task in PICTURES}
         table = messages.class_table(class_names, palette.tolist(), ignore_index) if class_names else ""
         output = _OutputBag(settings.output_bag, settings.output_storage or reader.storage, settings.overwrite, reader,
                             choice.topics(), tasks_predicted, table)
@@ -441,18 +447,18 @@ def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, predictor: 
         for frame in tqdm(frames, total=len(plan), desc=f"bag-eval {Path(reader.path).name}", unit="frame", disable=not settings.progress):
             record = FrameRecord(frame.index, frame.stamp_ns)
             try:
-                rgb, predictions, truth = _frame_inputs(frame, choice, predictor, record)
+                maps, pictures, truth = _frame_inputs(frame, choice, pipeline, outputs, record)
+                rgb = _camera_rgb(frame, choice) if frame.index in strip_at else None
             except ValueError as exc:  # ImageDecodeError included: count the frame as failed, go on
                 reason = str(exc).split(";")[0]
                 result.failures[reason] = result.failures.get(reason, 0) + 1
                 continue
-            maps = prediction_maps(predictions)
             scorer.score(record, maps, truth)
             scorer.track(record, maps)
-            if rgb is not None and frame.index in strip_at:
-                result.strip.append(strip_row(rgb, predictions, palette, depth_range, frame.stamp_ns - plan.stamps[0]))
-            if output is not None and rgb is not None:
-                output.write(frame, rgb, predictions, record.latency.get("total", 0.0), palette, depth_range)
+            if rgb is not None:
+                result.strip.append(strip_row(rgb, maps, palette, depth_range, frame.stamp_ns - plan.stamps[0]))
+            if output is not None and frame.camera is not None:
+                output.write(frame, maps, pictures, record.latency.get("total", 0.0))
             result.records.append(record)
             result.frames_evaluated += 1
     except BaseException:

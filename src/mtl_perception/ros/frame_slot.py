@@ -1,14 +1,16 @@
-"""Latest-frame-wins hand-over between the subscription callback and the inference worker.
+"""Latest-frame-wins hand-overs: subscription callback -> inference stage -> publishing stage.
 
-The slot holds at most one frame: a new frame replaces an unprocessed one (counted as dropped), so no
-queue can grow however far the camera outruns inference.
+A slot holds at most one item: a new item replaces an unprocessed one (counted as dropped), so no
+queue can grow however far the camera outruns inference, or inference outruns publishing.
 """
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -20,17 +22,17 @@ class Frame:
     compressed: bool = False
 
 
-class LatestFrameSlot:
-    """A one-element mailbox: ``put`` never blocks, ``take`` waits for the newest frame."""
+class LatestFrameSlot(Generic[T]):
+    """A one-element mailbox: ``put`` never blocks, ``take`` waits for the newest item."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._frame: Frame | None = None
+        self._frame: T | None = None
         self._closed = False
         self.received = 0  # frames put
         self.dropped = 0  # frames replaced before the worker took them
 
-    def put(self, frame: Frame) -> bool:
+    def put(self, frame: T) -> bool:
         """Store ``frame``; returns True when it replaced an unprocessed frame (a drop)."""
         with self._cond:
             replaced = self._frame is not None
@@ -41,7 +43,7 @@ class LatestFrameSlot:
             self._cond.notify()
             return replaced
 
-    def take(self, timeout: float | None = None) -> Frame | None:
+    def take(self, timeout: float | None = None) -> T | None:
         """The newest frame (removing it), or None after ``timeout`` seconds or once closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -54,11 +56,16 @@ class LatestFrameSlot:
             return frame
 
     def wait_closed(self, seconds: float) -> bool:
-        """Sleep up to ``seconds`` unless the slot is closed first; True when closed."""
+        """Sleep up to ``seconds``, less when the slot is closed or woken (``put``, ``wake``); True when closed."""
         with self._cond:
             if not self._closed and seconds > 0:
-                self._cond.wait_for(lambda: self._closed, seconds)
+                self._cond.wait(seconds)
             return self._closed
+
+    def wake(self) -> None:
+        """Cut short a ``wait_closed`` in progress (a setting it depends on changed)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Wake every waiter; later ``take`` calls return None at once."""

@@ -62,8 +62,11 @@ def _check_pixel_count(height: int, width: int, max_pixels: int | None) -> None:
         )
 
 
-def image_msg_to_array(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Pixels of a sensor_msgs/Image as a new native-byte-order array: (H, W) or (H, W, C).
+def image_msg_to_array(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS, copy: bool = True) -> np.ndarray:
+    """Pixels of a sensor_msgs/Image as a native-byte-order array: (H, W) or (H, W, C).
+
+    ``copy=False`` returns a view of the message's buffer where it already is in native byte order
+    (every 8-bit image: the node's per-frame path), else a new array.
 
     Raises ImageDecodeError for an unsupported encoding, a zero size, more than ``max_pixels`` pixels,
     a ``step`` shorter than one row, or ``data`` shorter than ``step * height``; all checked before
@@ -93,6 +96,8 @@ def image_msg_to_array(msg: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     rows = np.frombuffer(data, dtype=np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
     pixels = rows.view(wire).reshape((height, width, channels) if channels > 1 else (height, width))
+    if not copy and wire.isnative:
+        return pixels
     return pixels.astype(dtype.newbyteorder("="), order="C", copy=True)
 
 

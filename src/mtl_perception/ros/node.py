@@ -4,11 +4,14 @@ Lifecycle: configure reads and validates the parameters and creates the publishe
 model through the backend contract, subscribes and starts the worker; deactivate unsubscribes, stops the
 worker and frees the model; cleanup destroys the publishers; shutdown does whatever of those is left.
 
-Threading (latest frame wins): the subscription callback only stores the newest message in a one-slot
-mailbox; one worker thread takes it and runs decode -> preprocess -> infer -> postprocess -> publish.
-A frame that arrives while another waits replaces it and is counted as dropped. Outputs nobody subscribes
-to are not computed. Bad input is logged (throttled, per kind), counted and reported on /diagnostics,
-and the next good frame is served.
+Threading (latest frame wins, two pipelined stages): the subscription callback only stores the newest
+message in a one-slot mailbox. Stage 1 ("inference") takes it, wraps its pixels and runs the deploy graph
+(``inference.frame_pipeline.FramePipeline``: resize, normalise, network, resize back, argmax, colours,
+points, all in one graph on the backend); stage 2 ("publisher") fills the messages from the graph's
+buffers and publishes them. Each hand-off is a one-slot "newest wins" mailbox, so frame N+1 is inferred
+while frame N is published; a frame replaced in a mailbox is counted as dropped at that stage. Outputs
+nobody subscribes to are not computed. Bad input is logged (throttled, per kind), counted and reported
+on /diagnostics, and the next good frame is served.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +33,15 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
-from mtl_perception.colorize import palette_from_sequence
 from mtl_perception.fileio import file_sha256
+from mtl_perception.inference.camera_info import CameraInfoError, validate_camera_info
+from mtl_perception.inference.frame_pipeline import CameraInfoMismatch, FrameOutputs, FramePipeline
 from mtl_perception.inference.model_file import ModelFileError
-from mtl_perception.inference.pipeline import run_frame
-from mtl_perception.inference.processing import to_rgb
 from mtl_perception.ros import parameters as params
-from mtl_perception.ros.camera_info import CameraInfoError, image_size, scale_camera_info, validate_camera_info
 from mtl_perception.ros.diagnostics import BACKEND_FAILURE, Health, assess, latency_values, make_status
 from mtl_perception.ros.frame_slot import Frame, LatestFrameSlot
 from mtl_perception.ros.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
-from mtl_perception.ros.outputs import OutputOptions, build_messages, class_table_json, tasks_for, wanted_outputs
+from mtl_perception.ros.outputs import build_messages, class_table_json, graph_outputs, wanted_outputs
 from mtl_perception.ros.stats import STAGES, Counters, LatencyWindow, RateMeter
 
 NODE_NAME = "perception_node"
@@ -55,6 +57,19 @@ OUTPUT_TYPES = {
     "normals": Image,
     "points": PointCloud2,
 }
+
+
+RATE_WAIT_SLICE_S = 0.5  # the rate limiter re-reads processing.max_rate_hz at least this often
+
+
+@dataclass
+class Inferred:
+    """A frame after stage 1: its graph buffers, the outputs they serve and the stage times so far."""
+
+    frame: Frame
+    result: FrameOutputs
+    wanted: set[str]
+    times: dict[str, float] = field(default_factory=dict)
 
 
 def make_qos(reliability: str, depth: int) -> QoSProfile:
@@ -76,17 +91,18 @@ class PerceptionNode(LifecycleNode):
         self._diag_pub: Any = None
         self._diag_timer: Any = None
         self._subscriptions_active: list[Any] = []
-        self._backend: Any = None
+        self._pipeline: FramePipeline | None = None
         self._backend_kind = ""
-        self._backend_lock = threading.Lock()
+        self._pipeline_lock = threading.Lock()
         self._backend_error: str | None = None
         self._model_path: Path | None = None
         self._model_sha256 = ""
-        self._palette: np.ndarray | None = None
         self._camera_info: CameraInfo | None = None
         self._camera_info_lock = threading.Lock()
-        self._slot = LatestFrameSlot()
+        self._slot: LatestFrameSlot[Frame] = LatestFrameSlot()
+        self._publish_slot: LatestFrameSlot[Inferred] = LatestFrameSlot()
         self._worker: threading.Thread | None = None
+        self._publisher: threading.Thread | None = None
         self._counters = Counters()
         self._latency = LatencyWindow()
         self._input_rate = RateMeter()
@@ -122,8 +138,6 @@ class PerceptionNode(LifecycleNode):
         assert settings is not None
         try:
             self._load_model(settings)
-            self._palette = self._resolve_palette(settings)
-            params.depth_range(settings, self._backend.metadata.depth_min, self._backend.metadata.depth_max)
         except Exception as exc:  # any load failure: stay inactive and say why
             self._backend_error = str(exc)
             self._free_model()
@@ -136,8 +150,11 @@ class PerceptionNode(LifecycleNode):
             self._subscriptions_active.append(self.create_subscription(Image, self._input_topic(), self._on_image, in_qos))
         self._subscriptions_active.append(self.create_subscription(CameraInfo, settings.camera_info_topic, self._on_camera_info, in_qos))
         self._slot.reopen()
-        self._worker = threading.Thread(target=self._run_worker, name="perception_worker", daemon=True)
+        self._publish_slot.reopen()
+        self._worker = threading.Thread(target=self._run_inference_stage, name="perception_inference", daemon=True)
+        self._publisher = threading.Thread(target=self._run_publish_stage, name="perception_publisher", daemon=True)
         self._worker.start()
+        self._publisher.start()
         self._activated_at = time.monotonic()
         self._state = "active"
         result = super().on_activate(state)
@@ -177,11 +194,14 @@ class PerceptionNode(LifecycleNode):
             self.destroy_subscription(subscription)
         self._subscriptions_active = []
         self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            if self._worker.is_alive():
-                self.get_logger().error("worker thread did not stop within 30 s (inference stuck?)")
-            self._worker = None
+        self._publish_slot.close()
+        for name in ("_worker", "_publisher"):
+            thread = getattr(self, name)
+            if thread is not None:
+                thread.join(timeout=30.0)
+                if thread.is_alive():
+                    self.get_logger().error(f"{thread.name} thread did not stop within 30 s (inference stuck?)")
+                setattr(self, name, None)
         self._free_model()
         with self._camera_info_lock:
             self._camera_info = None
@@ -223,21 +243,22 @@ class PerceptionNode(LifecycleNode):
         self._backend_error = None
 
     def _set_backend(self, kind: str, options: dict[str, Any], provider: str) -> None:
-        from mtl_perception.inference.backends import create_backend
-
-        backend = create_backend(kind, str(self._model_path), **options)
-        with self._backend_lock:
-            old, self._backend = self._backend, backend
+        settings = self._settings
+        assert settings is not None
+        cache = Path(settings.engine_cache_dir).expanduser() / "deploy" if settings.engine_cache_dir else None
+        pipeline = FramePipeline(self._model_path, kind, options, params.frame_settings(settings), cache_dir=cache)
+        self._check_palette(settings, pipeline.metadata)
+        with self._pipeline_lock:
+            old, self._pipeline = self._pipeline, pipeline
             self._backend_kind = f"{kind} ({provider})"
         if old is not None:
             old.close()
 
     def _free_model(self) -> None:
-        with self._backend_lock:
-            backend, self._backend = self._backend, None
-        close = getattr(backend, "close", None)
-        if callable(close):
-            close()
+        with self._pipeline_lock:
+            pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.close()
 
     def _fall_back(self, exc: Exception) -> bool:
         """After a runtime inference failure, switch to the fallback backend; True if it did."""
@@ -256,20 +277,17 @@ class PerceptionNode(LifecycleNode):
         self._counters.problem(BACKEND_FAILURE, f"backend {failed} failed at run time ({type(exc).__name__}: {exc}); now running on {self._backend_kind}")
         return True
 
-    def _resolve_palette(self, settings: params.Settings) -> np.ndarray:
-        meta = self._backend.metadata
-        count = max(len(meta.class_names), 1)
-        if settings.palette_override is not None:
-            if len(settings.palette_override) < len(meta.class_names):
-                raise params.ParameterError(f"palette.override has {len(settings.palette_override)} colours but the model has {len(meta.class_names)} classes")
-            return palette_from_sequence(settings.palette_override, count)
-        return palette_from_sequence(meta.palette or None, count)
+    @staticmethod
+    def _check_palette(settings: params.Settings, meta: Any) -> None:
+        if settings.palette_override is not None and len(settings.palette_override) < len(meta.class_names):
+            raise params.ParameterError(f"palette.override has {len(settings.palette_override)} colours but the model has {len(meta.class_names)} classes")
 
     def _publish_class_table(self) -> None:
-        if self._class_pub is None or self._backend is None or self._palette is None:
+        pipeline = self._pipeline
+        if self._class_pub is None or pipeline is None:
             return
-        meta = self._backend.metadata
-        self._class_pub.publish(String(data=class_table_json(list(meta.class_names), self._palette, meta.ignore_index, self._model_sha256)))
+        meta = pipeline.metadata
+        self._class_pub.publish(String(data=class_table_json(list(meta.class_names), pipeline.palette_rgb, meta.ignore_index, self._model_sha256)))
 
     # ------------------------------------------------------------------ parameters
     def _check_parameter_change(self, changes: list[rclpy.parameter.Parameter]) -> SetParametersResult:
@@ -281,11 +299,11 @@ class PerceptionNode(LifecycleNode):
             values[change.name] = change.value
         try:
             settings = params.settings_from_values(values)
-            if self._backend is not None:
-                meta = self._backend.metadata
+            pipeline = self._pipeline
+            if pipeline is not None:
+                meta = pipeline.metadata
                 params.depth_range(settings, meta.depth_min, meta.depth_max)
-                if settings.palette_override is not None and len(settings.palette_override) < len(meta.class_names):
-                    raise params.ParameterError(f"palette.override has {len(settings.palette_override)} colours but the model has {len(meta.class_names)} classes")
+                self._check_palette(settings, meta)
         except params.ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -294,9 +312,12 @@ class PerceptionNode(LifecycleNode):
         if self._settings is None:
             return
         self._settings = params.settings_from_values(params.read_values(self))
-        if any(change.name == "palette.override" for change in changes) and self._backend is not None:
-            self._palette = self._resolve_palette(self._settings)
-            self._publish_class_table()
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.configure(params.frame_settings(self._settings))  # runtime inputs: no graph rebuild
+            if any(change.name == "palette.override" for change in changes):
+                self._publish_class_table()
+        self._slot.wake()  # a new processing.max_rate_hz takes effect now, not after the wait already begun
         self.get_logger().info("parameters changed: " + ", ".join(f"{c.name}={c.value!r}" for c in changes))
 
     # ------------------------------------------------------------------ inputs
@@ -324,115 +345,93 @@ class PerceptionNode(LifecycleNode):
         with self._camera_info_lock:
             self._camera_info = msg
 
-    # ------------------------------------------------------------------ worker
-    def _run_worker(self) -> None:
-        last_start = -1e9
+    # ------------------------------------------------------------------ stage 1: decode + deploy graph
+    def _wait_for_rate(self, last_start: float) -> bool:
+        """Hold frames back to processing.max_rate_hz (re-read while waiting); True once the node stops."""
         while not self._slot.closed:
             settings = self._settings
             rate = settings.max_rate_hz if settings is not None else 0.0
-            if rate > 0 and self._slot.wait_closed(last_start + 1.0 / rate - time.monotonic()):
+            remaining = last_start + 1.0 / rate - time.monotonic() if rate > 0 else 0.0
+            if remaining <= 0:
+                return False
+            self._slot.wait_closed(min(remaining, RATE_WAIT_SLICE_S))
+        return True
+
+    def _run_inference_stage(self) -> None:
+        last_start = -1e9
+        while not self._slot.closed:
+            if self._wait_for_rate(last_start):
                 return
             frame = self._slot.take(timeout=0.5)
             if frame is None:
                 continue
             last_start = time.monotonic()
             try:
-                self._process(frame)
-            except Exception as exc:  # last line of defence: the worker never dies
+                inferred = self._infer_frame(frame)
+                if inferred is not None:
+                    self._publish_slot.put(inferred)
+            except Exception as exc:  # last line of defence: the stage never dies
                 self._count_failure()
                 self._report("internal_error", f"unexpected {type(exc).__name__}: {exc}; please report with this trace: {traceback.format_exc(limit=3)}")
 
-    def _process(self, frame: Frame) -> None:
-        """decode -> preprocess -> infer -> postprocess -> encode + publish one frame (what is wanted of it)."""
-        settings, backend, palette = self._settings, self._backend, self._palette
-        if settings is None or backend is None or palette is None:
-            return
-        meta = backend.metadata
+    def _infer_frame(self, frame: Frame) -> Inferred | None:
+        """decode (a view of the camera bytes) -> deploy graph, for the outputs someone wants."""
+        settings, pipeline = self._settings, self._pipeline
+        if settings is None or pipeline is None:
+            return None
         with self._camera_info_lock:
             info = self._camera_info
         subscribers = {key: pub.get_subscription_count() for key, pub in self._publishers_by_key.items()}
-        wanted = wanted_outputs(settings.outputs, subscribers, list(meta.tasks), info is not None)
+        wanted = wanted_outputs(settings.outputs, subscribers, list(pipeline.metadata.tasks), info is not None)
         if not wanted:
             self._counters.add("skipped_no_subscribers")
-            return
+            return None
         times = {"start": time.perf_counter()}
-        rgb = self._decode(frame, settings)
-        if rgb is None:
-            return
+        pixels = self._decode(frame, settings)
+        if pixels is None:
+            return None
         times["decode"] = time.perf_counter()
-        source_info = self._source_camera_info(info, rgb.shape[1], rgb.shape[0])
-        if source_info is None:
+        result = self._run_graph(pixels, frame, wanted, info)
+        if result is None:
+            return None
+        if result.geometry is None:
             wanted -= {"points", "depth_camera_info"}
-        focal = (source_info.k[0], source_info.k[4]) if source_info is not None else None
-        result = run_frame(rgb, meta, self._infer, resize_mode=settings.resize_mode, out_size=settings.resolution,
-                           camera_focal=focal, rescale_for_camera=settings.rescale_for_camera,
-                           tasks=tasks_for(wanted, list(meta.tasks)), confidence=False)
-        predictions = result.predictions
-        if predictions is None:
-            return
-        times["preprocess"] = times["decode"] + result.seconds["preprocess"]
-        times["infer"] = times["preprocess"] + result.seconds["infer"]
-        out_h, out_w = next(a.shape[:2] for a in (predictions.depth, predictions.labels, predictions.normals) if a is not None)
-        scaled_info = scale_camera_info(source_info, out_w, out_h) if source_info is not None else None
-        messages = build_messages(wanted, predictions, rgb, self._output_options(settings, meta, palette), frame.msg.header, scaled_info)
-        times["postprocess"] = time.perf_counter()
-        for key, msg in messages.items():
-            self._publishers_by_key[key].publish(msg)
-        times["publish"] = time.perf_counter()
-        self._record(times, frame)
+        times["graph"] = time.perf_counter()
+        return Inferred(frame, result, wanted, times)
 
-    def _decode(self, frame: Frame, settings: params.Settings) -> np.ndarray | None:
-        """The frame as RGB uint8, or None after reporting why it cannot be read."""
+    def _decode(self, frame: Frame, settings: params.Settings) -> tuple[np.ndarray, str] | None:
+        """(pixels, encoding) of the frame, or None after reporting why it cannot be read."""
         try:
             if frame.compressed:
-                pixels, encoding = compressed_msg_to_array(frame.msg, settings.max_pixels)
-            else:
-                pixels, encoding = image_msg_to_array(frame.msg, settings.max_pixels), frame.msg.encoding
-            return to_rgb(pixels, encoding)
+                return compressed_msg_to_array(frame.msg, settings.max_pixels)
+            return image_msg_to_array(frame.msg, settings.max_pixels, copy=False), frame.msg.encoding
         except (ImageDecodeError, ValueError) as exc:
-            self._count_failure()
-            self._report("bad_input", f"frame on '{self.resolve_topic_name(self._input_topic())}' rejected: {exc}")
+            self._reject_frame(exc)
             return None
 
-    def _source_camera_info(self, info: CameraInfo | None, width: int, height: int) -> CameraInfo | None:
-        """The camera info at the frame's size (binning and ROI folded in), None if absent or not this camera's."""
-        if info is None:
-            return None
-        described = image_size(info)
-        if described != (width, height):
-            self._report(
-                "camera_info_mismatch",
-                f"camera_info describes {described[0]}x{described[1]} images but the frame is {width}x{height}; "
-                "publish the camera info of this image stream (points and depth/camera_info skipped)",
-            )
-            return None
-        return scale_camera_info(info, width, height)
+    def _reject_frame(self, exc: Exception) -> None:
+        self._count_failure()
+        self._report("bad_input", f"frame on '{self.resolve_topic_name(self._input_topic())}' rejected: {exc}")
 
-    @staticmethod
-    def _output_options(settings: params.Settings, meta: Any, palette: np.ndarray) -> OutputOptions:
-        depth_min, depth_max = params.depth_range(settings, meta.depth_min, meta.depth_max)
-        return OutputOptions(depth_min, depth_max, settings.overlay_alpha, settings.points_stride, settings.points_organized, palette)
-
-    def _record(self, times: dict[str, float], frame: Frame) -> None:
-        """Stage latencies and counters of one published frame."""
-        previous = times["start"]
-        for stage in STAGES:
-            self._latency.add(stage, times[stage] - previous)
-            previous = times[stage]
-        self._latency.add("total", time.monotonic() - frame.received)
-        self._counters.add("processed")
-        self._output_rate.tick()
-
-    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray] | None:
+    def _run_graph(self, pixels: tuple[np.ndarray, str], frame: Frame, wanted: set[str], info: CameraInfo | None) -> FrameOutputs | None:
+        """The deploy graph's buffers of one frame; None after reporting a bad frame or a failed backend."""
+        names = graph_outputs(wanted)
         for _attempt in range(2):
-            with self._backend_lock:
-                backend = self._backend
-            if backend is None:
+            with self._pipeline_lock:
+                pipeline = self._pipeline
+            if pipeline is None:
                 return None
             try:
-                outputs = backend.infer(batch)
+                try:
+                    result = pipeline.run(pixels[0], pixels[1], names, info)
+                except CameraInfoMismatch as exc:
+                    self._report("camera_info_mismatch", str(exc))
+                    result = pipeline.run(pixels[0], pixels[1], names, None)
                 self._backend_error = None
-                return outputs
+                return result
+            except (ValueError, ImageDecodeError) as exc:  # the frame itself (encoding, shape): not the backend's fault
+                self._reject_frame(exc)
+                return None
             except Exception as exc:
                 if self._fall_back(exc):
                     continue
@@ -441,6 +440,43 @@ class PerceptionNode(LifecycleNode):
                 self._report("inference_error", f"inference failed on {self._backend_kind}: {exc}")
                 return None
         return None
+
+    # ------------------------------------------------------------------ stage 2: messages + publish
+    def _run_publish_stage(self) -> None:
+        while not self._publish_slot.closed:
+            inferred = self._publish_slot.take(timeout=0.5)
+            if inferred is None:
+                continue
+            try:
+                self._publish(inferred)
+            except Exception as exc:  # last line of defence: the stage never dies
+                self._count_failure()
+                self._report("internal_error", f"unexpected {type(exc).__name__}: {exc}; please report with this trace: {traceback.format_exc(limit=3)}")
+
+    def _publish(self, inferred: Inferred) -> None:
+        settings = self._settings
+        if settings is None:
+            return
+        times = inferred.times
+        times["handoff"] = time.perf_counter()
+        messages = build_messages(inferred.wanted, inferred.result, inferred.frame.msg.header, settings.points_organized)
+        times["messages"] = time.perf_counter()
+        for key, msg in messages.items():
+            publisher = self._publishers_by_key.get(key)
+            if publisher is not None:
+                publisher.publish(msg)
+        times["publish"] = time.perf_counter()
+        self._record(times, inferred.frame)
+
+    def _record(self, times: dict[str, float], frame: Frame) -> None:
+        """Stage latencies and counters of one published frame (the hand-off wait is not a stage)."""
+        self._latency.add("decode", times["decode"] - times["start"])
+        self._latency.add("graph", times["graph"] - times["decode"])
+        self._latency.add("messages", times["messages"] - times["handoff"])
+        self._latency.add("publish", times["publish"] - times["messages"])
+        self._latency.add("total", time.monotonic() - frame.received)
+        self._counters.add("processed")
+        self._output_rate.tick()
 
     def _count_failure(self) -> None:
         self._counters.add("failed")
@@ -464,7 +500,9 @@ class PerceptionNode(LifecycleNode):
             "output_rate_hz": self._output_rate.rate(),
             "frames_received": self._slot.received,
             "frames_processed": counts.get("processed", 0),
-            "frames_dropped": self._slot.dropped,
+            "frames_dropped": self._slot.dropped + self._publish_slot.dropped,
+            "frames_dropped_before_inference": self._slot.dropped,
+            "frames_dropped_before_publishing": self._publish_slot.dropped,
             "frames_failed": counts.get("failed", 0),
             "frames_skipped_no_subscribers": counts.get("skipped_no_subscribers", 0),
             "bad_input": counts.get("bad_input", 0),

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from mtl_perception.inference.frame_pipeline import FrameSettings
+
 PACKAGE = "mtl_perception"
 DEFAULT_MODEL_FILE = "default.onnx"
 
@@ -249,6 +251,16 @@ def depth_range(settings: Settings, model_min: float, model_max: float) -> tuple
             f"model range [{model_min}, {model_max}] m); set depth.min below depth.max"
         )
     return low, high
+
+
+def frame_settings(settings: Settings) -> FrameSettings:
+    """The per-frame pipeline's settings from the node's (``inference.frame_pipeline.FrameSettings``)."""
+    palette = tuple(tuple(int(v) for v in colour) for colour in settings.palette_override) if settings.palette_override else None
+    return FrameSettings(
+        resize_mode=settings.resize_mode, out_size=settings.resolution, points_stride=settings.points_stride,
+        points_organized=settings.points_organized, depth_min=settings.depth_min, depth_max=settings.depth_max,
+        rescale_for_camera=settings.rescale_for_camera, overlay_alpha=settings.overlay_alpha, palette=palette,
+    )
 
 
 def backend_options(settings: Settings, kind: str, provider: str) -> dict[str, Any]:

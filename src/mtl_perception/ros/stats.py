@@ -8,7 +8,8 @@ from typing import Iterable
 
 import numpy as np
 
-STAGES = ("decode", "preprocess", "infer", "postprocess", "publish")
+# decode: a view of the camera bytes; graph: the deploy graph; messages: filling them from its buffers
+STAGES = ("decode", "graph", "messages", "publish")
 
 
 class RateMeter:

@@ -1,12 +1,32 @@
-"""The backend contract: ``infer(batch) -> {task: array}``, the same for every inference engine."""
+"""The backend contract, the same for every inference engine.
+
+- ``infer(batch) -> {task: array}``: the network on a preprocessed float32 batch (evaluation, calibration);
+- ``run(feeds, output_names) -> {name: array}``: any graph by tensor name, for backends that run ONNX
+  files: the deploy graph (``inference/deploy_graph.py``) that the node and ``bag-eval`` use.
+
+``graph`` selects what a backend opens: ``network`` (an exported model file, its inputs and outputs
+checked against its metadata) or ``deploy`` (a deploy graph composed from one: camera image and
+runtime inputs in, publishable buffers out; metadata copied from the model file).
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from mtl_perception.inference.metadata import ModelMetadata
+
+
+GRAPH_KINDS = ("network", "deploy")
+
+
+def check_graph_kind(graph: str) -> str:
+    """``graph`` if it names a graph kind; ValueError listing them otherwise."""
+    if graph not in GRAPH_KINDS:
+        raise ValueError(f"unknown graph kind '{graph}'; valid: {list(GRAPH_KINDS)}")
+    return graph
 
 
 class BackendError(RuntimeError):
@@ -28,6 +48,10 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run the network on a preprocessed batch."""
+
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the opened graph on named inputs; the named outputs (all when None) by name."""
+        raise BackendError(f"backend '{self.name}' runs the network only (infer), not ONNX graphs by tensor name")
 
     def close(self) -> None:
         """Free the engine's resources; the backend is unusable afterwards."""

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from mtl_perception.inference.backends.base import Backend, BackendError
+from mtl_perception.inference.backends.base import Backend, BackendError, check_graph_kind
 from mtl_perception.inference.metadata import INPUT_NAME
 from mtl_perception.inference.model_file import REEXPORT_HINT, ModelFileError, metadata_from_props, static_batch_size, validate_io
 
@@ -49,6 +50,7 @@ class OnnxRuntimeBackend(Backend):
     provider: auto | cpu | cuda | tensorrt. graph_optimization: disable | basic | extended | all.
     intra_op_threads: threads inside an operator (0 = ONNX Runtime's default, one per physical core).
     tensorrt_cache_dir: where the TensorRT provider keeps its engines (provider 'tensorrt' only).
+    graph: network (an exported model file) or deploy (a deploy graph composed from one).
     """
 
     name = "onnxruntime"
@@ -62,6 +64,7 @@ class OnnxRuntimeBackend(Backend):
         inter_op_threads: int = 0,
         tensorrt_fp16: bool = False,
         tensorrt_cache_dir: str | Path | None = None,
+        graph: str = "network",
     ) -> None:
         import onnxruntime as ort
 
@@ -90,9 +93,12 @@ class OnnxRuntimeBackend(Backend):
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"model file {path} cannot be loaded: it is truncated or corrupt, or not an ONNX model ({first_line[:200]}); {REEXPORT_HINT}") from None
         self.metadata = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
+        self.graph = check_graph_kind(graph)
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
-        validate_io(inputs, {o.name: o.shape for o in self.session.get_outputs()}, self.metadata, str(path))
-        self.batch_size = static_batch_size(inputs)
+        self.input_names = list(inputs)
+        if self.graph == "network":
+            validate_io(inputs, {o.name: o.shape for o in self.session.get_outputs()}, self.metadata, str(path))
+            self.batch_size = static_batch_size(inputs)
         self.providers = self.session.get_providers()
         self.path = path
         self._output_names = [self.metadata.output_names[t] for t in self.metadata.tasks]
@@ -106,10 +112,16 @@ class OnnxRuntimeBackend(Backend):
         return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_fp16_enable": str(bool(fp16))}
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self.graph != "network":
+            raise BackendError("this onnxruntime backend holds a deploy graph; infer() runs a network (use run())")
+        outputs = self.run({INPUT_NAME: self.check_batch(batch)}, self._output_names)
+        return dict(zip(self.metadata.tasks, outputs.values()))
+
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         if self.session is None:
             raise BackendError("onnxruntime backend is closed")
-        outputs = self.session.run(self._output_names, {INPUT_NAME: self.check_batch(batch)})
-        return dict(zip(self.metadata.tasks, outputs))
+        names = list(output_names) if output_names is not None else [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, dict(feeds))))
 
     def close(self) -> None:
         self.session = None

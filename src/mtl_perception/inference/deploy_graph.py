@@ -1,0 +1,492 @@
+"""The deploy graph: camera pixels in, ready-to-publish buffers out, as ONE ONNX graph around the network.
+
+Composed from the self-describing model file alone (no checkpoint, no torch) with ONNX's own tooling:
+the pre- and post-processing graphs are written in the ONNX text format (``onnx.parser``) for the
+camera size and output options at hand, and joined to the network with ``onnx.compose``; the network
+heads no requested output needs are cut away (``onnx.utils.Extractor``). Every backend that runs an
+ONNX file runs it: ONNX Runtime (CPU, CUDA, TensorRT execution provider) and native TensorRT.
+
+Inputs (the runtime ones change without a rebuild):
+- ``camera_image`` uint8 (H, W, C): the camera's pixels as they arrive (C = 1 mono, 3 rgb/bgr, 4 rgba/bgra);
+- ``depth_scale`` float32 (1,): the camera's focal length over the training camera's (1 = no rescale);
+- ``depth_range`` float32 (2,): metres outside [min, max] become NaN (REP-118: no estimate);
+- ``intrinsics`` float32 (5,): fx, fy, cx, cy, skew at the output resolution (point cloud only);
+- ``palette_bgr`` uint8 (K, 3): the class colours, BGR (semantic colour, overlay, point colours);
+- ``overlay_alpha`` float32 (1,): weight of the class colours in the overlay.
+
+Outputs (only those asked for are in the graph), at the output size (Ho, Wo), each in its message's layout:
+``depth`` float32 (Ho, Wo) metres; ``labels`` uint8 (Ho, Wo); ``confidence`` float32 (Ho, Wo) softmax
+probability of the label; ``normals`` float32 (Ho, Wo, 3) unit vectors; ``depth_color``,
+``semantic_color``, ``semantic_overlay`` uint8 (Ho, Wo, 3) BGR; ``points_xyz`` float32 (Hs, Ws, 3) and
+``points_extra`` uint8 (Hs, Ws, 8) on the strided grid: the bytes 12..19 of each PointCloud2 point
+(B, G, R, 0 = the packed ``rgb`` field, then the label, then padding), so a point record is the two
+side by side.
+
+Resizing is bilinear with half-pixel centres (what ``cv2.resize`` INTER_LINEAR does) on float data:
+the image to the network's content size (letterbox padding = normalised zeros), and every output map
+from the content region back to the output size. Labels are the argmax of the resized logits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.compose
+import onnx.parser
+import onnx.utils
+import onnx.version_converter
+
+from mtl_perception.colorize import depth_lut_bgr
+from mtl_perception.fileio import atomic_write_bytes
+from mtl_perception.inference.metadata import INPUT_NAME, ModelMetadata
+from mtl_perception.inference.model_file import load_onnx_file, metadata_from_props
+from mtl_perception.inference.processing import Transform, make_transform
+
+OPSET = 17
+DEPLOY_KEY = "mtl_perception.deploy"  # metadata prop: the DeployOptions the graph was built for (JSON)
+NET_PREFIX = "net_"
+IMAGE_INPUT = "camera_image"
+RUNTIME_INPUTS = ("depth_scale", "depth_range", "intrinsics", "palette_bgr", "overlay_alpha")
+# requested output -> graph outputs; and which network task each needs
+GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "depth": ("depth",),
+    "labels": ("labels",),
+    "confidence": ("confidence",),
+    "normals": ("normals",),
+    "depth_color": ("depth_color",),
+    "semantic_color": ("semantic_color",),
+    "semantic_overlay": ("semantic_overlay",),
+    "points": ("points_xyz", "points_extra"),
+}
+OUTPUT_TASKS: dict[str, tuple[str, ...]] = {
+    "depth": ("depth",), "depth_color": ("depth",), "labels": ("semantic",), "confidence": ("semantic",),
+    "semantic_color": ("semantic",), "semantic_overlay": ("semantic",), "normals": ("normals",), "points": ("depth",),
+}
+CAMERA_ORDERS = ("rgb", "bgr", "mono")
+NO_LABEL = 255
+
+
+class DeployGraphError(ValueError):
+    """The deploy graph cannot be built for these options; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """What one deploy graph is built for: the camera image layout and the outputs wanted."""
+
+    height: int
+    width: int
+    encoding: str = "rgb8"  # rgb8 | bgr8 | rgba8 | bgra8 | mono8 (others are converted before the graph)
+    resize_mode: str = "letterbox"  # letterbox | stretch
+    out_size: str = "input"  # input (camera resolution) | model (network resolution, padding removed)
+    outputs: tuple[str, ...] = ("depth", "labels", "normals")  # keys of GRAPH_OUTPUTS
+    points_stride: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", tuple(sorted(set(self.outputs))))
+        unknown = [o for o in self.outputs if o not in GRAPH_OUTPUTS]
+        if unknown:
+            raise DeployGraphError(f"unknown deploy graph output(s) {unknown}; valid: {sorted(GRAPH_OUTPUTS)}")
+        if not self.outputs:
+            raise DeployGraphError("a deploy graph needs at least one output")
+        if self.height <= 0 or self.width <= 0:
+            raise DeployGraphError(f"camera size {self.height}x{self.width} is not positive")
+        if self.encoding not in ENCODING_LAYOUT:
+            raise DeployGraphError(f"the deploy graph takes {sorted(ENCODING_LAYOUT)} images, not '{self.encoding}'")
+        if self.resize_mode not in ("letterbox", "stretch"):
+            raise DeployGraphError(f"unknown resize mode '{self.resize_mode}'; valid: letterbox, stretch")
+        if self.out_size not in ("input", "model"):
+            raise DeployGraphError(f"unknown output size '{self.out_size}'; valid: input, model")
+        if self.points_stride < 1:
+            raise DeployGraphError(f"points stride must be >= 1, got {self.points_stride}")
+
+    @property
+    def channels(self) -> int:
+        return ENCODING_LAYOUT[self.encoding][0]
+
+    @property
+    def order(self) -> str:
+        return ENCODING_LAYOUT[self.encoding][1]
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+# encoding -> (channels, channel order) of the images the graph takes as they are
+ENCODING_LAYOUT: dict[str, tuple[int, str]] = {
+    "rgb8": (3, "rgb"), "bgr8": (3, "bgr"), "rgba8": (4, "rgb"), "bgra8": (4, "bgr"), "mono8": (1, "mono"), "8UC1": (1, "mono"),
+    "8UC3": (3, "rgb"),
+}
+
+
+@dataclass(frozen=True)
+class DeployLayout:
+    """Sizes the graph is built for (derived from the options and the model metadata)."""
+
+    transform: Transform
+    out_height: int
+    out_width: int
+    classes: int
+    tasks: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def points_shape(self) -> tuple[int, int]:
+        return self.out_height, self.out_width
+
+
+def layout_for(meta: ModelMetadata, options: DeployOptions) -> DeployLayout:
+    """The transform and output size of a camera under these options."""
+    transform = make_transform(options.height, options.width, meta, options.resize_mode)  # type: ignore[arg-type]
+    if options.out_size == "input":
+        out_h, out_w = options.height, options.width
+    else:
+        out_h, out_w = transform.content_height, transform.content_width
+    return DeployLayout(transform, out_h, out_w, len(meta.class_names), tuple(meta.tasks))
+
+
+def _floats(values: list[float] | np.ndarray) -> str:
+    return ", ".join(repr(float(v)) for v in np.asarray(values, dtype=np.float32).tolist())
+
+
+def _ints(values: list[int] | tuple[int, ...]) -> str:
+    return ", ".join(str(int(v)) for v in values)
+
+
+def _header(ir_version: int) -> str:
+    return f'<ir_version: {ir_version}, opset_import: ["" : {OPSET}]>'
+
+
+def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLayout, ir_version: int) -> str:
+    """camera_image uint8 (H, W, C) -> pre_net_input (the network input) and pre_view (RGB float (1, Ho, Wo, 3)).
+
+    Channels stay last until the image is at the network size (the cheap place to transpose).
+    """
+    t = layout.transform
+    h, w, c = options.height, options.width, options.channels
+    lines = [
+        "pre_f = Cast <to = 1> (camera_image)",
+        "pre_axes0 = Constant <value_ints = [0]> ()",
+        "pre_nhwc = Unsqueeze (pre_f, pre_axes0)",
+    ]
+    x = "pre_nhwc"
+    if c == 1:
+        lines.append(f"pre_shape3 = Constant <value_ints = [1, {h}, {w}, 3]> ()")
+        lines.append(f"pre_rgb = Expand ({x}, pre_shape3)")
+        x = "pre_rgb"
+    else:
+        if c == 4:
+            lines += ["pre_c0 = Constant <value_ints = [0]> ()", "pre_c3 = Constant <value_ints = [3]> ()",
+                      "pre_c_axis = Constant <value_ints = [3]> ()", f"pre_c3ch = Slice ({x}, pre_c0, pre_c3, pre_c_axis)"]
+            x = "pre_c3ch"
+        if options.order == "bgr":
+            lines += ["pre_flip = Constant <value_ints = [2, 1, 0]> ()", f"pre_rgb = Gather <axis = 3> ({x}, pre_flip)"]
+            x = "pre_rgb"
+    rgb = x  # (1, H, W, 3) float RGB, 0..255
+    if (t.content_height, t.content_width) != (h, w):
+        lines.append(f"pre_content_size = Constant <value_ints = [1, {t.content_height}, {t.content_width}, 3]> ()")
+        lines.append(f'pre_content = Resize <mode = "linear", coordinate_transformation_mode = "half_pixel"> ({rgb}, , , pre_content_size)')
+        content = "pre_content"
+    else:
+        content = rgb
+    if meta.channel_order == "bgr":
+        lines += ["pre_to_model = Constant <value_ints = [2, 1, 0]> ()", f"pre_model_order = Gather <axis = 3> ({content}, pre_to_model)"]
+        model_order = "pre_model_order"
+    elif meta.channel_order == "rgb":
+        model_order = content
+    else:
+        raise DeployGraphError(f"model metadata names channel order '{meta.channel_order}'; supported: rgb, bgr")
+    std = np.asarray(meta.std, dtype=np.float64)
+    mean = np.asarray(meta.mean, dtype=np.float64)
+    lines += [
+        f"pre_scale = Constant <value = float[1, 1, 1, 3] {{{_floats(1.0 / (255.0 * std))}}}> ()",
+        f"pre_shift = Constant <value = float[1, 1, 1, 3] {{{_floats(mean / std)}}}> ()",
+        f"pre_scaled = Mul ({model_order}, pre_scale)",
+        "pre_normalised = Sub (pre_scaled, pre_shift)",
+        "pre_nchw = Transpose <perm = [0, 3, 1, 2]> (pre_normalised)",
+    ]
+    if (t.pad_top, t.pad_left, t.pad_bottom, t.pad_right) != (0, 0, 0, 0):
+        lines.append(f"pre_pads = Constant <value_ints = [0, 0, {t.pad_top}, {t.pad_left}, 0, 0, {t.pad_bottom}, {t.pad_right}]> ()")
+        lines.append("pre_net_input = Pad (pre_nchw, pre_pads)")
+    else:
+        lines.append("pre_net_input = Identity (pre_nchw)")
+    view = rgb if options.out_size == "input" else content
+    lines.append(f"pre_view = Identity ({view})")
+    body = "\n  ".join(lines)
+    return (f"{_header(ir_version)}\npre (uint8[{h}, {w}, {c}] camera_image) => "
+            f"(float[1, 3, {meta.input_height}, {meta.input_width}] pre_net_input, float[1, {layout.out_height}, {layout.out_width}, 3] pre_view) {{\n  {body}\n}}\n")
+
+
+def _to_output_size(lines: list[str], name: str, source: str, channels: int, layout: DeployLayout) -> str:
+    """Lines taking a network output (1, C, h, w) to channels-last (1, Ho, Wo, C): crop to the content, resize.
+
+    The transpose runs on the small network-size map; resizing channels-last keeps every pixel's
+    channels together for the argmax/normalisation that follow.
+    """
+    t = layout.transform
+    lines.append(f"{name}_nhwc = Transpose <perm = [0, 2, 3, 1]> ({source})")
+    x = f"{name}_nhwc"
+    if (t.content_height, t.content_width) != (t.model_height, t.model_width):
+        lines += [
+            f"{name}_starts = Constant <value_ints = [{t.pad_top}, {t.pad_left}]> ()",
+            f"{name}_ends = Constant <value_ints = [{t.pad_top + t.content_height}, {t.pad_left + t.content_width}]> ()",
+            f"{name}_axes = Constant <value_ints = [1, 2]> ()",
+            f"{name}_crop = Slice ({x}, {name}_starts, {name}_ends, {name}_axes)",
+        ]
+        x = f"{name}_crop"
+    if (layout.out_height, layout.out_width) != (t.content_height, t.content_width):
+        lines.append(f"{name}_size = Constant <value_ints = [1, {layout.out_height}, {layout.out_width}, {channels}]> ()")
+        lines.append(f'{name}_resized = Resize <mode = "linear", coordinate_transformation_mode = "half_pixel"> ({x}, , , {name}_size)')
+        x = f"{name}_resized"
+    return x
+
+
+def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLayout, ir_version: int) -> str:
+    """Network outputs (prefixed ``net_``) + pre_view + runtime inputs -> the requested output buffers."""
+    wanted = set(options.outputs)
+    ho, wo = layout.out_height, layout.out_width
+    h, w = meta.input_height, meta.input_width
+    k = layout.classes
+    has_semantic = "semantic" in meta.tasks
+    need_depth = bool(wanted & {"depth", "depth_color", "points"})
+    need_semantic = bool(wanted & {"labels", "confidence", "semantic_color", "semantic_overlay"}) or ("points" in wanted and has_semantic)
+    need_colour = bool(wanted & {"semantic_color", "semantic_overlay"}) or ("points" in wanted and has_semantic)
+    need_view = "semantic_overlay" in wanted or ("points" in wanted and not has_semantic)
+    inputs: list[str] = []
+    lines: list[str] = []
+    outputs: list[str] = []
+    if need_depth:
+        inputs += [f"float[1, 1, {h}, {w}] net_depth", "float[1] depth_scale", "float[2] depth_range"]
+        d = _to_output_size(lines, "post_depth", "net_depth", 1, layout)
+        lines += [
+            f"post_plane = Constant <value_ints = [{ho}, {wo}]> ()",
+            f"post_depth_raw = Reshape ({d}, post_plane)",
+            "post_depth_scaled = Mul (post_depth_raw, depth_scale)",
+            "post_i0 = Constant <value_int = 0> ()",
+            "post_i1 = Constant <value_int = 1> ()",
+            "post_lo = Gather <axis = 0> (depth_range, post_i0)",
+            "post_hi = Gather <axis = 0> (depth_range, post_i1)",
+            "post_zero = Constant <value_float = 0.0> ()",
+            "post_nan = Div (post_zero, post_zero)",
+            "post_ge = GreaterOrEqual (post_depth_scaled, post_lo)",
+            "post_le = LessOrEqual (post_depth_scaled, post_hi)",
+            "post_pos = Greater (post_depth_scaled, post_zero)",
+            "post_in_range = And (post_ge, post_le)",
+            "post_valid = And (post_in_range, post_pos)",
+            "depth = Where (post_valid, post_depth_scaled, post_nan)",
+        ]
+        if "depth" in wanted:
+            outputs.append(f"float[{ho}, {wo}] depth")
+    if "depth_color" in wanted:
+        lut = _ints(depth_lut_bgr().reshape(-1).tolist())
+        lines += [
+            "post_span = Sub (post_hi, post_lo)",
+            "post_254 = Constant <value_float = 254.0> ()",
+            "post_step = Div (post_254, post_span)",
+            "post_offset = Sub (post_depth_scaled, post_lo)",
+            "post_unit = Mul (post_offset, post_step)",
+            "post_clipped = Clip (post_unit, post_zero, post_254)",
+            "post_half = Constant <value_float = 1.5> ()",
+            "post_index_f = Add (post_clipped, post_half)",
+            "post_index_v = Where (post_valid, post_index_f, post_zero)",
+            "post_index = Cast <to = 6> (post_index_v)",
+            f"post_lut = Constant <value = uint8[256, 3] {{{lut}}}> ()",
+            "depth_color = Gather <axis = 0> (post_lut, post_index)",
+        ]
+        outputs.append(f"uint8[{ho}, {wo}, 3] depth_color")
+    if need_semantic:
+        inputs.append(f"float[1, {k}, {h}, {w}] net_semantic_logits")
+        logits = _to_output_size(lines, "post_logits", "net_semantic_logits", k, layout)
+        lines += [
+            f"post_argmax = ArgMax <axis = 3, keepdims = 0> ({logits})",
+            f"post_plane_l = Constant <value_ints = [{ho}, {wo}]> ()",
+            "post_label_ids = Reshape (post_argmax, post_plane_l)",
+        ]
+        if "labels" in wanted:
+            lines.append("labels = Cast <to = 2> (post_label_ids)")
+            outputs.append(f"uint8[{ho}, {wo}] labels")
+        if "confidence" in wanted:
+            lines += [
+                f"post_lmax = ReduceMax <axes = [3], keepdims = 1> ({logits})",
+                f"post_lshift = Sub ({logits}, post_lmax)",
+                "post_lexp = Exp (post_lshift)",
+                "post_axis3 = Constant <value_ints = [3]> ()",
+                "post_lsum = ReduceSum <keepdims = 0> (post_lexp, post_axis3)",
+                "post_conf = Reciprocal (post_lsum)",
+                "confidence = Reshape (post_conf, post_plane_l)",
+            ]
+            outputs.append(f"float[{ho}, {wo}] confidence")
+    if need_colour:
+        inputs.append(f"uint8[{k}, 3] palette_bgr")
+        lines.append("post_label_bgr = Gather <axis = 0> (palette_bgr, post_label_ids)")
+        if "semantic_color" in wanted:
+            lines.append("semantic_color = Identity (post_label_bgr)")
+            outputs.append(f"uint8[{ho}, {wo}, 3] semantic_color")
+    if need_view:
+        inputs.append(f"float[1, {ho}, {wo}, 3] pre_view")
+        lines += [
+            "post_to_bgr = Constant <value_ints = [2, 1, 0]> ()",
+            "post_view_bgr = Gather <axis = 3> (pre_view, post_to_bgr)",
+            f"post_hwc3 = Constant <value_ints = [{ho}, {wo}, 3]> ()",
+            "post_view_hwc = Reshape (post_view_bgr, post_hwc3)",
+        ]
+    if "semantic_overlay" in wanted:
+        inputs.append("float[1] overlay_alpha")
+        lines += [
+            "post_one = Constant <value_float = 1.0> ()",
+            "post_keep = Sub (post_one, overlay_alpha)",
+            "post_colour_f = Cast <to = 1> (post_label_bgr)",
+            "post_image_part = Mul (post_view_hwc, post_keep)",
+            "post_colour_part = Mul (post_colour_f, overlay_alpha)",
+            "post_blend = Add (post_image_part, post_colour_part)",
+            "post_blend_round = Round (post_blend)",
+            "post_0 = Constant <value_float = 0.0> ()",
+            "post_255 = Constant <value_float = 255.0> ()",
+            "post_blend_clip = Clip (post_blend_round, post_0, post_255)",
+            "semantic_overlay = Cast <to = 2> (post_blend_clip)",
+        ]
+        outputs.append(f"uint8[{ho}, {wo}, 3] semantic_overlay")
+    if "normals" in wanted:
+        inputs.append(f"float[1, 3, {h}, {w}] net_normals")
+        n = _to_output_size(lines, "post_normals", "net_normals", 3, layout)
+        lines += [
+            f"post_nunit = LpNormalization <axis = 3, p = 2> ({n})",
+            f"post_nshape = Constant <value_ints = [{ho}, {wo}, 3]> ()",
+            "normals = Reshape (post_nunit, post_nshape)",
+        ]
+        outputs.append(f"float[{ho}, {wo}, 3] normals")
+    if "points" in wanted:
+        s = options.points_stride
+        hs, ws = -(-ho // s), -(-wo // s)
+        inputs.append("float[5] intrinsics")
+        lines += [
+            "post_grid_start = Constant <value_ints = [0, 0]> ()",
+            f"post_grid_end = Constant <value_ints = [{ho}, {wo}]> ()",
+            "post_grid_axes = Constant <value_ints = [0, 1]> ()",
+            f"post_grid_steps = Constant <value_ints = [{s}, {s}]> ()",
+            "post_z = Slice (depth, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+            f"post_u = Constant <value = float[1, {ws}] {{{_floats(np.arange(0, wo, s))}}}> ()",
+            f"post_v = Constant <value = float[{hs}, 1] {{{_floats(np.arange(0, ho, s))}}}> ()",
+            *[f"post_k{i} = Constant <value_int = {i}> ()" for i in range(5)],
+            *[f"post_{name} = Gather <axis = 0> (intrinsics, post_k{i})" for i, name in enumerate(("fx", "fy", "cx", "cy", "skew"))],
+            "post_vc = Sub (post_v, post_cy)",
+            "post_yn = Div (post_vc, post_fy)",
+            "post_uc = Sub (post_u, post_cx)",
+            "post_sk = Mul (post_skew, post_yn)",
+            "post_usk = Sub (post_uc, post_sk)",
+            "post_xn = Div (post_usk, post_fx)",
+            "post_x = Mul (post_xn, post_z)",
+            "post_y = Mul (post_yn, post_z)",
+            "post_last = Constant <value_ints = [-1]> ()",
+            "post_x1 = Unsqueeze (post_x, post_last)",
+            "post_y1 = Unsqueeze (post_y, post_last)",
+            "post_z1 = Unsqueeze (post_z, post_last)",
+            "points_xyz = Concat <axis = -1> (post_x1, post_y1, post_z1)",
+        ]
+        if has_semantic:
+            lines += [
+                "post_pc_colour = Slice (post_label_bgr, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+                "post_pc_ids = Slice (post_label_ids, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+                "post_pc_label2 = Cast <to = 2> (post_pc_ids)",
+                "post_pc_label = Unsqueeze (post_pc_label2, post_last)",
+            ]
+        else:
+            lines += [
+                "post_view_round = Round (post_view_hwc)",
+                "post_view_u8 = Cast <to = 2> (post_view_round)",
+                "post_pc_colour = Slice (post_view_u8, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+                f"post_pc_label_shape = Constant <value_ints = [{hs}, {ws}, 1]> ()",
+                f"post_pc_label = ConstantOfShape <value = uint8[1] {{{NO_LABEL}}}> (post_pc_label_shape)",
+            ]
+        lines += [
+            f"post_pc_shape1 = Constant <value_ints = [{hs}, {ws}, 1]> ()",
+            f"post_pc_shape3 = Constant <value_ints = [{hs}, {ws}, 3]> ()",
+            "post_pc_zero1 = ConstantOfShape <value = uint8[1] {0}> (post_pc_shape1)",
+            "post_pc_zero3 = ConstantOfShape <value = uint8[1] {0}> (post_pc_shape3)",
+            "points_extra = Concat <axis = -1> (post_pc_colour, post_pc_zero1, post_pc_label, post_pc_zero3)",
+        ]
+        outputs += [f"float[{hs}, {ws}, 3] points_xyz", f"uint8[{hs}, {ws}, 8] points_extra"]
+    body = "\n  ".join(lines)
+    return f"{_header(ir_version)}\npost ({', '.join(inputs)}) => ({', '.join(outputs)}) {{\n  {body}\n}}\n"
+
+
+def _network(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The network at the deploy graph's opset with every name prefixed ``net_`` (no clash with the wrappers)."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
+    if opset != OPSET:
+        model = onnx.version_converter.convert_version(model, OPSET)
+    return onnx.compose.add_prefix(model, NET_PREFIX)
+
+
+def _check_tasks(meta: ModelMetadata, options: DeployOptions) -> None:
+    needed_tasks = {task for output in options.outputs for task in OUTPUT_TASKS[output]}
+    missing = sorted(needed_tasks - set(meta.tasks))
+    if missing:
+        raise DeployGraphError(f"outputs {list(options.outputs)} need task(s) {missing}, which the model ({meta.tasks}) does not predict")
+
+
+def compose_deploy_parts(meta: ModelMetadata, options: DeployOptions, layout: DeployLayout,
+                         ir_version: int = 8) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """The pre- and post-processing graphs alone, for a backend that runs the network itself (torch)."""
+    _check_tasks(meta, options)
+    pre = onnx.parser.parse_model(pre_graph_text(meta, options, layout, ir_version))
+    post = onnx.parser.parse_model(post_graph_text(meta, options, layout, ir_version))
+    return pre, post
+
+
+def compose_deploy_graph(model: onnx.ModelProto, options: DeployOptions) -> onnx.ModelProto:
+    """The deploy graph (see the module docstring) of a loaded model file for one camera and output set."""
+    meta = metadata_from_props({p.key: p.value for p in model.metadata_props}, "model file")
+    layout = layout_for(meta, options)
+    ir_version = model.ir_version
+    pre, post = compose_deploy_parts(meta, options, layout, ir_version)
+    net = _network(model)
+    net_input = NET_PREFIX + INPUT_NAME
+    net_outputs = [o.name for o in net.graph.output]
+    joined = onnx.compose.merge_models(pre, net, io_map=[("pre_net_input", net_input)], outputs=[*net_outputs, "pre_view"])
+    post_inputs = {i.name for i in post.graph.input}
+    io_map = [(name, name) for name in [*net_outputs, "pre_view"] if name in post_inputs]
+    full = onnx.compose.merge_models(joined, post, io_map=io_map)
+    wanted_outputs = [name for output in options.outputs for name in GRAPH_OUTPUTS[output]]
+    graph_inputs = [IMAGE_INPUT, *[i.name for i in full.graph.input if i.name in RUNTIME_INPUTS]]
+    full = onnx.utils.Extractor(full).extract_model(graph_inputs, wanted_outputs)  # drops the heads nobody needs
+    full.ir_version = ir_version
+    del full.metadata_props[:]
+    for prop in model.metadata_props:
+        full.metadata_props.add(key=prop.key, value=prop.value)
+    full.metadata_props.add(key=DEPLOY_KEY, value=options.key())
+    full.graph.name = "mtl_perception_deploy"
+    onnx.checker.check_model(full)
+    return full
+
+
+def deploy_graph_path(model_sha256: str, options: DeployOptions, out_dir: Path) -> Path:
+    """Where the deploy graph of this model file and these options is cached."""
+    digest = hashlib.sha256(f"{model_sha256}|{options.key()}".encode()).hexdigest()[:20]
+    return Path(out_dir) / f"deploy-{digest}.onnx"
+
+
+def deploy_graph_file(model: onnx.ModelProto, model_sha256: str, options: DeployOptions, out_dir: Path) -> Path:
+    """The deploy graph of a loaded model file for ``options``, as a file in ``out_dir`` (built once, then reused).
+
+    The file name is keyed by the model file's SHA-256 and the options, so a retrained model or another
+    camera size never reuses a stale graph; backends that key their own caches by file hash (TensorRT
+    engines) inherit that.
+    """
+    path = deploy_graph_path(model_sha256, options, out_dir)
+    if path.is_file():
+        return path
+    graph = compose_deploy_graph(model, options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, graph.SerializeToString())
+    return path
+
+
+def build_deploy_graph(model_path: Path, options: DeployOptions, out_dir: Path) -> Path:
+    """``deploy_graph_file`` of the model file at ``model_path`` (tools and benchmarks)."""
+    from mtl_perception.fileio import file_sha256
+
+    return deploy_graph_file(load_onnx_file(model_path), file_sha256(model_path), options, out_dir)

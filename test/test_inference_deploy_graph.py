@@ -1,0 +1,193 @@
+"""The deploy graph against the NumPy oracle (``numpy_oracle.py``), on synthetic rooms and real camera frames.
+
+Tolerances: labels agree on >= 99.5 % of pixels; depth within 1e-4 relative where both have an estimate
+(and the no-estimate masks agree on >= 99.9 %); normals within 0.1 degrees; semantic colours identical
+and the overlay within 1 level where the labels agree; the depth colour within 1 level on >= 99.9 % of
+pixels (a depth on a colour-table step may land on the neighbouring entry); points equal to the
+back-projection of the graph's own depth within 1e-4 m. The bundled (trained) model is used, so the
+labels are decisive, not near-ties of random weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from mtl_perception.inference.backends import create_backend
+from mtl_perception.inference.deploy_graph import DeployGraphError, DeployOptions, compose_deploy_graph
+from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings, graph_input
+from mtl_perception.inference.model_file import load_onnx_file
+from numpy_oracle import backproject, oracle_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "default.onnx"
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+ALL_OUTPUTS = ("depth", "labels", "confidence", "normals", "depth_color", "semantic_color", "semantic_overlay", "points")
+FOCAL = (500.0, 505.0)
+
+
+@pytest.fixture(scope="module")
+def network():
+    with create_backend("onnxruntime", MODEL, provider="cpu") as backend:
+        yield backend
+
+
+def synthetic_frame(height: int = 240, width: int = 320, seed: int = 3) -> np.ndarray:
+    from mtl_perception.data.synthetic import render_frame
+
+    return render_frame(seed, height, width).rgb
+
+
+def camera_info(width: int, height: int, fx: float = FOCAL[0], fy: float = FOCAL[1], skew: float = 0.0):
+    """A CameraInfo of a pinhole camera at this size (a plain message object: no ROS graph needed)."""
+    from sensor_msgs.msg import CameraInfo
+
+    info = CameraInfo()
+    info.width, info.height = width, height
+    info.k = [fx, skew, width / 2 - 0.3, 0.0, fy, height / 2 + 0.7, 0.0, 0.0, 1.0]
+    info.p = [fx, skew, width / 2 - 0.3, 0.0, 0.0, fy, height / 2 + 0.7, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def assert_parity(graph: dict[str, np.ndarray], expected: dict[str, np.ndarray], stride: int, k_at_output: np.ndarray | None) -> None:
+    assert set(graph) == set(expected)
+    for name, value in graph.items():
+        assert value.shape == expected[name].shape and value.dtype == expected[name].dtype, (name, value.shape, value.dtype, expected[name].shape)
+    same_label = np.ones(graph["depth"].shape if "depth" in graph else graph["labels"].shape, dtype=bool)
+    if "labels" in graph:
+        same_label = graph["labels"] == expected["labels"]
+        assert same_label.mean() >= 0.995, f"labels agree on {same_label.mean():.4%}"
+        np.testing.assert_array_equal(graph["semantic_color"][same_label], expected["semantic_color"][same_label])
+        overlay_diff = np.abs(graph["semantic_overlay"].astype(int) - expected["semantic_overlay"].astype(int))[same_label]
+        assert overlay_diff.max() <= 1
+        np.testing.assert_allclose(graph["confidence"][same_label], expected["confidence"][same_label], rtol=1e-4, atol=1e-5)
+    if "depth" in graph:
+        d, e = graph["depth"], expected["depth"]
+        both = np.isfinite(d) & np.isfinite(e)
+        assert (np.isfinite(d) == np.isfinite(e)).mean() >= 0.999
+        np.testing.assert_allclose(d[both], e[both], rtol=1e-4)
+        colour_close = (np.abs(graph["depth_color"].astype(int) - expected["depth_color"].astype(int)) <= 1).all(axis=-1)
+        assert colour_close.mean() >= 0.999, f"depth colours within 1 level on {colour_close.mean():.4%}"
+    if "normals" in graph:
+        cosine = np.clip(np.sum(graph["normals"] * expected["normals"], axis=-1), -1.0, 1.0)
+        assert np.degrees(np.arccos(cosine)).max() <= 0.1
+        np.testing.assert_allclose(np.linalg.norm(graph["normals"], axis=-1), 1.0, atol=1e-5)
+    if "points_xyz" in graph:
+        x, y, z = backproject(graph["depth"], k_at_output, stride)
+        xyz = graph["points_xyz"].astype(np.float64)
+        finite = np.isfinite(z)
+        assert (np.isfinite(xyz[..., 2]) == finite).all()
+        np.testing.assert_allclose(xyz[finite], np.stack([x, y, z], axis=-1)[finite], atol=1e-4)
+        extra = graph["points_extra"]
+        assert (extra[..., 3] == 0).all() and (extra[..., 5:] == 0).all()
+        np.testing.assert_array_equal(extra[..., :3], graph["semantic_color"][::stride, ::stride])
+        np.testing.assert_array_equal(extra[..., 4], graph["labels"][::stride, ::stride])
+
+
+def run_both(network, pixels: np.ndarray, encoding: str, resize_mode: str, out_size: str, tmp_path: Path, stride: int = 3):
+    height, width = pixels.shape[:2]
+    info = camera_info(width, height)
+    settings = FrameSettings(resize_mode=resize_mode, out_size=out_size, points_stride=stride, overlay_alpha=0.4)
+    pipeline = FramePipeline(MODEL, backend_options={"provider": "cpu"}, settings=settings, cache_dir=tmp_path)
+    try:
+        result = pipeline.run(pixels, encoding, ALL_OUTPUTS, info)
+        k = np.asarray(result.geometry.info_at_output.k).reshape(3, 3)
+        expected = oracle_outputs(network.infer, network.metadata, pixels, encoding, ALL_OUTPUTS, resize_mode=resize_mode, out_size=out_size,
+                                  palette_rgb=pipeline.palette_rgb, overlay_alpha=0.4, k_at_output=k, camera_focal=FOCAL, points_stride=stride)
+        return result, expected, k
+    finally:
+        pipeline.close()
+
+
+@pytest.mark.parametrize("resize_mode", ["letterbox", "stretch"])
+@pytest.mark.parametrize("out_size", ["input", "model"])
+def test_graph_equals_oracle_on_a_synthetic_room(network, resize_mode: str, out_size: str, tmp_path: Path) -> None:
+    rgb = synthetic_frame(200, 360)  # another aspect ratio than the network's: letterbox pads
+    result, expected, k = run_both(network, rgb, "rgb8", resize_mode, out_size, tmp_path)
+    assert_parity(result.arrays, expected, 3, k)
+    assert result.out_size == ((200, 360) if out_size == "input" else expected["labels"].shape)
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "mono8", "rgba8"])
+def test_camera_encodings_are_handled_in_the_graph(network, encoding: str, tmp_path: Path) -> None:
+    rgb = synthetic_frame(120, 200, seed=5)
+    pixels = {"bgr8": rgb[:, :, ::-1], "mono8": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY),
+              "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)])}[encoding]
+    result, expected, k = run_both(network, np.ascontiguousarray(pixels), encoding, "letterbox", "input", tmp_path)
+    assert_parity(result.arrays, expected, 3, k)
+
+
+REAL_FRAMES = sorted([*REALDATA.glob("metric3d_demo/*/rgb/*"), *REALDATA.glob("realsense_d435i/color/*.png"), *REALDATA.glob("euroc_mono/ir0/*.png")])[:12]
+
+
+@pytest.mark.skipif(not REAL_FRAMES, reason="../shared/realdata is absent (real camera frames ship beside the checkout, not in it)")
+@pytest.mark.parametrize("path", REAL_FRAMES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_graph_equals_oracle_on_every_real_frame(network, path: Path, tmp_path: Path) -> None:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    encoding = "mono8" if image.ndim == 2 else "bgr8"
+    result, expected, k = run_both(network, image, encoding, "letterbox", "input", tmp_path, stride=4)
+    assert_parity(result.arrays, expected, 4, k)
+
+
+def test_runtime_inputs_change_without_a_rebuild(tmp_path: Path) -> None:
+    rgb = synthetic_frame(96, 128)
+    pipeline = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path)
+    try:
+        near = pipeline.run(rgb, "rgb8", ["depth"], camera_info(128, 96)).arrays["depth"]
+        limit = 2.0 * float(np.nanmedian(near))
+        pipeline.configure(pipeline.with_settings(depth_min=0.2, depth_max=limit, overlay_alpha=0.9))
+        far_focal = pipeline.run(rgb, "rgb8", ["depth"], camera_info(128, 96, fx=1000.0, fy=1010.0)).arrays["depth"]
+        assert pipeline.graphs_built == 1
+        finite = np.isfinite(far_focal) & np.isfinite(near)
+        assert np.nanmax(far_focal) <= limit + 1e-5 and 0.2 < finite.mean() < 0.8
+        ratio = far_focal[finite] / near[finite]
+        np.testing.assert_allclose(ratio, 2.0, rtol=1e-4)  # depth follows the focal length: twice the focal, twice the depth
+        pipeline.run(rgb, "rgb8", ["labels"])  # another output set: another graph
+        pipeline.run(rgb[:64], "rgb8", ["labels"])  # another camera size: another graph
+        assert pipeline.graphs_built == 3
+    finally:
+        pipeline.close()
+
+
+def test_graph_cache_is_bounded_and_keyed_by_model_and_options(tmp_path: Path) -> None:
+    pipeline = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path, max_graphs=2)
+    try:
+        for height in (40, 48, 56):
+            pipeline.run(np.zeros((height, 64, 3), np.uint8), "rgb8", ["depth"])
+        assert len(pipeline._graphs) == 2 and not pipeline.is_built(40, 64, "rgb8", ["depth"])
+        assert len(list(tmp_path.glob("deploy-*.onnx"))) == 3  # files stay for the next start
+    finally:
+        pipeline.close()
+
+
+def test_unneeded_heads_are_cut_away() -> None:
+    model = load_onnx_file(MODEL)
+    depth_only = compose_deploy_graph(model, DeployOptions(96, 128, outputs=("depth",)))
+    everything = compose_deploy_graph(model, DeployOptions(96, 128, outputs=ALL_OUTPUTS))
+    assert [o.name for o in depth_only.graph.output] == ["depth"]
+    assert [i.name for i in depth_only.graph.input] == ["camera_image", "depth_scale", "depth_range"]
+    assert len(depth_only.graph.node) < len(everything.graph.node)
+    onnx.checker.check_model(everything, full_check=True)
+    assert {p.key for p in everything.metadata_props} >= {p.key for p in model.metadata_props}
+
+
+def test_bad_options_are_one_line_errors() -> None:
+    with pytest.raises(DeployGraphError, match="unknown deploy graph output"):
+        DeployOptions(10, 10, outputs=("depht",))
+    with pytest.raises(DeployGraphError, match="not 'yuv422'"):
+        DeployOptions(10, 10, encoding="yuv422")
+    with pytest.raises(ValueError, match="unsupported image encoding"):
+        graph_input(np.zeros((4, 4, 2), np.uint8), "yuv422")
+    with pytest.raises(ValueError, match=r"must have shape \(H, W, 3\)"):
+        graph_input(np.zeros((4, 4), np.uint8), "rgb8")
+
+
+def test_graph_input_is_a_view_of_contiguous_pixels() -> None:
+    pixels = np.zeros((8, 10, 3), np.uint8)
+    array, encoding = graph_input(pixels, "bgr8")
+    assert encoding == "bgr8" and np.shares_memory(array, pixels)
+    mono16, encoding = graph_input(np.full((4, 5), 0x1234, np.uint16), "mono16")
+    assert encoding == "mono8" and mono16.shape == (4, 5, 1) and (mono16 == 0x12).all()
