@@ -176,11 +176,15 @@ def point_buffers(depth: np.ndarray, k: np.ndarray, rgb: np.ndarray | None = Non
 
 def depth_to_pointcloud(depth: np.ndarray, k: np.ndarray, rgb: np.ndarray | None = None, labels: np.ndarray | None = None,
                         stride: int = 1, header: Any = None, organized: bool = False) -> Any:
-    """A PointCloud2 of a depth image through the node's message writer (``ros.pointcloud.points_message``)."""
+    """A PointCloud2 of a depth image through the node's message writer (``ros.pointcloud.points_message``), as rclpy reads it."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Header
+
     from mtl_perception.ros.pointcloud import points_message
 
     xyz, extra = point_buffers(depth, k, rgb, labels, stride)
-    return points_message(xyz, extra, header, organized)
+    return deserialize_message(points_message(xyz, extra, header if header is not None else Header(), organized), PointCloud2)
 
 
 def oracle_outputs(infer: Any, meta: ModelMetadata, pixels: np.ndarray, encoding: str, outputs: Sequence[str], *,

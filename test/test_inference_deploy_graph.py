@@ -168,7 +168,7 @@ def test_unneeded_heads_are_cut_away() -> None:
     depth_only = compose_deploy_graph(model, DeployOptions(96, 128, outputs=("depth",)))
     everything = compose_deploy_graph(model, DeployOptions(96, 128, outputs=ALL_OUTPUTS))
     assert [o.name for o in depth_only.graph.output] == ["depth"]
-    assert [i.name for i in depth_only.graph.input] == ["camera_image", "depth_scale", "depth_range"]
+    assert [i.name for i in depth_only.graph.input] == ["camera_image", "depth_scale", "depth_range", "out_of_range"]
     assert len(depth_only.graph.node) < len(everything.graph.node)
     onnx.checker.check_model(everything, full_check=True)
     assert {p.key for p in everything.metadata_props} >= {p.key for p in model.metadata_props}
@@ -191,3 +191,56 @@ def test_graph_input_is_a_view_of_contiguous_pixels() -> None:
     assert encoding == "bgr8" and np.shares_memory(array, pixels)
     mono16, encoding = graph_input(np.full((4, 5), 0x1234, np.uint16), "mono16")
     assert encoding == "mono8" and mono16.shape == (4, 5, 1) and (mono16 == 0x12).all()
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "rgba8"])
+def test_check_trt_passes_on_the_deploy_graph(encoding: str) -> None:
+    from mtl_perception.inference.trt_ops import check_tensorrt_compat
+
+    graph = compose_deploy_graph(load_onnx_file(MODEL), DeployOptions(480, 640, encoding, outputs=ALL_OUTPUTS))
+    assert check_tensorrt_compat(graph) == []
+
+
+def test_torch_backend_runs_the_same_pre_and_post_graphs(tmp_path: Path) -> None:
+    """torch runs a checkpoint: its pipeline splits the deploy graph around the torch network; same outputs as onnxruntime."""
+    from ros_fixtures import build_tiny_model
+
+    onnx_path, checkpoint = build_tiny_model(tmp_path / "model")
+    rgb = synthetic_frame(72, 100, seed=9)
+    settings = FrameSettings(points_stride=2)
+    info = camera_info(100, 72)
+    outputs = ("depth", "labels", "normals", "semantic_overlay", "points")
+    with_torch = FramePipeline(checkpoint, "torch", {"device": "cpu"}, settings, cache_dir=tmp_path)
+    with_ort = FramePipeline(onnx_path, "onnxruntime", {"provider": "cpu"}, settings, cache_dir=tmp_path)
+    try:
+        a = with_torch.run(rgb, "rgb8", outputs, info).arrays
+        b = with_ort.run(rgb, "rgb8", outputs, info).arrays
+    finally:
+        with_torch.close()
+        with_ort.close()
+    assert set(a) == set(b) == {"depth", "labels", "normals", "semantic_overlay", "points_xyz", "points_extra"}
+    np.testing.assert_allclose(a["depth"], b["depth"], rtol=1e-4, equal_nan=True)
+    assert (a["labels"] == b["labels"]).mean() >= 0.99  # random weights: near-ties may flip a few pixels
+    np.testing.assert_allclose(a["normals"], b["normals"], atol=1e-3)
+    np.testing.assert_allclose(a["points_xyz"], b["points_xyz"], rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_depth_out_of_range_is_nan_or_rep117_infinities(tmp_path: Path) -> None:
+    rgb = synthetic_frame(96, 128)
+    pipeline = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path)
+    try:
+        free = pipeline.run(rgb, "rgb8", ["depth"], camera_info(128, 96)).arrays["depth"]
+        low, high = np.nanpercentile(free, [25, 75])
+        pipeline.configure(pipeline.with_settings(depth_min=float(low), depth_max=float(high)))
+        as_nan = pipeline.run(rgb, "rgb8", ["depth", "points"], camera_info(128, 96)).arrays
+        pipeline.configure(pipeline.with_settings(depth_min=float(low), depth_max=float(high), out_of_range="inf"))
+        as_inf = pipeline.run(rgb, "rgb8", ["depth", "points"], camera_info(128, 96)).arrays
+        assert pipeline.graphs_built == 2  # the first run had another output set; the range and fill are runtime inputs
+    finally:
+        pipeline.close()
+    near, far = free < low, free > high
+    assert np.isnan(as_nan["depth"][near | far]).all()
+    assert (as_inf["depth"][near] == -np.inf).all() and (as_inf["depth"][far] == np.inf).all()
+    inside = np.isfinite(free) & ~(near | far)
+    np.testing.assert_array_equal(as_inf["depth"][inside], as_nan["depth"][inside])
+    np.testing.assert_array_equal(as_inf["points_xyz"], as_nan["points_xyz"])  # no point at either infinity

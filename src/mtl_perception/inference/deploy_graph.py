@@ -9,7 +9,9 @@ ONNX file runs it: ONNX Runtime (CPU, CUDA, TensorRT execution provider) and nat
 Inputs (the runtime ones change without a rebuild):
 - ``camera_image`` uint8 (H, W, C): the camera's pixels as they arrive (C = 1 mono, 3 rgb/bgr, 4 rgba/bgra);
 - ``depth_scale`` float32 (1,): the camera's focal length over the training camera's (1 = no rescale);
-- ``depth_range`` float32 (2,): metres outside [min, max] become NaN (REP-118: no estimate);
+- ``depth_range`` float32 (2,): metres outside [min, max] have no estimate;
+- ``out_of_range`` float32 (2,): what ``depth`` holds below min and above max: NaN, NaN (REP-118, no
+  estimate) or -Inf, +Inf (REP-117: too near, too far); NaN where the network gave no finite depth;
 - ``intrinsics`` float32 (5,): fx, fy, cx, cy, skew at the output resolution (point cloud only);
 - ``palette_bgr`` uint8 (K, 3): the class colours, BGR (semantic colour, overlay, point colours);
 - ``overlay_alpha`` float32 (1,): weight of the class colours in the overlay.
@@ -50,7 +52,7 @@ OPSET = 17
 DEPLOY_KEY = "mtl_perception.deploy"  # metadata prop: the DeployOptions the graph was built for (JSON)
 NET_PREFIX = "net_"
 IMAGE_INPUT = "camera_image"
-RUNTIME_INPUTS = ("depth_scale", "depth_range", "intrinsics", "palette_bgr", "overlay_alpha")
+RUNTIME_INPUTS = ("depth_scale", "depth_range", "out_of_range", "intrinsics", "palette_bgr", "overlay_alpha")
 # requested output -> graph outputs; and which network task each needs
 GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
     "depth": ("depth",),
@@ -276,9 +278,19 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             "post_pos = Greater (post_depth_scaled, post_zero)",
             "post_in_range = And (post_ge, post_le)",
             "post_valid = And (post_in_range, post_pos)",
-            "depth = Where (post_valid, post_depth_scaled, post_nan)",
+            "post_depth_nan = Where (post_valid, post_depth_scaled, post_nan)",
         ]
         if "depth" in wanted:
+            inputs.append("float[2] out_of_range")
+            lines += [
+                "post_below = Gather <axis = 0> (out_of_range, post_i0)",
+                "post_above = Gather <axis = 0> (out_of_range, post_i1)",
+                "post_too_near = Less (post_depth_scaled, post_lo)",
+                "post_too_far = Greater (post_depth_scaled, post_hi)",
+                "post_far_fill = Where (post_too_far, post_above, post_nan)",
+                "post_fill = Where (post_too_near, post_below, post_far_fill)",
+                "depth = Where (post_valid, post_depth_scaled, post_fill)",
+            ]
             outputs.append(f"float[{ho}, {wo}] depth")
     if "depth_color" in wanted:
         lut = _ints(depth_lut_bgr().reshape(-1).tolist())
@@ -367,7 +379,7 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             f"post_grid_end = Constant <value_ints = [{ho}, {wo}]> ()",
             "post_grid_axes = Constant <value_ints = [0, 1]> ()",
             f"post_grid_steps = Constant <value_ints = [{s}, {s}]> ()",
-            "post_z = Slice (depth, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+            "post_z = Slice (post_depth_nan, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
             f"post_u = Constant <value = float[1, {ws}] {{{_floats(np.arange(0, wo, s))}}}> ()",
             f"post_v = Constant <value = float[{hs}, 1] {{{_floats(np.arange(0, ho, s))}}}> ()",
             *[f"post_k{i} = Constant <value_int = {i}> ()" for i in range(5)],

@@ -42,6 +42,7 @@ from mtl_perception.inference.metadata import ModelMetadata
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "mtl_perception" / "deploy"
 DEFAULT_MAX_GRAPHS = 4
+OUT_OF_RANGE = {"nan": (np.nan, np.nan), "inf": (-np.inf, np.inf)}  # depth below / above the range
 
 
 class CameraInfoMismatch(CameraInfoError):
@@ -59,6 +60,7 @@ class FrameSettings:
     depth_min: float = 0.0  # metres; 0 = the model's own minimum
     depth_max: float = 0.0  # metres; 0 = the model's own maximum
     rescale_for_camera: bool = True  # depth follows the camera's focal length (needs camera info)
+    out_of_range: str = "nan"  # depth outside the range: nan (REP-118, no estimate) | inf (REP-117: -Inf too near, +Inf too far)
     overlay_alpha: float = 0.5
     palette: tuple[tuple[int, int, int], ...] | None = None  # RGB per class; None = the model's
 
@@ -213,10 +215,13 @@ class FramePipeline:
             raise ValueError(f"depth range [{depth_min}, {depth_max}] m is empty; the model covers [{meta.depth_min}, {meta.depth_max}] m")
         classes = max(len(meta.class_names), 1)
         palette = palette_from_sequence(settings.palette or meta.palette or None, classes)[:classes]
+        if settings.out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"unknown out-of-range depth value '{settings.out_of_range}'; valid: {sorted(OUT_OF_RANGE)}")
         if not 0.0 <= settings.overlay_alpha <= 1.0:
             raise ValueError(f"overlay alpha must lie in [0, 1], got {settings.overlay_alpha}")
         self._runtime = {
             "depth_range": np.array([depth_min, depth_max], dtype=np.float32),
+            "out_of_range": np.array(OUT_OF_RANGE[settings.out_of_range], dtype=np.float32),
             "palette_bgr": np.ascontiguousarray(palette[:, ::-1]),
             "overlay_alpha": np.array([settings.overlay_alpha], dtype=np.float32),
         }

@@ -59,6 +59,7 @@ OUTPUT_TYPES = {
 }
 
 
+MAX_REASON_CHARS = 500  # longest refusal reason returned to `ros2 param set`
 RATE_WAIT_SLICE_S = 0.5  # the rate limiter re-reads processing.max_rate_hz at least this often
 
 
@@ -103,6 +104,7 @@ class PerceptionNode(LifecycleNode):
         self._publish_slot: LatestFrameSlot[Inferred] = LatestFrameSlot()
         self._worker: threading.Thread | None = None
         self._publisher: threading.Thread | None = None
+        self._pending_settings: params.Settings | None = None
         self._counters = Counters()
         self._latency = LatencyWindow()
         self._input_rate = RateMeter()
@@ -291,34 +293,43 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ parameters
     def _check_parameter_change(self, changes: list[rclpy.parameter.Parameter]) -> SetParametersResult:
-        values = params.read_values(self)
-        for change in changes:
-            reason = params.change_rejection(change.name, self._state in ("inactive", "active"))
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-            values[change.name] = change.value
+        """Accept or refuse a change (never raises into rclpy); the accepted settings wait for the post-set callback."""
         try:
-            settings = params.settings_from_values(values)
+            values = params.read_values(self)
+            for change in changes:
+                reason = params.change_rejection(change.name, self._state in ("inactive", "active"))
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+                values[change.name] = change.value
+            settings = params.settings_from_values(values, self._settings)
             pipeline = self._pipeline
             if pipeline is not None:
                 meta = pipeline.metadata
                 params.depth_range(settings, meta.depth_min, meta.depth_max)
                 self._check_palette(settings, meta)
         except params.ParameterError as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
+            return SetParametersResult(successful=False, reason=str(exc)[:MAX_REASON_CHARS])
+        except Exception as exc:  # a value no check foresaw: refuse it, say what, keep running
+            return SetParametersResult(successful=False, reason=f"invalid value ({type(exc).__name__}: {str(exc)[:200]})")
+        self._pending_settings = settings
         return SetParametersResult(successful=True)
 
     def _apply_parameter_change(self, changes: list[rclpy.parameter.Parameter]) -> None:
-        if self._settings is None:
+        """Put the checked settings in force (never raises into rclpy)."""
+        settings, self._pending_settings = self._pending_settings, None
+        if self._settings is None or settings is None:
             return
-        self._settings = params.settings_from_values(params.read_values(self))
+        self._settings = settings
         pipeline = self._pipeline
-        if pipeline is not None:
-            pipeline.configure(params.frame_settings(self._settings))  # runtime inputs: no graph rebuild
-            if any(change.name == "palette.override" for change in changes):
-                self._publish_class_table()
+        try:
+            if pipeline is not None:
+                pipeline.configure(params.frame_settings(settings))  # runtime inputs: no graph rebuild
+                if any(change.name == "palette.override" for change in changes):
+                    self._publish_class_table()
+        except Exception as exc:  # checked before: should not happen; never take the node down for it
+            self.get_logger().error(f"could not apply {[c.name for c in changes]}: {type(exc).__name__}: {exc}")
         self._slot.wake()  # a new processing.max_rate_hz takes effect now, not after the wait already begun
-        self.get_logger().info("parameters changed: " + ", ".join(f"{c.name}={c.value!r}" for c in changes))
+        self.get_logger().info("parameters changed: " + ", ".join(f"{c.name}={str(c.value)[:80]!r}" for c in changes))
 
     # ------------------------------------------------------------------ inputs
     def _input_topic(self) -> str:

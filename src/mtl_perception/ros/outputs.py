@@ -2,17 +2,18 @@
 
 Every message carries the input frame's header. Colour images are bgr8; ``depth`` is 32FC1 metres with
 NaN where there is no estimate (REP-118); ``normals`` is 32FC3 unit vectors in the camera optical frame.
-Each buffer already has its message's layout: filling a message is one copy of its bytes.
+Each buffer already has its message's layout: images and the point cloud are written as serialised
+messages (``ros/cdr.py``, one copy of the buffer), which rclpy publishes as they are.
 """
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import numpy as np
 
 from mtl_perception.inference.frame_pipeline import FrameOutputs
+from mtl_perception.ros.cdr import image_cdr
 from mtl_perception.ros.pointcloud import points_message
 
 # Which network task each output needs; depth_camera_info and points also need camera info.
@@ -63,19 +64,13 @@ def graph_outputs(wanted: set[str]) -> set[str]:
     return names
 
 
-def image_message(pixels: np.ndarray, encoding: str, header: Any) -> Any:
-    """A sensor_msgs/Image of a graph buffer already in ``encoding``'s layout (one copy of its bytes)."""
-    from sensor_msgs.msg import Image
-
-    height, width = int(pixels.shape[0]), int(pixels.shape[1])
-    msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=int(sys.byteorder == "big"),
-                step=width * _BYTES_PER_PIXEL[encoding])
-    msg.data = np.ascontiguousarray(pixels).tobytes()  # bytes: the fastest correct fill (benchmarks/message_fill.py)
-    return msg
+def image_message(pixels: np.ndarray, encoding: str, header: Any) -> bytes:
+    """A serialised sensor_msgs/Image of a graph buffer already in ``encoding``'s layout (one copy of its bytes)."""
+    return image_cdr(pixels, encoding, header, _BYTES_PER_PIXEL[encoding])
 
 
 def build_messages(wanted: set[str], result: FrameOutputs, header: Any, points_organized: bool) -> dict[str, Any]:
-    """Message per wanted output key from the buffers of one frame."""
+    """Message per wanted output key from the buffers of one frame: serialised bytes, or a CameraInfo."""
     arrays = result.arrays
     messages: dict[str, Any] = {}
     for key, (name, encoding) in IMAGE_OUTPUTS.items():

@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from mtl_perception.ros.cdr import pointcloud_cdr
+
 POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label"], "formats": ["<f4", "<f4", "<f4", "<u4", "u1"], "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
+FLOAT32, UINT8 = 7, 2  # sensor_msgs/PointField datatypes
+FIELDS = (("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1), ("rgb", 12, FLOAT32, 1), ("label", 16, UINT8, 1))  # (name, offset, datatype, count)
 NO_LABEL = 255
 
 
@@ -36,32 +40,15 @@ def point_records(xyz: np.ndarray, extra: np.ndarray, organized: bool) -> np.nda
     return records[valid][None]
 
 
-def points_message(xyz: np.ndarray, extra: np.ndarray, header: Any = None, organized: bool = False) -> Any:
-    """A PointCloud2 of the graph's point buffers (see the module docstring)."""
-    from sensor_msgs.msg import PointCloud2, PointField
-
+def points_message(xyz: np.ndarray, extra: np.ndarray, header: Any, organized: bool = False) -> bytes:
+    """A serialised PointCloud2 of the graph's point buffers (see the module docstring), ready for ``publish``."""
     records = point_records(xyz, extra, organized)
-    msg = PointCloud2()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(records.shape[0]), int(records.shape[1])
-    msg.fields = [
-        PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
-        PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
-        PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
-        PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1),
-        PointField(name="label", offset=16, datatype=PointField.UINT8, count=1),
-    ]
-    msg.is_bigendian = False  # POINT_DTYPE is little-endian on every host
-    msg.point_step = POINT_DTYPE.itemsize
-    msg.row_step = msg.point_step * msg.width
-    msg.is_dense = bool(not organized or not np.isnan(xyz[..., 2]).any())
-    msg.data = records.tobytes()
-    return msg
+    dense = bool(not organized or not np.isnan(xyz[..., 2]).any())
+    return pointcloud_cdr(records, FIELDS, header, dense)
 
 
 def pointcloud_to_array(msg: Any) -> np.ndarray:
-    """The points of a PointCloud2 written by ``points_message`` as a structured (H, W) array."""
+    """The points of a PointCloud2 in this package's layout (``points_message``) as a structured (H, W) array."""
     if msg.point_step != POINT_DTYPE.itemsize or [f.name for f in msg.fields] != list(POINT_DTYPE.names):
         raise ValueError("point cloud does not have this package's x, y, z, rgb, label layout")
     dtype = POINT_DTYPE.newbyteorder(">") if msg.is_bigendian else POINT_DTYPE
