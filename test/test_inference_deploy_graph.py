@@ -244,3 +244,22 @@ def test_depth_out_of_range_is_nan_or_rep117_infinities(tmp_path: Path) -> None:
     inside = np.isfinite(free) & ~(near | far)
     np.testing.assert_array_equal(as_inf["depth"][inside], as_nan["depth"][inside])
     np.testing.assert_array_equal(as_inf["points_xyz"], as_nan["points_xyz"])  # no point at either infinity
+
+
+def test_a_batch_of_cameras_gives_each_frame_what_it_gives_alone(tmp_path: Path) -> None:
+    """Four cameras of one size in one graph call (batch 4): every output equal to the frame run alone, each with its own intrinsics."""
+    pipeline = FramePipeline(MODEL, backend_options={"provider": "cpu"}, settings=FrameSettings(points_stride=2), cache_dir=tmp_path)
+    frames = [(synthetic_frame(90, 120, seed=s), "rgb8", camera_info(120, 90, fx=300.0 + 40 * s, fy=300.0 + 40 * s)) for s in range(4)]
+    outputs = ("depth", "labels", "normals", "semantic_overlay", "points")
+    try:
+        together = pipeline.run_batch(frames, outputs)
+        for (pixels, encoding, info), batched in zip(frames, together):
+            alone = pipeline.run(pixels, encoding, outputs, info)
+            assert batched.geometry.info_at_output.k == alone.geometry.info_at_output.k
+            for name, value in alone.arrays.items():
+                np.testing.assert_array_equal(batched.arrays[name], value, err_msg=name)
+        assert pipeline.is_built(90, 120, "rgb8", outputs, batch=4) and pipeline.is_built(90, 120, "rgb8", outputs, batch=1)
+        with pytest.raises(ValueError, match="one size and encoding"):
+            pipeline.run_batch([frames[0], (synthetic_frame(60, 80), "rgb8", None)], outputs)
+    finally:
+        pipeline.close()

@@ -228,3 +228,23 @@ def test_onnx_runtime_matches_pytorch(architecture: str, tmp_path: Path) -> None
     assert report.worst_diff < 1e-3, f"{architecture}: max abs diff ONNX Runtime vs PyTorch {report.max_abs_diff}"
     assert report.trt_problems == [], f"{architecture}: {report.trt_problems}"
     print(f"{architecture}: max abs diff ONNX Runtime vs PyTorch {report.max_abs_diff}")
+    assert_rebatched_network_matches(tmp_path / f"{architecture}.onnx")
+
+
+def assert_rebatched_network_matches(path: Path, batch: int = 3) -> None:
+    """The deploy graph's rebatched network (batch 3, for three cameras) gives each frame what batch 1 gives it."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from mtl_perception.inference.deploy_graph import rebatch_network
+
+    model = onnx.load(str(path))
+    single = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    batched = ort.InferenceSession(rebatch_network(model, batch).SerializeToString(), providers=["CPUExecutionProvider"])
+    frames = images(batch).numpy()
+    together = batched.run(None, {"image": frames})
+    for index in range(batch):
+        alone = single.run(None, {"image": frames[index : index + 1]})
+        for a, b in zip(alone, together):
+            np.testing.assert_allclose(b[index : index + 1], a, rtol=1e-4, atol=1e-5)

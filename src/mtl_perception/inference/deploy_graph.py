@@ -6,17 +6,23 @@ camera size and output options at hand, and joined to the network with ``onnx.co
 heads no requested output needs are cut away (``onnx.utils.Extractor``). Every backend that runs an
 ONNX file runs it: ONNX Runtime (CPU, CUDA, TensorRT execution provider) and native TensorRT.
 
+A graph serves a batch of B frames of one camera layout (cameras of the same size and encoding):
+every per-frame input and output below has B as its first dimension; the network's batch is set to B
+(``rebatch_network``). One graph per batch size keeps every shape static, which TensorRT builds best
+and ONNX Runtime plans memory for once.
+
 Inputs (the runtime ones change without a rebuild):
-- ``camera_image`` uint8 (H, W, C): the camera's pixels as they arrive (C = 1 mono, 3 rgb/bgr, 4 rgba/bgra);
-- ``depth_scale`` float32 (1,): the camera's focal length over the training camera's (1 = no rescale);
+- ``camera_image`` uint8 (B, H, W, C): the cameras' pixels as they arrive (C = 1 mono, 3 rgb/bgr, 4 rgba/bgra);
+- ``depth_scale`` float32 (B,): each camera's focal length over the training camera's (1 = no rescale);
 - ``depth_range`` float32 (2,): metres outside [min, max] have no estimate;
 - ``out_of_range`` float32 (2,): what ``depth`` holds below min and above max: NaN, NaN (REP-118, no
   estimate) or -Inf, +Inf (REP-117: too near, too far); NaN where the network gave no finite depth;
-- ``intrinsics`` float32 (5,): fx, fy, cx, cy, skew at the output resolution (point cloud only);
+- ``intrinsics`` float32 (B, 5): fx, fy, cx, cy, skew at the output resolution (point cloud only);
 - ``palette_bgr`` uint8 (K, 3): the class colours, BGR (semantic colour, overlay, point colours);
 - ``overlay_alpha`` float32 (1,): weight of the class colours in the overlay.
 
-Outputs (only those asked for are in the graph), at the output size (Ho, Wo), each in its message's layout:
+Outputs (only those asked for are in the graph), per frame at the output size (Ho, Wo), each in its
+message's layout:
 ``depth`` float32 (Ho, Wo) metres; ``labels`` uint8 (Ho, Wo); ``confidence`` float32 (Ho, Wo) softmax
 probability of the label; ``normals`` float32 (Ho, Wo, 3) unit vectors; ``depth_color``,
 ``semantic_color``, ``semantic_overlay`` uint8 (Ho, Wo, 3) BGR; ``points_xyz`` float32 (Hs, Ws, 3) and
@@ -30,6 +36,7 @@ from the content region back to the output size. Labels are the argmax of the re
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -41,6 +48,7 @@ import onnx.compose
 import onnx.parser
 import onnx.utils
 import onnx.version_converter
+from onnx import numpy_helper
 
 from mtl_perception.colorize import depth_lut_bgr
 from mtl_perception.fileio import atomic_write_bytes
@@ -70,6 +78,7 @@ OUTPUT_TASKS: dict[str, tuple[str, ...]] = {
 }
 CAMERA_ORDERS = ("rgb", "bgr", "mono")
 NO_LABEL = 255
+MAX_BATCH = 16
 
 
 class DeployGraphError(ValueError):
@@ -87,6 +96,7 @@ class DeployOptions:
     out_size: str = "input"  # input (camera resolution) | model (network resolution, padding removed)
     outputs: tuple[str, ...] = ("depth", "labels", "normals")  # keys of GRAPH_OUTPUTS
     points_stride: int = 4
+    batch: int = 1  # frames of this layout in one call (cameras of the same size): one graph per batch size
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outputs", tuple(sorted(set(self.outputs))))
@@ -105,6 +115,8 @@ class DeployOptions:
             raise DeployGraphError(f"unknown output size '{self.out_size}'; valid: input, model")
         if self.points_stride < 1:
             raise DeployGraphError(f"points stride must be >= 1, got {self.points_stride}")
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise DeployGraphError(f"batch must lie in [1, {MAX_BATCH}], got {self.batch}")
 
     @property
     def channels(self) -> int:
@@ -168,15 +180,11 @@ def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLa
     Channels stay last until the image is at the network size (the cheap place to transpose).
     """
     t = layout.transform
-    h, w, c = options.height, options.width, options.channels
-    lines = [
-        "pre_f = Cast <to = 1> (camera_image)",
-        "pre_axes0 = Constant <value_ints = [0]> ()",
-        "pre_nhwc = Unsqueeze (pre_f, pre_axes0)",
-    ]
+    b, h, w, c = options.batch, options.height, options.width, options.channels
+    lines = ["pre_nhwc = Cast <to = 1> (camera_image)"]
     x = "pre_nhwc"
     if c == 1:
-        lines.append(f"pre_shape3 = Constant <value_ints = [1, {h}, {w}, 3]> ()")
+        lines.append(f"pre_shape3 = Constant <value_ints = [{b}, {h}, {w}, 3]> ()")
         lines.append(f"pre_rgb = Expand ({x}, pre_shape3)")
         x = "pre_rgb"
     else:
@@ -189,7 +197,7 @@ def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLa
             x = "pre_rgb"
     rgb = x  # (1, H, W, 3) float RGB, 0..255
     if (t.content_height, t.content_width) != (h, w):
-        lines.append(f"pre_content_size = Constant <value_ints = [1, {t.content_height}, {t.content_width}, 3]> ()")
+        lines.append(f"pre_content_size = Constant <value_ints = [{b}, {t.content_height}, {t.content_width}, 3]> ()")
         lines.append(f'pre_content = Resize <mode = "linear", coordinate_transformation_mode = "half_pixel"> ({rgb}, , , pre_content_size)')
         content = "pre_content"
     else:
@@ -218,11 +226,11 @@ def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLa
     view = rgb if options.out_size == "input" else content
     lines.append(f"pre_view = Identity ({view})")
     body = "\n  ".join(lines)
-    return (f"{_header(ir_version)}\npre (uint8[{h}, {w}, {c}] camera_image) => "
-            f"(float[1, 3, {meta.input_height}, {meta.input_width}] pre_net_input, float[1, {layout.out_height}, {layout.out_width}, 3] pre_view) {{\n  {body}\n}}\n")
+    return (f"{_header(ir_version)}\npre (uint8[{b}, {h}, {w}, {c}] camera_image) => "
+            f"(float[{b}, 3, {meta.input_height}, {meta.input_width}] pre_net_input, float[{b}, {layout.out_height}, {layout.out_width}, 3] pre_view) {{\n  {body}\n}}\n")
 
 
-def _to_output_size(lines: list[str], name: str, source: str, channels: int, layout: DeployLayout) -> str:
+def _to_output_size(lines: list[str], name: str, source: str, channels: int, layout: DeployLayout, batch: int) -> str:
     """Lines taking a network output (1, C, h, w) to channels-last (1, Ho, Wo, C): crop to the content, resize.
 
     The transpose runs on the small network-size map; resizing channels-last keeps every pixel's
@@ -240,7 +248,7 @@ def _to_output_size(lines: list[str], name: str, source: str, channels: int, lay
         ]
         x = f"{name}_crop"
     if (layout.out_height, layout.out_width) != (t.content_height, t.content_width):
-        lines.append(f"{name}_size = Constant <value_ints = [1, {layout.out_height}, {layout.out_width}, {channels}]> ()")
+        lines.append(f"{name}_size = Constant <value_ints = [{batch}, {layout.out_height}, {layout.out_width}, {channels}]> ()")
         lines.append(f'{name}_resized = Resize <mode = "linear", coordinate_transformation_mode = "half_pixel"> ({x}, , , {name}_size)')
         x = f"{name}_resized"
     return x
@@ -249,7 +257,7 @@ def _to_output_size(lines: list[str], name: str, source: str, channels: int, lay
 def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLayout, ir_version: int) -> str:
     """Network outputs (prefixed ``net_``) + pre_view + runtime inputs -> the requested output buffers."""
     wanted = set(options.outputs)
-    ho, wo = layout.out_height, layout.out_width
+    b, ho, wo = options.batch, layout.out_height, layout.out_width
     h, w = meta.input_height, meta.input_width
     k = layout.classes
     has_semantic = "semantic" in meta.tasks
@@ -261,12 +269,14 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
     lines: list[str] = []
     outputs: list[str] = []
     if need_depth:
-        inputs += [f"float[1, 1, {h}, {w}] net_depth", "float[1] depth_scale", "float[2] depth_range"]
-        d = _to_output_size(lines, "post_depth", "net_depth", 1, layout)
+        inputs += [f"float[{b}, 1, {h}, {w}] net_depth", f"float[{b}] depth_scale", "float[2] depth_range"]
+        d = _to_output_size(lines, "post_depth", "net_depth", 1, layout, b)
         lines += [
-            f"post_plane = Constant <value_ints = [{ho}, {wo}]> ()",
+            f"post_plane = Constant <value_ints = [{b}, {ho}, {wo}]> ()",
             f"post_depth_raw = Reshape ({d}, post_plane)",
-            "post_depth_scaled = Mul (post_depth_raw, depth_scale)",
+            f"post_scale_shape = Constant <value_ints = [{b}, 1, 1]> ()",
+            "post_scale = Reshape (depth_scale, post_scale_shape)",
+            "post_depth_scaled = Mul (post_depth_raw, post_scale)",
             "post_i0 = Constant <value_int = 0> ()",
             "post_i1 = Constant <value_int = 1> ()",
             "post_lo = Gather <axis = 0> (depth_range, post_i0)",
@@ -291,7 +301,7 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
                 "post_fill = Where (post_too_near, post_below, post_far_fill)",
                 "depth = Where (post_valid, post_depth_scaled, post_fill)",
             ]
-            outputs.append(f"float[{ho}, {wo}] depth")
+            outputs.append(f"float[{b}, {ho}, {wo}] depth")
     if "depth_color" in wanted:
         lut = _ints(depth_lut_bgr().reshape(-1).tolist())
         lines += [
@@ -308,18 +318,18 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             f"post_lut = Constant <value = uint8[256, 3] {{{lut}}}> ()",
             "depth_color = Gather <axis = 0> (post_lut, post_index)",
         ]
-        outputs.append(f"uint8[{ho}, {wo}, 3] depth_color")
+        outputs.append(f"uint8[{b}, {ho}, {wo}, 3] depth_color")
     if need_semantic:
-        inputs.append(f"float[1, {k}, {h}, {w}] net_semantic_logits")
-        logits = _to_output_size(lines, "post_logits", "net_semantic_logits", k, layout)
+        inputs.append(f"float[{b}, {k}, {h}, {w}] net_semantic_logits")
+        logits = _to_output_size(lines, "post_logits", "net_semantic_logits", k, layout, b)
         lines += [
             f"post_argmax = ArgMax <axis = 3, keepdims = 0> ({logits})",
-            f"post_plane_l = Constant <value_ints = [{ho}, {wo}]> ()",
+            f"post_plane_l = Constant <value_ints = [{b}, {ho}, {wo}]> ()",
             "post_label_ids = Reshape (post_argmax, post_plane_l)",
         ]
         if "labels" in wanted:
             lines.append("labels = Cast <to = 2> (post_label_ids)")
-            outputs.append(f"uint8[{ho}, {wo}] labels")
+            outputs.append(f"uint8[{b}, {ho}, {wo}] labels")
         if "confidence" in wanted:
             lines += [
                 f"post_lmax = ReduceMax <axes = [3], keepdims = 1> ({logits})",
@@ -330,19 +340,19 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
                 "post_conf = Reciprocal (post_lsum)",
                 "confidence = Reshape (post_conf, post_plane_l)",
             ]
-            outputs.append(f"float[{ho}, {wo}] confidence")
+            outputs.append(f"float[{b}, {ho}, {wo}] confidence")
     if need_colour:
         inputs.append(f"uint8[{k}, 3] palette_bgr")
         lines.append("post_label_bgr = Gather <axis = 0> (palette_bgr, post_label_ids)")
         if "semantic_color" in wanted:
             lines.append("semantic_color = Identity (post_label_bgr)")
-            outputs.append(f"uint8[{ho}, {wo}, 3] semantic_color")
+            outputs.append(f"uint8[{b}, {ho}, {wo}, 3] semantic_color")
     if need_view:
-        inputs.append(f"float[1, {ho}, {wo}, 3] pre_view")
+        inputs.append(f"float[{b}, {ho}, {wo}, 3] pre_view")
         lines += [
             "post_to_bgr = Constant <value_ints = [2, 1, 0]> ()",
             "post_view_bgr = Gather <axis = 3> (pre_view, post_to_bgr)",
-            f"post_hwc3 = Constant <value_ints = [{ho}, {wo}, 3]> ()",
+            f"post_hwc3 = Constant <value_ints = [{b}, {ho}, {wo}, 3]> ()",
             "post_view_hwc = Reshape (post_view_bgr, post_hwc3)",
         ]
     if "semantic_overlay" in wanted:
@@ -360,30 +370,32 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             "post_blend_clip = Clip (post_blend_round, post_0, post_255)",
             "semantic_overlay = Cast <to = 2> (post_blend_clip)",
         ]
-        outputs.append(f"uint8[{ho}, {wo}, 3] semantic_overlay")
+        outputs.append(f"uint8[{b}, {ho}, {wo}, 3] semantic_overlay")
     if "normals" in wanted:
-        inputs.append(f"float[1, 3, {h}, {w}] net_normals")
-        n = _to_output_size(lines, "post_normals", "net_normals", 3, layout)
+        inputs.append(f"float[{b}, 3, {h}, {w}] net_normals")
+        n = _to_output_size(lines, "post_normals", "net_normals", 3, layout, b)
         lines += [
             f"post_nunit = LpNormalization <axis = 3, p = 2> ({n})",
-            f"post_nshape = Constant <value_ints = [{ho}, {wo}, 3]> ()",
+            f"post_nshape = Constant <value_ints = [{b}, {ho}, {wo}, 3]> ()",
             "normals = Reshape (post_nunit, post_nshape)",
         ]
-        outputs.append(f"float[{ho}, {wo}, 3] normals")
+        outputs.append(f"float[{b}, {ho}, {wo}, 3] normals")
     if "points" in wanted:
         s = options.points_stride
         hs, ws = -(-ho // s), -(-wo // s)
-        inputs.append("float[5] intrinsics")
+        inputs.append(f"float[{b}, 5] intrinsics")
         lines += [
             "post_grid_start = Constant <value_ints = [0, 0]> ()",
             f"post_grid_end = Constant <value_ints = [{ho}, {wo}]> ()",
-            "post_grid_axes = Constant <value_ints = [0, 1]> ()",
+            "post_grid_axes = Constant <value_ints = [1, 2]> ()",
             f"post_grid_steps = Constant <value_ints = [{s}, {s}]> ()",
             "post_z = Slice (post_depth_nan, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-            f"post_u = Constant <value = float[1, {ws}] {{{_floats(np.arange(0, wo, s))}}}> ()",
-            f"post_v = Constant <value = float[{hs}, 1] {{{_floats(np.arange(0, ho, s))}}}> ()",
+            f"post_u = Constant <value = float[1, 1, {ws}] {{{_floats(np.arange(0, wo, s))}}}> ()",
+            f"post_v = Constant <value = float[1, {hs}, 1] {{{_floats(np.arange(0, ho, s))}}}> ()",
+            f"post_k_shape = Constant <value_ints = [{b}, 5, 1, 1]> ()",
+            "post_k = Reshape (intrinsics, post_k_shape)",  # per camera, broadcast over its pixels
             *[f"post_k{i} = Constant <value_int = {i}> ()" for i in range(5)],
-            *[f"post_{name} = Gather <axis = 0> (intrinsics, post_k{i})" for i, name in enumerate(("fx", "fy", "cx", "cy", "skew"))],
+            *[f"post_{name} = Gather <axis = 1> (post_k, post_k{i})" for i, name in enumerate(("fx", "fy", "cx", "cy", "skew"))],
             "post_vc = Sub (post_v, post_cy)",
             "post_yn = Div (post_vc, post_fy)",
             "post_uc = Sub (post_u, post_cx)",
@@ -410,27 +422,63 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
                 "post_view_round = Round (post_view_hwc)",
                 "post_view_u8 = Cast <to = 2> (post_view_round)",
                 "post_pc_colour = Slice (post_view_u8, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-                f"post_pc_label_shape = Constant <value_ints = [{hs}, {ws}, 1]> ()",
+                f"post_pc_label_shape = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
                 f"post_pc_label = ConstantOfShape <value = uint8[1] {{{NO_LABEL}}}> (post_pc_label_shape)",
             ]
         lines += [
-            f"post_pc_shape1 = Constant <value_ints = [{hs}, {ws}, 1]> ()",
-            f"post_pc_shape3 = Constant <value_ints = [{hs}, {ws}, 3]> ()",
+            f"post_pc_shape1 = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
+            f"post_pc_shape3 = Constant <value_ints = [{b}, {hs}, {ws}, 3]> ()",
             "post_pc_zero1 = ConstantOfShape <value = uint8[1] {0}> (post_pc_shape1)",
             "post_pc_zero3 = ConstantOfShape <value = uint8[1] {0}> (post_pc_shape3)",
             "points_extra = Concat <axis = -1> (post_pc_colour, post_pc_zero1, post_pc_label, post_pc_zero3)",
         ]
-        outputs += [f"float[{hs}, {ws}, 3] points_xyz", f"uint8[{hs}, {ws}, 8] points_extra"]
+        outputs += [f"float[{b}, {hs}, {ws}, 3] points_xyz", f"uint8[{b}, {hs}, {ws}, 8] points_extra"]
     body = "\n  ".join(lines)
     return f"{_header(ir_version)}\npost ({', '.join(inputs)}) => ({', '.join(outputs)}) {{\n  {body}\n}}\n"
 
 
-def _network(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The network at the deploy graph's opset with every name prefixed ``net_`` (no clash with the wrappers)."""
+SHAPE_INPUTS = {"Resize": 3, "Reshape": 1, "Expand": 1}  # op -> index of its shape-like input
+
+
+def rebatch_network(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """A copy of an exported network whose batch dimension is ``batch`` (static).
+
+    Exporters fold the batch of the example input into constant shapes (Resize ``sizes``, Reshape and
+    Expand shapes of ``[1, ...]``): those constants get ``batch`` as their first element, the graph's
+    inputs and outputs get it as their first dimension, and the stale intermediate shapes are dropped.
+    The tests check every architecture's rebatched network against the same network frame by frame.
+    """
+    model = copy.deepcopy(model)
+    graph = model.graph
+    for value in [*graph.input, *graph.output]:
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = batch
+    del graph.value_info[:]
+    shape_names = {node.input[index] for node in graph.node for op, index in SHAPE_INPUTS.items() if node.op_type == op and len(node.input) > index}
+    for initializer in graph.initializer:
+        if initializer.name in shape_names and initializer.data_type == onnx.TensorProto.INT64:
+            values = numpy_helper.to_array(initializer).copy()
+            if values.ndim == 1 and values.size >= 1 and values[0] == 1:
+                values[0] = batch
+                initializer.CopyFrom(numpy_helper.from_array(values, initializer.name))
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] in shape_names:
+            for attribute in node.attribute:
+                if attribute.name == "value" and attribute.t.data_type == onnx.TensorProto.INT64:
+                    values = numpy_helper.to_array(attribute.t).copy()
+                    if values.ndim == 1 and values.size >= 1 and values[0] == 1:
+                        values[0] = batch
+                        attribute.t.CopyFrom(numpy_helper.from_array(values))
+    return model
+
+
+def _network(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """The network at the deploy graph's opset and batch with every name prefixed ``net_`` (no clash with the wrappers)."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
     if opset != OPSET:
         model = onnx.version_converter.convert_version(model, OPSET)
-    return onnx.compose.add_prefix(model, NET_PREFIX)
+    return onnx.compose.add_prefix(rebatch_network(model, batch), NET_PREFIX)
 
 
 def _check_tasks(meta: ModelMetadata, options: DeployOptions) -> None:
@@ -455,7 +503,7 @@ def compose_deploy_graph(model: onnx.ModelProto, options: DeployOptions) -> onnx
     layout = layout_for(meta, options)
     ir_version = model.ir_version
     pre, post = compose_deploy_parts(meta, options, layout, ir_version)
-    net = _network(model)
+    net = _network(model, options.batch)
     net_input = NET_PREFIX + INPUT_NAME
     net_outputs = [o.name for o in net.graph.output]
     joined = onnx.compose.merge_models(pre, net, io_map=[("pre_net_input", net_input)], outputs=[*net_outputs, "pre_view"])

@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from mtl_perception.inference.metadata import ModelMetadata
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "mtl_perception" / "deploy"
 DEFAULT_MAX_GRAPHS = 4
+MAX_GEOMETRIES = 32  # camera-info messages resolved and kept (a few per camera)
 OUT_OF_RANGE = {"nan": (np.nan, np.nan), "inf": (-np.inf, np.inf)}  # depth below / above the range
 
 
@@ -85,28 +86,18 @@ class FrameOutputs:
 
 
 def graph_input(pixels: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
-    """Camera pixels as the deploy graph takes them: a uint8 (H, W, C) view and its graph encoding.
+    """Camera pixels as the deploy graph takes them: a uint8 (H, W, C) array and its graph encoding.
 
-    8-bit encodings pass as they are (no copy when the buffer is contiguous); 16-bit images keep their
-    top 8 bits (one conversion). ValueError names what is unsupported.
+    The conversion table is ``inference/encodings.py`` (shared with ``processing.to_rgb``): 8-bit rgb8, bgr8,
+    rgba8, bgra8, mono8 pass as they are (a view when the buffer is contiguous); 8UC1/8UC3/8UC4 pass as
+    mono8/bgr8/bgra8 (OpenCV's order); 16-bit ones are scaled by 255/65535; Bayer and YUV 4:2:2 are
+    converted to rgb8 by OpenCV. ValueError names what is unsupported.
     """
-    enc = encoding.strip()
-    array = np.asarray(pixels)
-    if enc in ("mono16", "16UC1", "bgr16", "rgb16", "bgra16", "rgba16"):
-        if array.dtype != np.uint16:
-            raise ValueError(f"{enc} image must be uint16, got {array.dtype}")
-        array = (array >> 8).astype(np.uint8)
-        enc = {"mono16": "mono8", "16UC1": "mono8", "bgr16": "bgr8", "rgb16": "rgb8", "bgra16": "bgra8", "rgba16": "rgba8"}[enc]
-    if enc not in ENCODING_LAYOUT:
-        raise ValueError(f"unsupported image encoding '{encoding[:40]}'; supported: {sorted(ENCODING_LAYOUT) + ['mono16', '16UC1']}")
-    channels = ENCODING_LAYOUT[enc][0]
-    if array.dtype != np.uint8:
-        raise ValueError(f"{enc} image must be uint8, got {array.dtype}")
-    if array.ndim == 2 and channels == 1:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] != channels:
-        raise ValueError(f"{enc} image must have shape (H, W{'' if channels == 1 else f', {channels}'}), got {array.shape}")
-    return np.ascontiguousarray(array), enc
+    from mtl_perception.inference.encodings import to_graph_pixels
+
+    image, graph_encoding = to_graph_pixels(pixels, encoding)
+    assert graph_encoding in ENCODING_LAYOUT
+    return image, graph_encoding
 
 
 class _OnnxRunner:
@@ -197,9 +188,7 @@ class FramePipeline:
             self.metadata = describe_onnx(self._model, str(self.model_path))
         self._create_backend = create_backend
         self._graphs: OrderedDict[DeployOptions, tuple[Any, DeployLayout]] = OrderedDict()
-        self._geometry_info: Any = None  # the message the cached geometry was resolved from
-        self._geometry_key: tuple[Any, ...] | None = None
-        self._geometry: CameraGeometry | None = None
+        self._geometries: dict[tuple[Any, ...], tuple[Any, CameraGeometry]] = {}  # per camera-info message: (it, its geometry)
         self.graphs_built = 0
         self.settings = FrameSettings()
         self._runtime: dict[str, np.ndarray] = {}
@@ -226,7 +215,7 @@ class FramePipeline:
             "overlay_alpha": np.array([settings.overlay_alpha], dtype=np.float32),
         }
         self.settings = settings
-        self._geometry_key = None
+        self._geometries.clear()
 
     @property
     def depth_range(self) -> tuple[float, float]:
@@ -238,10 +227,13 @@ class FramePipeline:
         return np.ascontiguousarray(self._runtime["palette_bgr"][:, ::-1])
 
     # ------------------------------------------------------------------ graphs
-    def graph_for(self, height: int, width: int, encoding: str, outputs: Collection[str]) -> tuple[Any, DeployLayout]:
-        """The runner and layout for a camera layout and output set (built on first use, then cached)."""
+    def _options(self, height: int, width: int, encoding: str, outputs: Collection[str], batch: int) -> DeployOptions:
         s = self.settings
-        options = DeployOptions(height, width, encoding, s.resize_mode, s.out_size, tuple(outputs), s.points_stride)
+        return DeployOptions(height, width, encoding, s.resize_mode, s.out_size, tuple(outputs), s.points_stride, batch)
+
+    def graph_for(self, height: int, width: int, encoding: str, outputs: Collection[str], batch: int = 1) -> tuple[Any, DeployLayout]:
+        """The runner and layout for a camera layout, output set and batch size (built on first use, then cached)."""
+        options = self._options(height, width, encoding, outputs, batch)
         if options in self._graphs:
             self._graphs.move_to_end(options)
             return self._graphs[options]
@@ -260,16 +252,16 @@ class FramePipeline:
                 old.close()
         return runner, layout
 
-    def is_built(self, height: int, width: int, encoding: str, outputs: Collection[str]) -> bool:
-        s = self.settings
-        return DeployOptions(height, width, encoding, s.resize_mode, s.out_size, tuple(outputs), s.points_stride) in self._graphs
+    def is_built(self, height: int, width: int, encoding: str, outputs: Collection[str], batch: int = 1) -> bool:
+        return self._options(height, width, encoding, outputs, batch) in self._graphs
 
     # ------------------------------------------------------------------ camera geometry
     def geometry(self, info: Any, height: int, width: int, layout: DeployLayout) -> CameraGeometry:
-        """Camera info resolved for a frame size (cached per message); CameraInfoMismatch for another size."""
-        key = (height, width, layout, self.settings.rescale_for_camera)
-        if self._geometry is not None and self._geometry_info is info and self._geometry_key == key:
-            return self._geometry
+        """Camera info resolved for a frame size (cached per message object); CameraInfoMismatch for another size."""
+        key = (id(info), height, width, layout, self.settings.rescale_for_camera)
+        cached = self._geometries.get(key)
+        if cached is not None and cached[0] is info:  # the same message object (an id is reused only after it is freed)
+            return cached[1]
         described = image_size(info)
         if described != (width, height):
             raise CameraInfoMismatch(
@@ -285,7 +277,9 @@ class FramePipeline:
             scale = layout.transform.focal_at_model_input(at_frame.k[0], at_frame.k[4]) / meta.focal_length_px
         geometry = CameraGeometry(at_output, np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2], k[0, 1]], dtype=np.float32),
                                   np.array([scale], dtype=np.float32))
-        self._geometry_info, self._geometry_key, self._geometry = info, key, geometry
+        self._geometries[key] = (info, geometry)
+        while len(self._geometries) > MAX_GEOMETRIES:
+            self._geometries.pop(next(iter(self._geometries)))
         return geometry
 
     # ------------------------------------------------------------------ frames
@@ -297,22 +291,37 @@ class FramePipeline:
         for pixels the graph cannot take and CameraInfoMismatch for camera info of another size (the
         caller may retry without it).
         """
+        return self.run_batch([(pixels, encoding, camera_info)], outputs)[0]
+
+    def run_batch(self, frames: Sequence[tuple[np.ndarray, str, Any | None]], outputs: Collection[str]) -> list[FrameOutputs]:
+        """The wanted outputs of several frames of one camera layout (same size and encoding) in one graph call.
+
+        ``frames`` are (pixels, encoding, camera info or None); ``points`` is computed when every frame
+        has camera info. The returned buffers of frame i are views of the batch's (no copy).
+        """
         start = time.perf_counter()
-        image, graph_encoding = graph_input(pixels, encoding)
-        height, width = image.shape[:2]
-        wanted = {o for o in outputs if camera_info is not None or o != "points"}
+        images, encodings = zip(*(graph_input(pixels, encoding) for pixels, encoding, _ in frames))
+        layouts = {(image.shape, encoding) for image, encoding in zip(images, encodings)}
+        if len(layouts) != 1:
+            raise ValueError(f"a batch takes frames of one size and encoding, got {sorted((s[:2], e) for s, e in layouts)}")
+        height, width = images[0].shape[:2]
+        infos = [info for _, _, info in frames]
+        wanted = {o for o in outputs if o != "points" or all(info is not None for info in infos)}
         built = time.perf_counter()
-        runner, layout = self.graph_for(height, width, graph_encoding, wanted)
-        build = time.perf_counter() - built  # 0 but on the first frame of a camera layout and output set
-        geometry = self.geometry(camera_info, height, width, layout) if camera_info is not None else None
-        feeds = {IMAGE_INPUT: image, **self._runtime,
-                 "depth_scale": geometry.depth_scale if geometry is not None else np.ones(1, np.float32),
-                 "intrinsics": geometry.intrinsics if geometry is not None else np.zeros(5, np.float32)}
+        runner, layout = self.graph_for(height, width, encodings[0], wanted, len(frames))
+        build = time.perf_counter() - built  # 0 but on the first frame of a camera layout, output set and batch size
+        geometries = [self.geometry(info, height, width, layout) if info is not None else None for info in infos]
+        batch = images[0][None] if len(images) == 1 else np.stack(images)
+        feeds = {IMAGE_INPUT: batch, **self._runtime,
+                 "depth_scale": np.array([g.depth_scale[0] if g is not None else 1.0 for g in geometries], dtype=np.float32),
+                 "intrinsics": np.stack([g.intrinsics if g is not None else np.zeros(5, np.float32) for g in geometries])}
         names = [name for output in sorted(wanted) for name in GRAPH_OUTPUTS[output]]
         ready = time.perf_counter()
         arrays = runner.run(feeds, names)
         done = time.perf_counter()
-        return FrameOutputs(arrays, geometry, (layout.out_height, layout.out_width), {"build": build, "prepare": ready - start - build, "graph": done - ready})
+        seconds = {"build": build, "prepare": ready - start - build, "graph": done - ready}
+        return [FrameOutputs({name: value[i] for name, value in arrays.items()}, geometry, (layout.out_height, layout.out_width), dict(seconds))
+                for i, geometry in enumerate(geometries)]
 
     def close(self) -> None:
         """Free every graph session (the pipeline is unusable afterwards)."""
