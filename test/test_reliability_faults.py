@@ -286,7 +286,7 @@ def test_backend_failing_at_run_time_reports_error_and_falls_back(graph, tiny_fi
     def broken(*args: object, **kwargs: object) -> dict:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    node._pipeline.run = broken  # what a GPU fault looks like to the node
+    node._pipeline.run_batch = broken  # what a GPU fault looks like to the node
     publisher.publish(good_image(stamped(1)))
     assert depth.wait_for(lambda msgs: any(m.header.stamp.sec == 1 for m in msgs), 20), "the frame was not served by the fallback"
     assert node.diagnostics_values()["backend"] == "onnxruntime (cpu)" and node.diagnostics_values()["backend_fallbacks"] == 1

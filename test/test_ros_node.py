@@ -248,8 +248,8 @@ def bad_images() -> list[tuple[str, Image]]:
     good = frame_msg(0)
     cases = []
     msg = frame_msg(0)
-    msg.encoding = "yuv422"
-    cases.append(("unsupported image encoding 'yuv422'", msg))
+    msg.encoding = "nv21"  # yuv422 is converted now (inference/encodings.py)
+    cases.append(("unsupported image encoding 'nv21'", msg))
     msg = frame_msg(0)
     msg.step = WIDTH * 3 - 3
     cases.append(("shorter than one row", msg))
@@ -446,7 +446,7 @@ def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_mode
     def broken(*args: object, **kwargs: object) -> dict:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    node._pipeline.run = broken
+    node._pipeline.run_batch = broken
     publisher = graph.helper.create_publisher(Image, "/fallback2/image", RELIABLE)
     semantic = graph.collect(Image, "/fallback2/semantic", RELIABLE)
     assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["semantic"].get_subscription_count() == 1, 10)
@@ -458,7 +458,7 @@ def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_mode
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS and node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert node.set_parameters([Parameter("model.fallback_backend", value="")])[0].successful
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    node._pipeline.run = broken
+    node._pipeline.run_batch = broken
     assert wait_until(lambda: publisher.get_subscription_count() == 1, 10)
     publisher.publish(frame_msg(701))
     assert wait_until(lambda: node.diagnostics_values()["inference_errors"] == 1, 10)

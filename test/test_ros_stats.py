@@ -13,9 +13,9 @@ from mtl_perception.ros.stats import Counters, LatencyWindow, RateMeter
 
 def test_slot_keeps_only_the_newest_frame_and_counts_drops() -> None:
     slot = LatestFrameSlot()
-    assert slot.put(Frame("a", 0.0)) is False
-    assert slot.put(Frame("b", 0.0)) is True
-    assert slot.put(Frame("c", 0.0)) is True
+    assert slot.put(Frame("a", 0.0)) is None
+    assert slot.put(Frame("b", 0.0)).msg == "a"  # the frame it replaced: a drop
+    assert slot.put(Frame("c", 0.0)).msg == "b"
     assert slot.take(timeout=0).msg == "c"
     assert slot.take(timeout=0.01) is None
     assert (slot.received, slot.dropped) == (3, 2)

@@ -256,18 +256,23 @@ class FramePipeline:
         return self._options(height, width, encoding, outputs, batch) in self._graphs
 
     # ------------------------------------------------------------------ camera geometry
-    def geometry(self, info: Any, height: int, width: int, layout: DeployLayout) -> CameraGeometry:
-        """Camera info resolved for a frame size (cached per message object); CameraInfoMismatch for another size."""
-        key = (id(info), height, width, layout, self.settings.rescale_for_camera)
-        cached = self._geometries.get(key)
-        if cached is not None and cached[0] is info:  # the same message object (an id is reused only after it is freed)
-            return cached[1]
+    @staticmethod
+    def check_camera_info(info: Any, height: int, width: int) -> None:
+        """CameraInfoMismatch when ``info`` describes images of another size than height x width."""
         described = image_size(info)
         if described != (width, height):
             raise CameraInfoMismatch(
                 f"camera_info describes {described[0]}x{described[1]} images but the frame is {width}x{height}; "
                 "publish the camera info of this image stream (points and depth/camera_info skipped)"
             )
+
+    def geometry(self, info: Any, height: int, width: int, layout: DeployLayout) -> CameraGeometry:
+        """Camera info resolved for a frame size (cached per message object); CameraInfoMismatch for another size."""
+        key = (id(info), height, width, layout, self.settings.rescale_for_camera)
+        cached = self._geometries.get(key)
+        if cached is not None and cached[0] is info:  # the same message object (an id is reused only after it is freed)
+            return cached[1]
+        self.check_camera_info(info, height, width)
         at_frame = scale_camera_info(info, width, height)
         at_output = scale_camera_info(at_frame, layout.out_width, layout.out_height)
         k = np.asarray(at_output.k, dtype=np.float64).reshape(3, 3)

@@ -32,19 +32,24 @@ class LatestFrameSlot(Generic[T]):
         self.received = 0  # frames put
         self.dropped = 0  # frames replaced before the worker took them
 
-    def put(self, frame: T) -> bool:
-        """Store ``frame``; returns True when it replaced an unprocessed frame (a drop)."""
+    def put(self, frame: T) -> T | None:
+        """Store ``frame``; returns the unprocessed item it replaced (a drop), else None."""
         with self._cond:
-            replaced = self._frame is not None
+            replaced = self._frame
             self._frame = frame
             self.received += 1
-            if replaced:
+            if replaced is not None:
                 self.dropped += 1
             self._cond.notify()
             return replaced
 
+    @property
+    def has_frame(self) -> bool:
+        """True while an item waits to be taken."""
+        return self._frame is not None
+
     def take(self, timeout: float | None = None) -> T | None:
-        """The newest frame (removing it), or None after ``timeout`` seconds or once closed."""
+        """The newest frame (removing it), or None after ``timeout`` seconds (0: at once) or once closed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._frame is None and not self._closed:

@@ -15,6 +15,7 @@ on /diagnostics, and the next good frame is served.
 """
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 import time
@@ -35,14 +36,24 @@ from std_msgs.msg import String
 
 from mtl_perception.fileio import file_sha256
 from mtl_perception.inference.camera_info import CameraInfoError, validate_camera_info
-from mtl_perception.inference.frame_pipeline import CameraInfoMismatch, FrameOutputs, FramePipeline
+from mtl_perception.inference.frame_pipeline import CameraInfoMismatch, FrameOutputs, FramePipeline, graph_input
 from mtl_perception.inference.model_file import ModelFileError
 from mtl_perception.ros import parameters as params
+from mtl_perception.ros.camera_channel import (
+    CAMERA_NAME,
+    CAMERA_PARAMETER_HELP,
+    CAMERA_PARAMETERS,
+    CameraChannel,
+    CameraConfigError,
+    CameraSpec,
+    camera_defaults,
+    camera_specs,
+)
 from mtl_perception.ros.diagnostics import BACKEND_FAILURE, Health, assess, latency_values, make_status
 from mtl_perception.ros.frame_slot import Frame, LatestFrameSlot
 from mtl_perception.ros.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
 from mtl_perception.ros.outputs import build_messages, class_table_json, graph_outputs, wanted_outputs
-from mtl_perception.ros.stats import STAGES, Counters, LatencyWindow, RateMeter
+from mtl_perception.ros.stats import Counters
 
 NODE_NAME = "perception_node"
 LOG_THROTTLE_S = 5.0
@@ -59,18 +70,22 @@ OUTPUT_TYPES = {
 }
 
 
+LIVE_CAMERA_S = 1.0  # a camera that sent a frame this recently is waited for (batch_wait_ms) when batching
 MAX_REASON_CHARS = 500  # longest refusal reason returned to `ros2 param set`
 RATE_WAIT_SLICE_S = 0.5  # the rate limiter re-reads processing.max_rate_hz at least this often
 
 
 @dataclass
 class Inferred:
-    """A frame after stage 1: its graph buffers, the outputs they serve and the stage times so far."""
+    """A frame of one camera through stage 1: its pixels and camera info, then its graph buffers and stage times."""
 
+    camera: CameraChannel
     frame: Frame
-    result: FrameOutputs
+    result: FrameOutputs | None
     wanted: set[str]
     times: dict[str, float] = field(default_factory=dict)
+    pixels: tuple[np.ndarray, str] | None = None  # as the deploy graph takes them
+    info: CameraInfo | None = None  # matched to the frame's stamp
 
 
 def make_qos(reliability: str, depth: int) -> QoSProfile:
@@ -85,10 +100,10 @@ class PerceptionNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         params.declare_all(self)
+        self._camera_names = self._declare_cameras()
         self._state = "unconfigured"
         self._settings: params.Settings | None = None
-        self._publishers_by_key: dict[str, Any] = {}
-        self._class_pub: Any = None
+        self._cameras: list[CameraChannel] = []
         self._diag_pub: Any = None
         self._diag_timer: Any = None
         self._subscriptions_active: list[Any] = []
@@ -98,42 +113,96 @@ class PerceptionNode(LifecycleNode):
         self._backend_error: str | None = None
         self._model_path: Path | None = None
         self._model_sha256 = ""
-        self._camera_info: CameraInfo | None = None
-        self._camera_info_lock = threading.Lock()
-        self._slot: LatestFrameSlot[Frame] = LatestFrameSlot()
-        self._publish_slot: LatestFrameSlot[Inferred] = LatestFrameSlot()
+        self._arrivals = threading.Condition()  # notified by every camera callback: stage 1 gathers the cameras' newest frames
+        self._running = False
+        self._publish_slot: LatestFrameSlot[list[Inferred]] = LatestFrameSlot()
         self._worker: threading.Thread | None = None
         self._publisher: threading.Thread | None = None
         self._pending_settings: params.Settings | None = None
-        self._counters = Counters()
-        self._latency = LatencyWindow()
-        self._input_rate = RateMeter()
-        self._output_rate = RateMeter()
+        self._backend_counters = Counters()  # problems of the shared backend (fallbacks, inference errors)
+        self._batch_sizes: collections.Counter[int] = collections.Counter()
+        self._graph_busy_s = 0.0  # stage 1 time inside the deploy graph since the last diagnostics tick
         self._last_log: dict[str, float] = {}
         self._activated_at = 0.0
         self._last_tick = time.monotonic()
-        self._counts_at_last_tick: dict[str, int] = {}
         self.add_on_set_parameters_callback(self._check_parameter_change)
         self.add_post_set_parameters_callback(self._apply_parameter_change)
+
+    def _declare_cameras(self) -> list[str]:
+        """Declare ``cameras`` (read once at start-up) and the four parameters of each named camera."""
+        from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+        from rclpy.parameter import Parameter
+
+        described = ParameterDescriptor(type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True,
+                                        description="Names of the cameras this node serves with one model; empty = one camera on input.* "
+                                                    "topics. Each NAME has cameras.NAME.image_topic, .camera_info_topic, .compressed, .namespace")
+        names = self.declare_parameter("cameras", Parameter.Type.STRING_ARRAY, described).value or []
+        for name in names:
+            for key, default in camera_defaults(name).items():
+                if CAMERA_NAME.match(name):
+                    self.declare_parameter(f"cameras.{name}.{key}", default, ParameterDescriptor(
+                        description=CAMERA_PARAMETER_HELP[key], read_only=True))
+        return list(names)
+
+    def _camera_specs(self, settings: params.Settings) -> list[CameraSpec]:
+        if not self._camera_names:
+            return [CameraSpec("", settings.image_topic, settings.camera_info_topic, settings.compressed, "")]
+        values = {name: {key: self.get_parameter(f"cameras.{name}.{key}").value for key in CAMERA_PARAMETERS if self.has_parameter(f"cameras.{name}.{key}")}
+                  for name in self._camera_names}
+        return camera_specs(self._camera_names, values)
+
+    # ------------------------------------------------------------------ single-camera views (tests, tools)
+    @property
+    def _slot(self) -> LatestFrameSlot[Frame]:
+        return self._cameras[0].slot if self._cameras else LatestFrameSlot()
+
+    @property
+    def _publishers_by_key(self) -> dict[str, Any]:
+        return self._cameras[0].publishers if self._cameras else {}
+
+    @property
+    def _camera_info(self) -> CameraInfo | None:
+        return self._cameras[0].infos.latest() if self._cameras else None
+
+    @property
+    def _counters(self) -> Counters:
+        return self._cameras[0].counters if self._cameras else self._backend_counters
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._settings = params.settings_from_values(params.read_values(self))
-        except params.ParameterError as exc:
+            specs = self._camera_specs(self._settings)
+            for spec in specs:
+                self._check_topics(spec)
+        except (params.ParameterError, CameraConfigError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         settings = self._settings
         out_qos = make_qos(settings.output_reliability, settings.output_qos_depth)
-        for key, topic in params.OUTPUT_TOPICS.items():
-            self._publishers_by_key[key] = self.create_lifecycle_publisher(OUTPUT_TYPES[key], topic, out_qos)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._class_pub = self.create_lifecycle_publisher(String, params.CLASS_TABLE_TOPIC, latched)
+        self._cameras = [CameraChannel(spec) for spec in specs]
+        for camera in self._cameras:
+            for key, topic in params.OUTPUT_TOPICS.items():
+                camera.publishers[key] = self.create_lifecycle_publisher(OUTPUT_TYPES[key], camera.spec.output_topic(topic), out_qos)
+            camera.class_publisher = self.create_lifecycle_publisher(String, camera.spec.output_topic(params.CLASS_TABLE_TOPIC), latched)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._state = "inactive"
-        self.get_logger().info(f"configured: outputs {[k for k, on in settings.outputs.items() if on]}, input '{self.resolve_topic_name(self._input_topic())}'")
+        inputs = ", ".join(f"'{self.resolve_topic_name(c.spec.input_topic)}'" for c in self._cameras)
+        self.get_logger().info(f"configured: outputs {[k for k, on in settings.outputs.items() if on]}, input(s) {inputs}")
         return super().on_configure(state)
+
+    def _check_topics(self, spec: CameraSpec) -> None:
+        """ParameterError naming the parameter when a camera's topic or namespace is not a valid ROS name."""
+        from rclpy.validate_topic_name import validate_topic_name
+
+        where = f"cameras.{spec.name}" if spec.name else "input"
+        for key, topic in (("image_topic", spec.input_topic), ("camera_info_topic", spec.camera_info_topic), ("namespace", spec.output_topic("depth"))):
+            try:
+                validate_topic_name(self.resolve_topic_name(topic))
+            except Exception as exc:  # rclpy raises InvalidTopicNameException (and others for odd characters)
+                raise params.ParameterError(f"{where}.{key}: '{topic[:80]}' is not a valid ROS topic name ({str(exc).splitlines()[0][:120]})") from None
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         settings = self._settings
@@ -146,13 +215,14 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(f"activate failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         in_qos = make_qos(settings.reliability, settings.qos_depth)
-        if settings.compressed:
-            self._subscriptions_active.append(self.create_subscription(CompressedImage, self._input_topic(), self._on_compressed, in_qos))
-        else:
-            self._subscriptions_active.append(self.create_subscription(Image, self._input_topic(), self._on_image, in_qos))
-        self._subscriptions_active.append(self.create_subscription(CameraInfo, settings.camera_info_topic, self._on_camera_info, in_qos))
-        self._slot.reopen()
+        for camera in self._cameras:
+            spec = camera.spec
+            kind = CompressedImage if spec.compressed else Image
+            self._subscriptions_active.append(self.create_subscription(kind, spec.input_topic, lambda msg, c=camera: self._on_image(c, msg), in_qos))
+            self._subscriptions_active.append(self.create_subscription(CameraInfo, spec.camera_info_topic, lambda msg, c=camera: self._on_camera_info(c, msg), in_qos))
+            camera.slot.reopen()
         self._publish_slot.reopen()
+        self._running = True
         self._worker = threading.Thread(target=self._run_inference_stage, name="perception_inference", daemon=True)
         self._publisher = threading.Thread(target=self._run_publish_stage, name="perception_publisher", daemon=True)
         self._worker.start()
@@ -161,7 +231,7 @@ class PerceptionNode(LifecycleNode):
         self._state = "active"
         result = super().on_activate(state)
         self._publish_class_table()
-        self.get_logger().info(f"active: {self._backend_kind} backend, model {self._model_path} (sha256 {self._model_sha256[:12]})")
+        self.get_logger().info(f"active: {self._backend_kind} backend, model {self._model_path} (sha256 {self._model_sha256[:12]}), {len(self._cameras)} camera(s)")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -195,7 +265,11 @@ class PerceptionNode(LifecycleNode):
         for subscription in self._subscriptions_active:
             self.destroy_subscription(subscription)
         self._subscriptions_active = []
-        self._slot.close()
+        with self._arrivals:
+            self._running = False
+            for camera in self._cameras:
+                camera.slot.close()
+            self._arrivals.notify_all()
         self._publish_slot.close()
         for name in ("_worker", "_publisher"):
             thread = getattr(self, name)
@@ -205,16 +279,17 @@ class PerceptionNode(LifecycleNode):
                     self.get_logger().error(f"{thread.name} thread did not stop within 30 s (inference stuck?)")
                 setattr(self, name, None)
         self._free_model()
-        with self._camera_info_lock:
-            self._camera_info = None
+        for camera in self._cameras:
+            camera.infos.clear()
 
     def _destroy_outputs(self) -> None:
-        for publisher in self._publishers_by_key.values():
-            self.destroy_lifecycle_publisher(publisher)
-        self._publishers_by_key = {}
-        if self._class_pub is not None:
-            self.destroy_lifecycle_publisher(self._class_pub)
-            self._class_pub = None
+        for camera in self._cameras:
+            for publisher in camera.publishers.values():
+                self.destroy_lifecycle_publisher(publisher)
+            camera.publishers = {}
+            if camera.class_publisher is not None:
+                self.destroy_lifecycle_publisher(camera.class_publisher)
+                camera.class_publisher = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -274,9 +349,9 @@ class PerceptionNode(LifecycleNode):
         except Exception as load_exc:
             self._backend_error = f"fallback backend '{settings.fallback_backend}' failed to load: {load_exc}"
             return False
-        self._counters.add("backend_fallbacks")
+        self._backend_counters.add("backend_fallbacks")
         # ERROR on /diagnostics for this period, although the fallback serves the frames
-        self._counters.problem(BACKEND_FAILURE, f"backend {failed} failed at run time ({type(exc).__name__}: {exc}); now running on {self._backend_kind}")
+        self._backend_counters.problem(BACKEND_FAILURE, f"backend {failed} failed at run time ({type(exc).__name__}: {exc}); now running on {self._backend_kind}")
         return True
 
     @staticmethod
@@ -286,10 +361,13 @@ class PerceptionNode(LifecycleNode):
 
     def _publish_class_table(self) -> None:
         pipeline = self._pipeline
-        if self._class_pub is None or pipeline is None:
+        if pipeline is None:
             return
         meta = pipeline.metadata
-        self._class_pub.publish(String(data=class_table_json(list(meta.class_names), pipeline.palette_rgb, meta.ignore_index, self._model_sha256)))
+        table = String(data=class_table_json(list(meta.class_names), pipeline.palette_rgb, meta.ignore_index, self._model_sha256))
+        for camera in self._cameras:
+            if camera.class_publisher is not None:
+                camera.class_publisher.publish(table)
 
     # ------------------------------------------------------------------ parameters
     def _check_parameter_change(self, changes: list[rclpy.parameter.Parameter]) -> SetParametersResult:
@@ -328,228 +406,315 @@ class PerceptionNode(LifecycleNode):
                     self._publish_class_table()
         except Exception as exc:  # checked before: should not happen; never take the node down for it
             self.get_logger().error(f"could not apply {[c.name for c in changes]}: {type(exc).__name__}: {exc}")
-        self._slot.wake()  # a new processing.max_rate_hz takes effect now, not after the wait already begun
+        with self._arrivals:  # a new processing.max_rate_hz takes effect now, not after the wait already begun
+            self._arrivals.notify_all()
         self.get_logger().info("parameters changed: " + ", ".join(f"{c.name}={str(c.value)[:80]!r}" for c in changes))
 
     # ------------------------------------------------------------------ inputs
     def _input_topic(self) -> str:
+        """The (first) camera's image topic as subscribed."""
         settings = self._settings
         assert settings is not None
-        return f"{settings.image_topic}/compressed" if settings.compressed else settings.image_topic
+        return self._cameras[0].spec.input_topic if self._cameras else settings.image_topic
 
-    def _on_image(self, msg: Image) -> None:
-        self._input_rate.tick()
-        self._slot.put(Frame(msg, time.monotonic()))
+    def _on_image(self, camera: CameraChannel, msg: Image | CompressedImage) -> None:
+        camera.input_rate.tick()
+        camera.slot.put(Frame(msg, time.monotonic(), compressed=camera.spec.compressed))
+        with self._arrivals:
+            self._arrivals.notify_all()
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._input_rate.tick()
-        self._slot.put(Frame(msg, time.monotonic(), compressed=True))
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _on_camera_info(self, camera: CameraChannel, msg: CameraInfo) -> None:
         try:
             validate_camera_info(msg)
         except CameraInfoError as exc:
-            with self._camera_info_lock:
-                self._camera_info = None
-            self._report("bad_camera_info", f"{exc} (topic '{self.resolve_topic_name(self._settings.camera_info_topic)}'); points and depth/camera_info paused")
+            camera.infos.clear()
+            self._report(camera, "bad_camera_info", f"{exc} (topic '{self.resolve_topic_name(camera.spec.camera_info_topic)}'); points and depth/camera_info paused")
             return
-        with self._camera_info_lock:
-            self._camera_info = msg
+        camera.infos.add(msg)
 
-    # ------------------------------------------------------------------ stage 1: decode + deploy graph
+    # ------------------------------------------------------------------ stage 1: gather + decode + deploy graph
     def _wait_for_rate(self, last_start: float) -> bool:
         """Hold frames back to processing.max_rate_hz (re-read while waiting); True once the node stops."""
-        while not self._slot.closed:
+        while self._running:
             settings = self._settings
             rate = settings.max_rate_hz if settings is not None else 0.0
             remaining = last_start + 1.0 / rate - time.monotonic() if rate > 0 else 0.0
             if remaining <= 0:
                 return False
-            self._slot.wait_closed(min(remaining, RATE_WAIT_SLICE_S))
+            with self._arrivals:
+                if self._running:
+                    self._arrivals.wait(min(remaining, RATE_WAIT_SLICE_S))
         return True
+
+    def _gather(self) -> list[tuple[CameraChannel, Frame]]:
+        """The newest frame of every camera that has one, after waiting up to processing.batch_wait_ms for the
+        other live cameras (those that sent a frame in the last second); never waits on a silent camera."""
+        settings = self._settings
+        with self._arrivals:
+            if not self._arrivals.wait_for(lambda: not self._running or any(c.slot.has_frame for c in self._cameras), 0.5) or not self._running:
+                return []
+            if len(self._cameras) > 1 and settings is not None and settings.batch_wait_ms > 0:
+                now = time.monotonic()
+                live = [c for c in self._cameras if (c.input_rate.last() or -1e9) > now - LIVE_CAMERA_S]
+                self._arrivals.wait_for(lambda: not self._running or all(c.slot.has_frame for c in live), settings.batch_wait_ms / 1e3)
+        frames = []
+        for camera in self._cameras:
+            frame = camera.slot.take(timeout=0)
+            if frame is not None:
+                frames.append((camera, frame))
+        return frames
 
     def _run_inference_stage(self) -> None:
         last_start = -1e9
-        while not self._slot.closed:
+        while self._running:
             if self._wait_for_rate(last_start):
                 return
-            frame = self._slot.take(timeout=0.5)
-            if frame is None:
+            frames = self._gather()
+            if not frames:
                 continue
             last_start = time.monotonic()
             try:
-                inferred = self._infer_frame(frame)
-                if inferred is not None:
-                    self._publish_slot.put(inferred)
+                inferred = self._infer_frames(frames)
+                if inferred:
+                    replaced = self._publish_slot.put(inferred)
+                    for item in replaced or ():
+                        item.camera.dropped_before_publishing += 1
             except Exception as exc:  # last line of defence: the stage never dies
-                self._count_failure()
-                self._report("internal_error", f"unexpected {type(exc).__name__}: {exc}; please report with this trace: {traceback.format_exc(limit=3)}")
+                for camera, _ in frames:
+                    self._count_failure(camera)
+                self._report(None, "internal_error", f"unexpected {type(exc).__name__}: {exc}; please report with this trace: {traceback.format_exc(limit=3)}")
 
-    def _infer_frame(self, frame: Frame) -> Inferred | None:
-        """decode (a view of the camera bytes) -> deploy graph, for the outputs someone wants."""
+    def _infer_frames(self, frames: list[tuple[CameraChannel, Frame]]) -> list[Inferred]:
+        """decode (a view of each camera's bytes) -> one deploy graph call per camera layout, for the outputs someone wants."""
         settings, pipeline = self._settings, self._pipeline
         if settings is None or pipeline is None:
-            return None
-        with self._camera_info_lock:
-            info = self._camera_info
-        subscribers = {key: pub.get_subscription_count() for key, pub in self._publishers_by_key.items()}
-        wanted = wanted_outputs(settings.outputs, subscribers, list(pipeline.metadata.tasks), info is not None)
-        if not wanted:
-            self._counters.add("skipped_no_subscribers")
-            return None
-        times = {"start": time.perf_counter()}
-        pixels = self._decode(frame, settings)
-        if pixels is None:
-            return None
-        times["decode"] = time.perf_counter()
-        result = self._run_graph(pixels, frame, wanted, info)
-        if result is None:
-            return None
-        if result.geometry is None:
-            wanted -= {"points", "depth_camera_info"}
-        times["graph"] = time.perf_counter()
-        return Inferred(frame, result, wanted, times)
+            return []
+        ready: dict[tuple[Any, ...], list[Inferred]] = {}
+        for camera, frame in frames:
+            info, matched = camera.infos.match(frame.msg.header.stamp, settings.camera_info_tolerance_s)
+            if info is not None and not matched:
+                camera.counters.add("camera_info_unmatched")
+            subscribers = {key: pub.get_subscription_count() for key, pub in camera.publishers.items()}
+            wanted = wanted_outputs(settings.outputs, subscribers, list(pipeline.metadata.tasks), info is not None)
+            if not wanted:
+                camera.counters.add("skipped_no_subscribers")
+                continue
+            times = {"start": time.perf_counter()}
+            pixels = self._decode(camera, frame, settings)
+            if pixels is None:
+                continue
+            times["decode"] = time.perf_counter()
+            item = Inferred(camera, frame, None, wanted, times, pixels, info)
+            ready.setdefault((pixels[0].shape, pixels[1]), []).append(item)
+        done: list[Inferred] = []
+        for group in ready.values():
+            for start in range(0, len(group), settings.max_batch):
+                done += self._run_graph(group[start : start + settings.max_batch])
+        return done
 
-    def _decode(self, frame: Frame, settings: params.Settings) -> tuple[np.ndarray, str] | None:
-        """(pixels, encoding) of the frame, or None after reporting why it cannot be read."""
+    def _decode(self, camera: CameraChannel, frame: Frame, settings: params.Settings) -> tuple[np.ndarray, str] | None:
+        """(pixels as the graph takes them, encoding) of the frame, or None after reporting why it cannot be read."""
         try:
             if frame.compressed:
-                return compressed_msg_to_array(frame.msg, settings.max_pixels)
-            return image_msg_to_array(frame.msg, settings.max_pixels, copy=False), frame.msg.encoding
+                pixels, encoding = compressed_msg_to_array(frame.msg, settings.max_pixels)
+            else:
+                pixels, encoding = image_msg_to_array(frame.msg, settings.max_pixels, copy=False), frame.msg.encoding
+            return graph_input(pixels, encoding)
         except (ImageDecodeError, ValueError) as exc:
-            self._reject_frame(exc)
+            self._reject_frame(camera, exc)
             return None
 
-    def _reject_frame(self, exc: Exception) -> None:
-        self._count_failure()
-        self._report("bad_input", f"frame on '{self.resolve_topic_name(self._input_topic())}' rejected: {exc}")
+    def _reject_frame(self, camera: CameraChannel, exc: Exception) -> None:
+        self._count_failure(camera)
+        self._report(camera, "bad_input", f"frame on '{self.resolve_topic_name(camera.spec.input_topic)}' rejected: {exc}")
 
-    def _run_graph(self, pixels: tuple[np.ndarray, str], frame: Frame, wanted: set[str], info: CameraInfo | None) -> FrameOutputs | None:
-        """The deploy graph's buffers of one frame; None after reporting a bad frame or a failed backend."""
-        names = graph_outputs(wanted)
+    def _run_graph(self, batch: list[Inferred]) -> list[Inferred]:
+        """One deploy graph call for frames of one camera layout; the frames with their buffers (none after a failure)."""
+        names = graph_outputs(set().union(*(item.wanted for item in batch)))
         for _attempt in range(2):
             with self._pipeline_lock:
                 pipeline = self._pipeline
             if pipeline is None:
-                return None
+                return []
+            started = time.perf_counter()
             try:
-                try:
-                    result = pipeline.run(pixels[0], pixels[1], names, info)
-                except CameraInfoMismatch as exc:
-                    self._report("camera_info_mismatch", str(exc))
-                    result = pipeline.run(pixels[0], pixels[1], names, None)
+                results = self._run_batch(pipeline, batch, names)
                 self._backend_error = None
-                return result
-            except (ValueError, ImageDecodeError) as exc:  # the frame itself (encoding, shape): not the backend's fault
-                self._reject_frame(exc)
-                return None
+            except (ValueError, ImageDecodeError) as exc:  # the frames themselves: not the backend's fault
+                for item in batch:
+                    self._reject_frame(item.camera, exc)
+                return []
             except Exception as exc:
                 if self._fall_back(exc):
                     continue
                 self._backend_error = f"{type(exc).__name__}: {exc}"
-                self._count_failure()
-                self._report("inference_error", f"inference failed on {self._backend_kind}: {exc}")
-                return None
-        return None
+                for item in batch:
+                    self._count_failure(item.camera)
+                self._report(None, "inference_error", f"inference failed on {self._backend_kind}: {exc}")
+                return []
+            finished = time.perf_counter()
+            self._graph_busy_s += finished - started
+            self._batch_sizes[len(batch)] += 1
+            for item, result in zip(batch, results):
+                item.result = result
+                item.times["graph"] = finished
+                if result.geometry is None:
+                    item.wanted -= {"points", "depth_camera_info"}
+            return batch
+        return []
+
+    def _run_batch(self, pipeline: FramePipeline, batch: list[Inferred], names: set[str]) -> list[FrameOutputs]:
+        """pipeline.run_batch, with the camera info of a camera whose info describes another size left out (and reported)."""
+        frames = []
+        for item in batch:
+            info = item.info
+            if info is not None:
+                try:
+                    pipeline.check_camera_info(info, *item.pixels[0].shape[:2])
+                except CameraInfoMismatch as exc:
+                    self._report(item.camera, "camera_info_mismatch", str(exc))
+                    info = None
+            frames.append((item.pixels[0], item.pixels[1], info))
+        return pipeline.run_batch(frames, names)
 
     # ------------------------------------------------------------------ stage 2: messages + publish
     def _run_publish_stage(self) -> None:
         while not self._publish_slot.closed:
-            inferred = self._publish_slot.take(timeout=0.5)
-            if inferred is None:
+            batch = self._publish_slot.take(timeout=0.5)
+            if batch is None:
                 continue
-            try:
-                self._publish(inferred)
-            except Exception as exc:  # last line of defence: the stage never dies
-                self._count_failure()
-                self._report("internal_error", f"unexpected {type(exc).__name__}: {exc}; please report with this trace: {traceback.format_exc(limit=3)}")
+            for inferred in batch:
+                try:
+                    self._publish(inferred)
+                except Exception as exc:  # last line of defence: the stage never dies
+                    self._count_failure(inferred.camera)
+                    self._report(inferred.camera, "internal_error", f"unexpected {type(exc).__name__}: {exc}; please report with this trace: {traceback.format_exc(limit=3)}")
 
     def _publish(self, inferred: Inferred) -> None:
         settings = self._settings
-        if settings is None:
+        if settings is None or inferred.result is None:
             return
         times = inferred.times
         times["handoff"] = time.perf_counter()
         messages = build_messages(inferred.wanted, inferred.result, inferred.frame.msg.header, settings.points_organized)
         times["messages"] = time.perf_counter()
+        publishers = inferred.camera.publishers
         for key, msg in messages.items():
-            publisher = self._publishers_by_key.get(key)
+            publisher = publishers.get(key)
             if publisher is not None:
                 publisher.publish(msg)
         times["publish"] = time.perf_counter()
-        self._record(times, inferred.frame)
+        self._record(inferred.camera, times, inferred.frame)
 
-    def _record(self, times: dict[str, float], frame: Frame) -> None:
+    def _record(self, camera: CameraChannel, times: dict[str, float], frame: Frame) -> None:
         """Stage latencies and counters of one published frame (the hand-off wait is not a stage)."""
-        self._latency.add("decode", times["decode"] - times["start"])
-        self._latency.add("graph", times["graph"] - times["decode"])
-        self._latency.add("messages", times["messages"] - times["handoff"])
-        self._latency.add("publish", times["publish"] - times["messages"])
-        self._latency.add("total", time.monotonic() - frame.received)
-        self._counters.add("processed")
-        self._output_rate.tick()
+        camera.latency.add("decode", times["decode"] - times["start"])
+        camera.latency.add("graph", times["graph"] - times["decode"])
+        camera.latency.add("messages", times["messages"] - times["handoff"])
+        camera.latency.add("publish", times["publish"] - times["messages"])
+        camera.latency.add("total", time.monotonic() - frame.received)
+        camera.counters.add("processed")
+        camera.output_rate.tick()
 
-    def _count_failure(self) -> None:
-        self._counters.add("failed")
+    def _count_failure(self, camera: CameraChannel) -> None:
+        camera.counters.add("failed")
 
-    def _report(self, kind: str, text: str) -> None:
-        """Count a problem, keep it for diagnostics, and log it at most once per LOG_THROTTLE_S per kind."""
-        self._counters.problem(kind, text)
+    def _report(self, camera: CameraChannel | None, kind: str, text: str) -> None:
+        """Count a problem of a camera (None: of the shared backend), keep it for diagnostics, log it at most once per LOG_THROTTLE_S per kind."""
+        counters = camera.counters if camera is not None else self._backend_counters
+        counters.problem(kind, text)
         now = time.monotonic()
-        if now - self._last_log.get(kind, -1e9) >= LOG_THROTTLE_S:
-            self._last_log[kind] = now
-            self.get_logger().warning(f"{text} [{kind} #{self._counters.get(kind)}; repeats of this kind are logged at most every {LOG_THROTTLE_S:.0f} s]")
+        key = f"{camera.spec.name if camera is not None else ''}/{kind}"
+        if now - self._last_log.get(key, -1e9) >= LOG_THROTTLE_S:
+            self._last_log[key] = now
+            where = f"[{camera.spec.name}] " if camera is not None and camera.spec.name else ""
+            self.get_logger().warning(f"{where}{text} [{kind} #{counters.get(kind)}; repeats of this kind are logged at most every {LOG_THROTTLE_S:.0f} s]")
 
     # ------------------------------------------------------------------ diagnostics
-    def diagnostics_values(self) -> dict[str, Any]:
-        """The figures the diagnostics report (also handy for tests and benchmarks)."""
-        counts = self._counters.snapshot()
+    def diagnostics_values(self, camera: CameraChannel | None = None) -> dict[str, Any]:
+        """The figures the diagnostics report for one camera (default: the first), with the shared backend's."""
+        camera = camera or (self._cameras[0] if self._cameras else None)
+        counts = camera.counters.snapshot() if camera is not None else {}
+        backend = self._backend_counters.snapshot()
+        received = camera.slot.received if camera is not None else 0
+        dropped_inference = camera.slot.dropped if camera is not None else 0
+        dropped_publishing = camera.dropped_before_publishing if camera is not None else 0
         values: dict[str, Any] = {
             "state": self._state,
-            "input_topic": self.resolve_topic_name(self._input_topic()) if self._settings else "",
-            "input_rate_hz": self._input_rate.rate(),
-            "output_rate_hz": self._output_rate.rate(),
-            "frames_received": self._slot.received,
+            "camera": camera.spec.label if camera is not None else "",
+            "input_topic": self.resolve_topic_name(camera.spec.input_topic) if camera is not None else "",
+            "input_rate_hz": camera.input_rate.rate() if camera is not None else 0.0,
+            "output_rate_hz": camera.output_rate.rate() if camera is not None else 0.0,
+            "frames_received": received,
             "frames_processed": counts.get("processed", 0),
-            "frames_dropped": self._slot.dropped + self._publish_slot.dropped,
-            "frames_dropped_before_inference": self._slot.dropped,
-            "frames_dropped_before_publishing": self._publish_slot.dropped,
+            "frames_dropped": dropped_inference + dropped_publishing,
+            "frames_dropped_before_inference": dropped_inference,
+            "frames_dropped_before_publishing": dropped_publishing,
             "frames_failed": counts.get("failed", 0),
             "frames_skipped_no_subscribers": counts.get("skipped_no_subscribers", 0),
             "bad_input": counts.get("bad_input", 0),
             "bad_camera_info": counts.get("bad_camera_info", 0),
             "camera_info_mismatch": counts.get("camera_info_mismatch", 0),
-            "inference_errors": counts.get("inference_error", 0),
-            "backend_fallbacks": counts.get("backend_fallbacks", 0),
+            "camera_info_unmatched": counts.get("camera_info_unmatched", 0),
+            "inference_errors": backend.get("inference_error", 0),
+            "backend_fallbacks": backend.get("backend_fallbacks", 0),
             "backend": self._backend_kind or "none",
             "model": str(self._model_path or ""),
             "model_sha256": self._model_sha256,
         }
-        values.update(latency_values(self._latency.summary()))
+        if camera is not None:
+            values.update(latency_values(camera.latency.summary()))
         return values
 
-    def _publish_diagnostics(self) -> None:
-        now = time.monotonic()
-        last_input = self._input_rate.last()
-        counts = self._counters.snapshot()
-        in_period = {name: counts.get(name, 0) - self._counts_at_last_tick.get(name, 0) for name in ("processed", "failed")}
-        health = Health(
+    def backend_values(self, period_s: float) -> dict[str, Any]:
+        """The shared backend's figures: batch-size histogram and the share of the period spent in the graph."""
+        return {
+            "backend": self._backend_kind or "none",
+            "cameras": len(self._cameras),
+            "batch_sizes": " ".join(f"{size}:{count}" for size, count in sorted(self._batch_sizes.items())) or "none",
+            "graph_utilisation": min(1.0, self._graph_busy_s / period_s) if period_s > 0 else 0.0,
+            "graphs_built": self._pipeline.graphs_built if self._pipeline is not None else 0,
+            "inference_errors": self._backend_counters.get("inference_error"),
+            "backend_fallbacks": self._backend_counters.get("backend_fallbacks"),
+            "model_sha256": self._model_sha256,
+        }
+
+    def _camera_health(self, camera: CameraChannel, now: float, backend_problems: dict[str, str]) -> Health:
+        last_input = camera.input_rate.last()
+        counts = camera.counters.snapshot()
+        in_period = {name: counts.get(name, 0) - camera.counts_at_last_tick.get(name, 0) for name in ("processed", "failed")}
+        camera.counts_at_last_tick = counts
+        return Health(
             state=self._state,
             seconds_since_input=None if last_input is None or last_input < self._activated_at else now - last_input,
             seconds_active=now - self._activated_at if self._state == "active" else 0.0,
             stall_timeout_s=self._settings.stall_timeout_s if self._settings else 2.0,
-            input_topic=self.resolve_topic_name(self._input_topic()) if self._settings else "",
+            input_topic=self.resolve_topic_name(camera.spec.input_topic),
             processed_in_period=in_period["processed"],
             failed_in_period=in_period["failed"],
-            problems=self._counters.recent_problems(self._last_tick),
+            problems={**camera.counters.recent_problems(self._last_tick), **backend_problems},
             backend_error=self._backend_error,
         )
-        self._counts_at_last_tick = counts
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        period = now - self._last_tick
+        backend_problems = self._backend_counters.recent_problems(self._last_tick)
+        statuses = []
+        for camera in self._cameras:
+            level, message = assess(self._camera_health(camera, now, backend_problems))
+            name = f"{self.get_name()}: perception" if not camera.spec.name else f"{self.get_name()}: camera {camera.spec.name}"
+            statuses.append(make_status(name, self.get_fully_qualified_name(), level, message, self.diagnostics_values(camera)))
+        if len(self._cameras) > 1:
+            level = max((status.level[0] for status in statuses), default=0)
+            statuses.insert(0, make_status(f"{self.get_name()}: perception", self.get_fully_qualified_name(), level,
+                                           f"{len(self._cameras)} cameras on one {self._backend_kind or 'unloaded'} backend",
+                                           self.backend_values(period)))
         self._last_tick = now
-        level, message = assess(health)
+        self._graph_busy_s = 0.0
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [make_status(f"{self.get_name()}: perception", self.get_fully_qualified_name(), level, message, self.diagnostics_values())]
+        array.status = statuses
         if self._diag_pub is not None:
             self._diag_pub.publish(array)
 
