@@ -244,3 +244,45 @@ def test_folder_dataset_to_bag(tmp_path: Path) -> None:
                  for t, _, raw in reader.messages(["/camera/image_raw/compressed"])]
     for picture, frame in zip(shown, frames):
         np.testing.assert_array_equal(picture, frame.rgb)  # PNG is lossless
+
+
+def make_two_camera_bag(path: Path) -> Path:
+    """/front and /rear cameras (other scenes, other intrinsics), each with camera info and ground truth under its name."""
+    from mtl_perception.data.synthetic import render_frame
+
+    writer = BagWriter(path, "sqlite3")
+    for camera in ("front", "rear"):
+        writer.add_topic(f"/{camera}/image_raw", "sensor_msgs/msg/Image")
+        writer.add_topic(f"/{camera}/camera_info", "sensor_msgs/msg/CameraInfo")
+    writer.add_topic("/front/gt/depth", "sensor_msgs/msg/Image")
+    writer.add_topic("/gt/rear/depth", "sensor_msgs/msg/Image")
+    for index in range(3):
+        stamp = DEFAULT_START_NS + index * 100_000_000
+        for camera, seed, gt in (("front", index, "/front/gt/depth"), ("rear", 50 + index, "/gt/rear/depth")):
+            scene = render_frame(seed, 64, 96)
+            writer.write(f"/{camera}/image_raw", stamp, messages.image_message(scene.rgb, "rgb8", stamp, camera))
+            writer.write(f"/{camera}/camera_info", stamp, messages.camera_info_message(scene.K, 96, 64, stamp, camera))
+            writer.write(gt, stamp, messages.image_message(scene.depth.astype(np.float32), "32FC1", stamp, camera))
+    return writer.close()
+
+
+def test_all_cameras_evaluates_each_camera_with_its_own_topics(tmp_path: Path, model_file: Path) -> None:
+    from mtl_perception.evaluation.bag_eval import BagEvalSettings, evaluate_bags, summarize
+
+    bag = make_two_camera_bag(tmp_path / "two_cameras")
+    settings = BagEvalSettings(model=str(model_file), backend_options={"provider": "cpu"}, all_cameras=True, progress=False)
+    results = evaluate_bags([bag], settings)
+    assert [(r.topics.camera, r.topics.camera_info, r.topics.ground_truth) for r in results] == [
+        ("/front/image_raw", "/front/camera_info", {"depth": "/front/gt/depth"}),
+        ("/rear/image_raw", "/rear/camera_info", {"depth": "/gt/rear/depth"}),
+    ]
+    assert [r.frames_evaluated for r in results] == [3, 3]
+    for result in results:  # the same figures as evaluating that camera alone, its topics named
+        alone = evaluate_bags([bag], BagEvalSettings(model=str(model_file), backend_options={"provider": "cpu"}, progress=False,
+                                                     image_topic=result.topics.camera, camera_info_topic=result.topics.camera_info,
+                                                     gt_topics=dict(result.topics.ground_truth)))[0]
+        np.testing.assert_array_equal(alone.states["depth"], result.states["depth"])
+    summary = summarize(results, settings)
+    assert summary["aggregate"]["frames_evaluated"] == 6 and len(summary["bags"]) == 2
+    with pytest.raises(ValueError, match="several topics could be the camera image"):
+        evaluate_bags([bag], BagEvalSettings(model=str(model_file), backend_options={"provider": "cpu"}, progress=False))

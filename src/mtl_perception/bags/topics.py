@@ -1,7 +1,9 @@
 """Choosing a bag's camera, camera-info, ground-truth and prediction topics: from flags, else by guessing.
 
 Guessing looks at message types, at the encoding of each image topic's first message and at topic
-names: the camera is the colour or mono image stream that is not ground truth or a prediction;
+names: the camera is the colour or mono image stream that is not ground truth or a prediction (with
+several cameras, ``camera_topics`` lists them and each is evaluated on its own, its ground truth being
+the topics that carry the camera's name, e.g. ``/front/gt/depth`` or ``/gt/front/depth`` for ``/front/image_raw``);
 ground truth is an image whose name says depth / semantic (label, seg) / normals with a fitting
 encoding, preferring names under ``/gt`` (or containing ``gt`` / ``ground_truth``); predictions are the
 task topics under the prediction namespace (``/perception`` by default). A failed or ambiguous guess
@@ -39,6 +41,7 @@ TASK_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 NOT_CAMERA_KEYWORDS = ("depth", "semantic", "label", "seg", "normal", "overlay", "mask", "disparity", "confidence")
 GT_HINTS = ("/gt", "gt/", "ground_truth", "groundtruth", "_gt")
+GENERIC_CAMERA_SEGMENTS = ("camera", "cam", "image", "image_raw", "sensors")  # shared by every camera: not a camera's name
 FLAGS = {DEPTH: "--gt-depth-topic", SEMANTIC: "--gt-semantic-topic", NORMALS: "--gt-normals-topic"}
 PRED_FLAGS = {DEPTH: "--pred-depth-topic", SEMANTIC: "--pred-semantic-topic", NORMALS: "--pred-normals-topic"}
 
@@ -117,7 +120,8 @@ class _Chooser:
     def is_prediction(self, topic: str) -> bool:
         return _is_under(topic, self.prediction_namespace)
 
-    def guess_camera(self) -> str | None:
+    def camera_candidates(self) -> list[str]:
+        """Every camera image stream of the bag (a raw stream is preferred over its /compressed twin)."""
         candidates = []
         for name, info in self.topics.items():
             lowered = _lower(name)
@@ -131,8 +135,10 @@ class _Chooser:
                 candidates.append(name)
         raw = {c for c in candidates if self.topics[c].msgtype == IMAGE_TYPE}
         # image_transport publishes <raw>/compressed next to <raw>: prefer the raw stream
-        candidates = [c for c in candidates if not (c.endswith("/compressed") and c[: -len("/compressed")] in raw)]
-        return self.unique(candidates, "camera image", "--image-topic")
+        return sorted(c for c in candidates if not (c.endswith("/compressed") and c[: -len("/compressed")] in raw))
+
+    def guess_camera(self) -> str | None:
+        return self.unique(self.camera_candidates(), "camera image", "--image-topic (or evaluate every camera with --all-cameras)")
 
     def guess_camera_info(self, camera: str | None) -> str | None:
         candidates = [name for name, info in self.topics.items() if info.msgtype == CAMERA_INFO_TYPE and info.count > 0]
@@ -151,7 +157,8 @@ class _Chooser:
                 continue
             if any(word in lowered for word in TASK_KEYWORDS[task]):
                 candidates.append(name)
-        return self.unique(candidates, f"{task} ground truth", FLAGS[task], prefer=lambda c: any(h in _lower(c) for h in GT_HINTS))
+        near = [c for c in candidates if camera_name(camera) and camera_name(camera) in c.strip("/").split("/")]
+        return self.unique(near or candidates, f"{task} ground truth", FLAGS[task], prefer=lambda c: any(h in _lower(c) for h in GT_HINTS))
 
     def guess_classes(self, predictions: bool) -> str | None:
         strings = [name for name, info in self.topics.items() if info.msgtype == STRING_TYPE and info.count > 0]
@@ -162,6 +169,19 @@ class _Chooser:
                 return topic
         others = [name for name in strings if name.endswith("semantic/classes")]
         return others[0] if len(others) == 1 else None
+
+
+def camera_name(camera: str | None) -> str:
+    """The name that tells a camera's topics apart in a bag of several: its topic's first segment ('' if generic)."""
+    if not camera:
+        return ""
+    first = camera.strip("/").split("/")[0]
+    return "" if first in GENERIC_CAMERA_SEGMENTS or first == camera.strip("/") else first
+
+
+def camera_topics(reader: BagReader, prediction_namespace: str = PREDICTION_NAMESPACE) -> list[str]:
+    """Every camera image topic of a bag (``bag-eval --all-cameras`` evaluates each)."""
+    return _Chooser(reader, prediction_namespace).camera_candidates()
 
 
 def choose_topics(

@@ -65,6 +65,7 @@ class BagEvalSettings:
     backend_options: dict[str, Any] = field(default_factory=dict)
     predictions_from_bag: bool = False
     image_topic: str | None = None
+    all_cameras: bool = False  # evaluate every camera stream of each bag on its own (several cameras in one bag)
     camera_info_topic: str | None = None
     gt_topics: dict[str, str | None] = field(default_factory=dict)  # task -> topic (None = guess)
     prediction_namespace: str = PREDICTION_NAMESPACE
@@ -89,6 +90,10 @@ class BagEvalSettings:
                              "(score prediction topics already in the bag), not both or neither")
         if self.tolerance_s < 0:
             raise ValueError(f"--stamp-tolerance must be non-negative, got {self.tolerance_s}")
+        if self.all_cameras and (self.image_topic or self.camera_info_topic or any(self.gt_topics.values())):
+            raise ValueError("--all-cameras guesses each camera's topics: do not name --image-topic, --camera-info-topic or --gt-*-topic with it")
+        if self.all_cameras and self.predictions_from_bag:
+            raise ValueError("--all-cameras needs --model: recorded predictions name no camera")
         if self.output_bag and self.predictions_from_bag:
             raise ValueError("--output-bag needs --model: with --predictions-from-bag the predictions are already in a bag")
         return self
@@ -490,8 +495,10 @@ def evaluate_bags(paths: Sequence[str | os.PathLike], settings: BagEvalSettings,
     names = [str(p) for p in paths]
     if not names:
         raise ValueError("give at least one bag")
-    many = len(names) > 1
-    per_bag = [_for_bag(settings, output_bag_path(settings.output_bag, name, many)) for name in names]
+    units = _evaluation_units(names, settings)
+    names = [name for name, _ in units]
+    many = len(units) > 1
+    per_bag = [_for_bag(unit, output_bag_path(settings.output_bag, name + _camera_suffix(unit), many)) for name, unit in units]
     if jobs <= 1 or len(names) == 1:
         return [evaluate_bag(name, bag_settings) for name, bag_settings in zip(names, per_bag)]
     workers = min(jobs, len(names))
@@ -503,6 +510,30 @@ def evaluate_bags(paths: Sequence[str | os.PathLike], settings: BagEvalSettings,
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(evaluate_bag, name, bag_settings) for name, bag_settings in zip(names, per_bag)]
         return [future.result() for future in futures]
+
+
+def _evaluation_units(names: list[str], settings: BagEvalSettings) -> list[tuple[str, BagEvalSettings]]:
+    """(bag, settings) of every evaluation: one per bag, or one per camera of each bag with ``all_cameras``."""
+    if not settings.all_cameras:
+        return [(name, settings) for name in names]
+    from mtl_perception.bags.topics import camera_topics
+
+    units = []
+    for name in names:
+        with BagReader(Path(name)) as reader:
+            cameras = camera_topics(reader, settings.prediction_namespace)
+        if not cameras:
+            raise ValueError(f"bag {name} has no camera image topic to evaluate with --all-cameras")
+        units += [(name, replace(settings, image_topic=camera, all_cameras=False)) for camera in cameras]
+    return units
+
+
+def _camera_suffix(settings: BagEvalSettings) -> str:
+    """``_<camera>`` for an evaluation of one camera of several (output bag names), else ''."""
+    from mtl_perception.bags.topics import camera_name
+
+    name = camera_name(settings.image_topic) if settings.image_topic else ""
+    return f"_{name}" if name else ""
 
 
 def _for_bag(settings: BagEvalSettings, output: str | None) -> BagEvalSettings:
