@@ -263,3 +263,21 @@ def test_a_batch_of_cameras_gives_each_frame_what_it_gives_alone(tmp_path: Path)
             pipeline.run_batch([frames[0], (synthetic_frame(60, 80), "rgb8", None)], outputs)
     finally:
         pipeline.close()
+
+
+def test_fp16_network_file_composes_into_the_deploy_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """precision='fp16' composes the deploy graph around the mixed-precision network file; outputs stay float32 and close to fp32."""
+    monkeypatch.setenv("MTL_PERCEPTION_PRECISION_CACHE", str(tmp_path / "precision"))
+    rgb = synthetic_frame(96, 128, seed=4)
+    fp32 = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path)
+    fp16 = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path, precision="fp16")
+    try:
+        a = fp32.run(rgb, "rgb8", ["depth", "labels", "normals"]).arrays
+        b = fp16.run(rgb, "rgb8", ["depth", "labels", "normals"]).arrays
+    finally:
+        fp32.close()
+        fp16.close()
+    assert fp16.precision == "fp16" and b["depth"].dtype == np.float32 and b["normals"].dtype == np.float32
+    both = np.isfinite(a["depth"]) & np.isfinite(b["depth"])
+    assert np.median(np.abs(a["depth"][both] - b["depth"][both]) / a["depth"][both]) < 2e-3
+    assert (a["labels"] == b["labels"]).mean() >= 0.99

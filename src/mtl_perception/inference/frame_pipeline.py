@@ -165,7 +165,11 @@ class FramePipeline:
     """Camera frames -> output buffers through the deploy graph (see the module docstring)."""
 
     def __init__(self, model_path: str | Path, backend: str = "onnxruntime", backend_options: Mapping[str, Any] | None = None,
-                 settings: FrameSettings | None = None, cache_dir: str | Path | None = None, max_graphs: int = DEFAULT_MAX_GRAPHS) -> None:
+                 settings: FrameSettings | None = None, cache_dir: str | Path | None = None, max_graphs: int = DEFAULT_MAX_GRAPHS,
+                 precision: str = "fp32") -> None:
+        """``precision`` (fp32 | fp16 | int8) selects the network file the deploy graphs are composed from: the
+        model file, or its mixed-precision FP16 / explicit Q/DQ INT8 file (``inference/precision.py``; an INT8
+        file must have been made before, by ``quantize`` or ``build-engine --calib-dir``). torch ignores it."""
         from mtl_perception.inference.backends import create_backend, validate_model_path
 
         self.model_path = validate_model_path(backend, model_path)
@@ -183,9 +187,16 @@ class FramePipeline:
             from mtl_perception.fileio import file_sha256
             from mtl_perception.inference.model_file import describe_onnx, load_onnx_file
 
-            self._model_sha256 = file_sha256(self.model_path)
-            self._model = load_onnx_file(self.model_path)
-            self.metadata = describe_onnx(self._model, str(self.model_path))
+            network_file = self.model_path
+            if precision != "fp32":
+                from mtl_perception.inference.precision import precision_model_file
+
+                describe_onnx(load_onnx_file(self.model_path), str(self.model_path))  # the model file itself first: its errors are the user's
+                network_file = precision_model_file(self.model_path, precision)
+            self._model_sha256 = file_sha256(network_file)
+            self._model = load_onnx_file(network_file)
+            self.metadata = describe_onnx(self._model, str(network_file))
+        self.precision = precision
         self._create_backend = create_backend
         self._graphs: OrderedDict[DeployOptions, tuple[Any, DeployLayout]] = OrderedDict()
         self._geometries: dict[tuple[Any, ...], tuple[Any, CameraGeometry]] = {}  # per camera-info message: (it, its geometry)

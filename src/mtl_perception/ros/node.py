@@ -323,7 +323,8 @@ class PerceptionNode(LifecycleNode):
         settings = self._settings
         assert settings is not None
         cache = Path(settings.engine_cache_dir).expanduser() / "deploy" if settings.engine_cache_dir else None
-        pipeline = FramePipeline(self._model_path, kind, options, params.frame_settings(settings), cache_dir=cache)
+        pipeline = FramePipeline(self._model_path, kind, options, params.frame_settings(settings), cache_dir=cache,
+                                 precision=params.network_precision(settings, kind, provider))
         self._check_palette(settings, pipeline.metadata)
         with self._pipeline_lock:
             old, self._pipeline = self._pipeline, pipeline
