@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ros_bench_common import rss_mb, use_transport
+from ros_bench_common import rss_mb, stop_nodes, use_transport
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ("depth", "semantic", "normals")
@@ -90,7 +89,7 @@ def serve(model: Path, count: int, single_nodes: bool, rate: float, duration: fl
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: F401
+    from sensor_msgs.msg import CameraInfo, Image
 
     from mtl_perception.inference.sample_images import sample_image
     from mtl_perception.ros.image_codec import array_to_image_msg
@@ -157,13 +156,7 @@ def serve(model: Path, count: int, single_nodes: bool, rate: float, duration: fl
                 rss_peak = max(rss_peak, sum(rss_mb(n.pid) for n in nodes))
         time.sleep(3.0)
     finally:
-        for node in nodes:
-            node.send_signal(signal.SIGINT)
-        for node in nodes:
-            try:
-                node.wait(20)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_nodes(nodes)
         executor.shutdown()
         bench.destroy_node()
         rclpy.try_shutdown(context=context)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ros_bench_common import rss_mb, use_transport
+from ros_bench_common import rss_mb, stop_nodes, use_transport
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))  # the NumPy oracle: the old per-frame path
 ALL_OUTPUTS = ["depth", "semantic", "normals", "depth/color", "semantic/color", "semantic/overlay", "points"]
@@ -305,11 +304,7 @@ def main() -> int:
             growth = (rss_end_publishing - rss_start) / rss_start * 100.0
             print(f"    node RSS after warm-up {rss_start:.1f} MB -> end {rss_end_publishing:.1f} MB ({growth:+.1f} %; target <= 5 %: {'met' if growth <= 5.0 else 'NOT met'})")
     finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(20)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_nodes([node])
         executor.shutdown()
         bench.destroy_node()
         rclpy.try_shutdown()

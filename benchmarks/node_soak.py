@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ros_bench_common import rss_mb, use_transport
+from ros_bench_common import rss_mb, stop_nodes, use_transport
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "graph", "messages", "publish")  # the node's diagnostics stages
@@ -162,12 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         after = outputs.snapshot()
         completed = outputs.completed()
     finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+        stop_nodes([node], 30.0)
         executor.shutdown()
         camera.destroy_node()
         rclpy.try_shutdown()

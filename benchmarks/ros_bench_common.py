@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_images.xml"
@@ -37,3 +39,15 @@ def use_transport(transport: str) -> None:
     for name in TRANSPORT_VARIABLES:
         os.environ.pop(name, None)
     os.environ.update(env)
+
+
+def stop_nodes(processes: list[subprocess.Popen], timeout_s: float = 20.0) -> None:
+    """SIGINT every node process (what Ctrl-C does), then wait for each; kill one that outlives ``timeout_s``."""
+    for process in processes:
+        process.send_signal(signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
