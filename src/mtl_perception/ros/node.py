@@ -1,17 +1,22 @@
-"""``perception_node``: camera in; depth, semantics, normals and a point cloud out (an rclpy lifecycle node).
+"""``perception_node``: cameras in; depth, semantics, normals and a point cloud out (an rclpy lifecycle node).
 
 Lifecycle: configure reads and validates the parameters and creates the publishers; activate loads the
-model through the backend contract, subscribes and starts the worker; deactivate unsubscribes, stops the
-worker and frees the model; cleanup destroys the publishers; shutdown does whatever of those is left.
+model through the backend contract, subscribes and starts the two stages; deactivate unsubscribes,
+stops them and frees the model; cleanup destroys the publishers; shutdown does whatever of those is left.
 
-Threading (latest frame wins, two pipelined stages): the subscription callback only stores the newest
-message in a one-slot mailbox. Stage 1 ("inference") takes it, wraps its pixels and runs the deploy graph
-(``inference.frame_pipeline.FramePipeline``: resize, normalise, network, resize back, argmax, colours,
-points, all in one graph on the backend); stage 2 ("publisher") fills the messages from the graph's
-buffers and publishes them. Each hand-off is a one-slot "newest wins" mailbox, so frame N+1 is inferred
-while frame N is published; a frame replaced in a mailbox is counted as dropped at that stage. Outputs
-nobody subscribes to are not computed. Bad input is logged (throttled, per kind), counted and reported
-on /diagnostics, and the next good frame is served.
+One camera (``input.*`` topics, outputs under the node's namespace) or several (``cameras``, outputs under
+each camera's namespace: ``ros/camera_channel.py``), always one model and one backend in memory.
+
+Threading (latest frame wins, two pipelined stages): a subscription callback only stores the newest
+message of its camera in that camera's one-slot mailbox. Stage 1 ("inference") gathers the newest frame
+of every camera that has one (waiting at most ``processing.batch_wait_ms`` for the other live cameras),
+wraps their pixels and runs the deploy graph (``inference.frame_pipeline.FramePipeline``: resize,
+normalise, network, resize back, argmax, colours, points, all in one graph on the backend), one call per
+camera size with the frames batched; stage 2 ("publisher") fills the messages from the graph's buffers
+and publishes them, each with its frame's header. The hand-off is a one-slot "newest wins" mailbox, so
+frame N+1 is inferred while frame N is published; a frame replaced in a mailbox is counted as dropped at
+that stage. Outputs nobody subscribes to are not computed. Bad input is logged (throttled, per camera and
+kind), counted and reported on /diagnostics, and the next good frame is served.
 """
 from __future__ import annotations
 
