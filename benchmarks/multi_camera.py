@@ -7,7 +7,7 @@ Part 1, in this process: the deploy graph on N frames of 640x480 cameras, one ba
 ratio unbatched / batched for each N.
 
 Part 2, real processes: N cameras publishing 640x480 rgb8 frames at --rate Hz each for --duration seconds
-(with camera info), served either by one perception_node with ``cameras: [cam0 ... camN-1]`` or by N
+(with camera info), served either by one perception_node with ``cameras.names: [cam0 ... camN-1]`` or by N
 perception_nodes with one camera each, side by side in one run (same model, CPU onnxruntime, outputs
 depth, semantic and normals subscribed, reliable QoS). Prints, for each set-up: outputs received per
 second in total and per camera, output latency p50/p99 per camera (publish -> last output received),
@@ -80,7 +80,7 @@ def node_command(model: Path, namespace: str, cameras: list[str] | None) -> list
     command = [sys.executable, "-m", "mtl_perception.ros.node", "--ros-args", "-r", f"__ns:={namespace}", "-p", f"model.path:={model}",
                "-p", "model.provider:=cpu", "-p", "qos.reliability:=reliable", "-p", "qos.depth:=2"]
     if cameras is not None:
-        command += ["-p", f"cameras:=[{','.join(cameras)}]"]
+        command += ["-p", f"cameras.names:=[{','.join(cameras)}]"]
     return command
 
 

@@ -92,7 +92,7 @@ def received(collector, stamp: int, timeout: float = 30.0):
 
 @pytest.mark.parametrize("names", [FOUR[:2], FOUR], ids=["2 cameras", "4 cameras"])
 def test_each_camera_gets_its_own_outputs_equal_to_a_single_camera_node(graph: RosGraph, tiny_model: Path, names: list[str]) -> None:
-    multi = start(graph, "multi", {"model.path": str(tiny_model), "cameras": names, "processing.batch_wait_ms": 50.0}, "/multi")
+    multi = start(graph, "multi", {"model.path": str(tiny_model), "cameras.names": names, "processing.batch_wait_ms": 50.0}, "/multi")
     single = start(graph, "single", {"model.path": str(tiny_model)}, "/single")
     rig = Cameras(graph, "/multi", names)
     reference_image = graph.helper.create_publisher(Image, "/single/image", RELIABLE)
@@ -127,7 +127,7 @@ def test_each_camera_gets_its_own_outputs_equal_to_a_single_camera_node(graph: R
 
 @pytest.fixture(scope="module")
 def pair(graph: RosGraph, tiny_model: Path):
-    node = start(graph, "pair", {"model.path": str(tiny_model), "cameras": ["front", "rear"], "processing.batch_wait_ms": 20.0,
+    node = start(graph, "pair", {"model.path": str(tiny_model), "cameras.names": ["front", "rear"], "processing.batch_wait_ms": 20.0,
                                  "cameras.rear.namespace": "back"}, "/pair")
     rig = Cameras(graph, "/pair", ["front"])
     rear_image = graph.helper.create_publisher(Image, "/pair/rear/image", RELIABLE)
@@ -199,3 +199,29 @@ def test_camera_info_buffer_matches_nearest_within_the_tolerance() -> None:
 def test_bad_camera_sets_are_one_line_errors(names: list[str], values: dict, fragment: str) -> None:
     with pytest.raises(CameraConfigError, match=fragment):
         camera_specs(names, values)
+
+
+def test_the_two_camera_parameter_file_configures_two_cameras(graph: RosGraph, tiny_model: Path) -> None:
+    """config/two_cameras.yaml as the node reads a --params-file: both cameras, their topics and namespaces."""
+    import yaml
+
+    document = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "two_cameras.yaml").read_text())
+    flat: dict = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = value
+
+    walk("", document["/**"]["ros__parameters"])
+    node = start(graph, "from_yaml", {"model.path": str(tiny_model), **flat}, "/yaml")
+    try:
+        specs = [camera.spec for camera in node._cameras]
+        assert [(s.name, s.image_topic, s.camera_info_topic, s.namespace) for s in specs] == [
+            ("front", "/front/color/image_raw", "/front/color/camera_info", "front"),
+            ("rear", "/rear/color/image_raw", "/rear/color/camera_info", "rear")]
+        assert graph.helper.count_publishers("/yaml/front/depth") == 1 and graph.helper.count_publishers("/yaml/rear/semantic/classes") == 1
+    finally:
+        stop(graph, node)

@@ -1,7 +1,7 @@
 """One camera of the node: its topics, its newest frame, its camera info by stamp, its publishers and figures.
 
 The node serves one camera (the default: ``input.*`` topics, outputs under the node's namespace) or the
-cameras named in the ``cameras`` parameter, each with ``cameras.<name>.image_topic``,
+cameras named in the ``cameras.names`` parameter, each with ``cameras.<name>.image_topic``,
 ``.camera_info_topic``, ``.compressed`` and ``.namespace`` (outputs under ``<namespace>/``; default the
 camera's name). Every camera keeps its own frame mailbox, camera-info buffer, publishers, counters and
 latency window, so one camera's bad input or silence stays its own; the model and backend are shared.
@@ -17,6 +17,7 @@ from typing import Any
 from mtl_perception.ros.frame_slot import Frame, LatestFrameSlot
 from mtl_perception.ros.stats import Counters, LatencyWindow, RateMeter
 
+CAMERA_NAMES_PARAMETER = "cameras.names"  # a list beside the cameras.<name>.* keys: one YAML mapping holds both
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 CAMERA_INFO_HISTORY = 16  # camera-info messages kept per camera for matching by stamp
 CAMERA_PARAMETERS = ("image_topic", "camera_info_topic", "compressed", "namespace")
@@ -65,7 +66,7 @@ def camera_specs(names: list[str], values: dict[str, dict[str, Any]]) -> list[Ca
         raise CameraConfigError(f"cameras {names} name a camera twice; give each camera one unique name")
     specs = []
     for name in names:
-        if not CAMERA_NAME.match(name):
+        if not CAMERA_NAME.match(name) or name == "names":
             raise CameraConfigError(f"camera name '{name[:64]}' is not a valid name: use letters, digits and '_', starting with a letter")
         value = {**camera_defaults(name), **values.get(name, {})}
         for key in ("image_topic", "camera_info_topic"):

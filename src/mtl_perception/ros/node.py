@@ -46,6 +46,7 @@ from mtl_perception.inference.model_file import ModelFileError
 from mtl_perception.ros import parameters as params
 from mtl_perception.ros.camera_channel import (
     CAMERA_NAME,
+    CAMERA_NAMES_PARAMETER,
     CAMERA_PARAMETER_HELP,
     CAMERA_PARAMETERS,
     CameraChannel,
@@ -134,14 +135,14 @@ class PerceptionNode(LifecycleNode):
         self.add_post_set_parameters_callback(self._apply_parameter_change)
 
     def _declare_cameras(self) -> list[str]:
-        """Declare ``cameras`` (read once at start-up) and the four parameters of each named camera."""
+        """Declare ``cameras.names`` (read once at start-up) and the four parameters of each named camera."""
         from rcl_interfaces.msg import ParameterDescriptor, ParameterType
         from rclpy.parameter import Parameter
 
         described = ParameterDescriptor(type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True,
                                         description="Names of the cameras this node serves with one model; empty = one camera on input.* "
                                                     "topics. Each NAME has cameras.NAME.image_topic, .camera_info_topic, .compressed, .namespace")
-        names = self.declare_parameter("cameras", Parameter.Type.STRING_ARRAY, described).value or []
+        names = self.declare_parameter(CAMERA_NAMES_PARAMETER, Parameter.Type.STRING_ARRAY, described).value or []
         for name in names:
             for key, default in camera_defaults(name).items():
                 if CAMERA_NAME.match(name):
