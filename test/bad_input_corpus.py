@@ -150,8 +150,11 @@ def node_cases() -> list[NodeCase]:
     nan, inf = float("nan"), float("inf")
     k_good = [110.0, 0.0, 63.5, 0.0, 110.0, 47.5, 0.0, 0.0, 1.0]
     return [
-        NodeCase("encoding yuv422", "image", "unsupported image encoding 'yuv422'", lambda h: _image(h, "yuv422", step=CAMERA_WIDTH * 2, data=bytes(CAMERA_HEIGHT * CAMERA_WIDTH * 2))),
-        NodeCase("encoding bayer_rggb8", "image", "unsupported image encoding 'bayer_rggb8'", lambda h: _image(h, "bayer_rggb8", step=CAMERA_WIDTH, data=bytes(CAMERA_HEIGHT * CAMERA_WIDTH))),
+        # yuv422 and bayer_* are converted now (inference/encodings.py): their bad variants are
+        NodeCase("yuv422 of odd width", "image", "needs an even width", lambda h: _image(h, "yuv422", width=CAMERA_WIDTH - 1, step=(CAMERA_WIDTH - 1) * 2, data=bytes(CAMERA_HEIGHT * (CAMERA_WIDTH - 1) * 2))),
+        NodeCase("bayer_rggb8 header over rgb8 data", "image", "do not describe the data", lambda h: _image(h, "bayer_rggb8", step=CAMERA_WIDTH)),
+        NodeCase("encoding nv21 (not converted)", "image", "unsupported image encoding 'nv21'", lambda h: _image(h, "nv21", step=CAMERA_WIDTH, data=bytes(CAMERA_HEIGHT * CAMERA_WIDTH))),
+        NodeCase("encoding: a 1 MB string (echoed cut short)", "image", "unsupported image encoding '" + "x" * 39 + "…'", lambda h: _image(h, "x" * 1_000_000)),
         NodeCase("encoding empty", "image", "unsupported image encoding ''", lambda h: _image(h, "")),
         NodeCase("encoding jpeg on the raw topic", "image", "unsupported image encoding 'jpeg'", lambda h: _image(h, "jpeg", step=0, data=_encoded(".jpg"))),
         NodeCase("depth 32FC1 on the camera topic", "image", "unsupported image encoding '32FC1'", lambda h: _image(h, "32FC1", step=CAMERA_WIDTH * 4, data=bytes(CAMERA_HEIGHT * CAMERA_WIDTH * 4))),
@@ -184,13 +187,37 @@ def node_cases() -> list[NodeCase]:
         NodeCase("camera_info: NaN in P", "camera_info", "P contains NaN", lambda h: _camera_info(h, p=[110.0, 0, 63.5, nan, 0, 110.0, 47.5, 0, 0, 0, 1, 0]), "bad_camera_info"),
         NodeCase("camera_info: negative focal length", "camera_info", "focal length", lambda h: _camera_info(h, k=[-110.0] + k_good[1:]), "bad_camera_info"),
         NodeCase("camera_info: zero size", "camera_info", "size 0x0", lambda h: _camera_info(h, width=0, height=0), "bad_camera_info"),
+        NodeCase("camera_info: fx = fy = 1e-30", "camera_info", "outside the sane range", lambda h: _camera_info(h, k=[1e-30, 0.0, 63.5, 0.0, 1e-30, 47.5, 0.0, 0.0, 1.0]), "bad_camera_info"),
+        NodeCase("camera_info: fx = fy = 1e30", "camera_info", "outside the sane range", lambda h: _camera_info(h, k=[1e30, 0.0, 63.5, 0.0, 1e30, 47.5, 0.0, 0.0, 1.0]), "bad_camera_info"),
+        NodeCase("camera_info: P fx = 1e30", "camera_info", "focal length P fx", lambda h: _camera_info(h, p=[1e30, 0, 63.5, 0, 0, 110.0, 47.5, 0, 0, 0, 1, 0]), "bad_camera_info"),
         NodeCase("std_msgs/String published on the image topic", "wrong_type", "", lambda h: None, ""),
     ]
 
 
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+
+# model files whose metadata is valid JSON of the wrong shape, or contradicts the graph: key -> (case name, error fragment)
+BAD_METADATA: dict[str, tuple[str, str]] = {
+    "number": ("metadata is the number 5", "model metadata must be a JSON object of fields, got int 5"),
+    "height_text": ("metadata input_height is a string", "model metadata field input_height must be an integer, got '64'"),
+    "mean_two": ("metadata mean of 2 values", "model metadata field mean must have at least 3 item(s)"),
+    "no_tasks": ("metadata tasks is []", "model metadata field tasks must have at least 1 item(s)"),
+    "focal_nan": ("metadata focal_length_px is NaN", "model metadata field focal_length_px must be a finite number"),
+    "deep_list": ("metadata holds a list nested 100000 deep", "model metadata is JSON nested 100001 levels deep, more than 32"),
+    "huge": ("metadata of 2 MB", "more than 256 KiB"),
+    "depth_range": ("metadata depth_min above depth_max", "depth_min (20.0) must be below depth_max (10.0)"),
+    "normals_1ch": ("graph's normals output has 1 channel", "output 'normals' of task 'normals' has 1 channel(s) but the metadata implies 3"),
+    "classes_vs_logits": ("metadata names 3 classes for 7 logits", "has 3 class names but 7 palette colours"),
+}
+
+
 @dataclass
 class NodeSetupCase:
-    """A model file or parameter value the node is asked to use: ``kind`` model | parameter."""
+    """A model file or parameter value the node is asked to use: ``kind`` model | parameter | value.
+
+    ``value``: a value the node reads when it configures (``ros/parameters.py`` ``check_value``, the check the
+    configure transition and a parameter change both run), checked directly.
+    """
 
     name: str
     kind: str
@@ -205,11 +232,23 @@ def node_setup_cases() -> list[NodeSetupCase]:
         NodeSetupCase("model: metadata input size contradicts the graph", "model", "the file is inconsistent", lambda ws: ws.inconsistent_onnx()),
         NodeSetupCase("model: a directory", "model", "model file is not a regular file", lambda ws: ws.root),
         NodeSetupCase("model: a checkpoint given to onnxruntime", "model", "reads .onnx files", lambda ws: ws.checkpoint),
+        # issue 12: model metadata of the wrong shape or contradicting the graph (model cases run first, on an unconfigured node)
+        *(NodeSetupCase(f"model: {name}", "model", expect, (lambda key: lambda ws: ws.bad_metadata_onnx(key))(key)) for key, (name, expect) in BAD_METADATA.items()),
         NodeSetupCase("parameter: points.stride 0", "parameter", "out of range", lambda ws: ("points.stride", 0)),
         NodeSetupCase("parameter: palette file with invalid YAML", "parameter", "not valid YAML", lambda ws: ("palette.override", str(ws.text_file("palette.yaml", "[[1, 2, 3], [4, 5")))),
         NodeSetupCase("parameter: palette colour out of range", "parameter", "triples in 0..255", lambda ws: ("palette.override", "[[300, 0, 0]]")),
         NodeSetupCase("parameter: depth.min above the model's range", "parameter", "is empty", lambda ws: ("depth.min", 50.0)),
         NodeSetupCase("parameter: overlay alpha above 1", "parameter", "out of range", lambda ws: ("output.overlay_alpha", 1.5)),
+        # issue 12: bounded palettes (no RecursionError), model metadata of the wrong shape, topic names
+        NodeSetupCase("parameter: palette inline [ x 3000", "parameter", "nested deeper than 32 levels", lambda ws: ("palette.override", "[" * 3000)),
+        NodeSetupCase("parameter: palette file of [ x 3000", "parameter", "nested deeper than 32 levels", lambda ws: ("palette.override", str(ws.text_file("deep_palette.yaml", "[" * 3000)))),
+        NodeSetupCase("parameter: palette file with a YAML alias bomb", "parameter", "aliases (*name) are not accepted", lambda ws: ("palette.override", str(ws.text_file("bomb_palette.yaml", ALIAS_BOMB)))),
+        NodeSetupCase("parameter: palette file of 2 MB", "parameter", "more than a palette needs", lambda ws: ("palette.override", str(ws.text_file("huge_palette.yaml", "# x\n" * 600_000)))),
+        NodeSetupCase("parameter: palette of 2000 colours", "parameter", "must have at most 1024 item(s)", lambda ws: ("palette.override", str([[1, 2, 3]] * 2000))),
+        NodeSetupCase("parameter: palette with a colour of 2 values", "parameter", "entry [1] must have at least 3 item(s)", lambda ws: ("palette.override", "[[1, 2, 3], [4, 5]]")),
+        NodeSetupCase("value: input.image_topic 'image raw!'", "value", "parameter 'input.image_topic' = 'image raw!' is not a valid ROS topic name", lambda ws: ("input.image_topic", "image raw!")),
+        NodeSetupCase("value: input.camera_info_topic '1info'", "value", "parameter 'input.camera_info_topic' = '1info' is not a valid ROS topic name", lambda ws: ("input.camera_info_topic", "1info")),
+        NodeSetupCase("value: input.image_topic 'a//b'", "value", "is not a valid ROS topic name", lambda ws: ("input.image_topic", "a//b")),
     ]
 
 
@@ -284,6 +323,97 @@ class Workspace:
         path = self.path(name)
         onnx.save(model, str(path))
         return path
+
+    def _onnx_with_metadata_text(self, name: str, text: str) -> Path:
+        import onnx
+
+        from mtl_perception.inference.metadata import METADATA_KEY
+
+        model = onnx.load(str(self.onnx))
+        next(p for p in model.metadata_props if p.key == METADATA_KEY).value = text
+        path = self.path(name)
+        onnx.save(model, str(path))
+        return path
+
+    def bad_metadata_onnx(self, key: str) -> Path:
+        """The tiny model with one of the BAD_METADATA defects (cached by name)."""
+        import onnx
+
+        path = self.path(f"bad_meta_{key}.onnx")
+        if path.exists():
+            return path
+        if key == "number":
+            return self._onnx_with_metadata_text(path.name, "5")
+        if key == "deep_list":
+            return self._onnx_with_metadata_text(path.name, '{"tasks": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        if key == "huge":
+            return self._onnx_with_metadata(path.name, lambda m: m.update(architecture="x" * 2_000_000))
+        if key == "normals_1ch":
+            model = onnx.load(str(self.onnx))
+            output = next(o for o in model.graph.output if o.name == "normals")
+            output.type.tensor_type.shape.dim[1].dim_value = 1
+            onnx.save(model, str(path))
+            return path
+        edits: dict[str, Callable[[dict[str, Any]], None]] = {
+            "height_text": lambda m: m.update(input_height=str(m["input_height"])),
+            "mean_two": lambda m: m.update(mean=[0.5, 0.5]),
+            "no_tasks": lambda m: m.update(tasks=[]),
+            "focal_nan": lambda m: m.update(focal_length_px=float("nan")),
+            "depth_range": lambda m: m.update(depth_min=20.0, depth_max=10.0),
+            "classes_vs_logits": lambda m: m.update(class_names=m["class_names"][:3]),
+        }
+        return self._onnx_with_metadata(path.name, edits[key])
+
+    def nyu_mat(self, frames: int = 3) -> Path:
+        """A labelled-NYUv2-layout .mat (HDF5, stored transposed) of a few synthetic frames at 48x64: depth and labels, no normals."""
+        import h5py
+
+        from mtl_perception.data.synthetic import render_frame
+
+        path = self.path("nyu_small.mat")
+        if path.exists():
+            return path
+        rendered = [render_frame(seed, 48, 64) for seed in range(frames)]
+        with h5py.File(path, "w") as handle:
+            handle["images"] = np.stack([f.rgb.transpose(2, 1, 0) for f in rendered])
+            handle["depths"] = np.stack([f.depth.astype(np.float32).T for f in rendered])
+            handle["labels"] = np.zeros((frames, 64, 48), np.uint16)
+        return path
+
+    def folder_with(self, name: str, edit: Callable[[Path], None]) -> Path:
+        """A 2-frame synthetic folder dataset (npy depth and normals) changed by ``edit(root)``."""
+        from mtl_perception.data.folder import write_dataset_meta, write_frame
+        from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES, SYNTH_PALETTE
+        from mtl_perception.data.synthetic import render_sequence
+
+        root = self.path(name)
+        if root.exists():
+            return root
+        frames = list(render_sequence(5, 2, 64, 96))
+        write_dataset_meta(root, frames[0].K, list(SYNTH_CLASS_NAMES), [list(c) for c in SYNTH_PALETTE], height=64, width=96)
+        for index, frame in enumerate(frames):
+            write_frame(root, index, frame, depth_format="npy", normals_format="npy")
+        edit(root)
+        return root
+
+    def zero_height_bag(self) -> Path:
+        """A copy of the synthetic bag whose camera images all have height 0 (and no data)."""
+        from mtl_perception.bags.io import BagReader, BagWriter, typestore
+
+        target = self.path("zero_height_bag")
+        if target.exists():
+            return target
+        with BagReader(self.bag) as reader, BagWriter(target) as writer:
+            for topic in reader.topics.values():
+                writer.add_topic(topic.name, topic.msgtype)
+            for topic, stamp, raw in reader.messages(list(reader.topics)):
+                if topic == "/camera/image_raw":
+                    msg = reader.deserialize(raw, topic)
+                    msg.height, msg.step = 0, msg.width * 3
+                    msg.data = np.zeros(0, np.uint8)
+                    raw = typestore().serialize_cdr(msg, "sensor_msgs/msg/Image")
+                writer.write_raw(topic, stamp, raw)
+        return target
 
     def inconsistent_onnx(self) -> Path:
         return self._onnx_with_metadata("inconsistent.onnx", lambda m: m.update(input_height=128, input_width=128))
@@ -455,11 +585,11 @@ def cli_cases(ws: Workspace) -> list[CliCase]:
         CliCase("config: section is a string", ["train", "--config", str(ws.text_file("section.yaml", "model: resnet18\n"))], "section 'model' must be a mapping"),
         CliCase("config: unknown key", ["train", *TINY_TRAIN, "train.stepz=3"], "unknown key(s) ['stepz']"),
         CliCase("config: steps is text", ["train", *TINY_TRAIN, "train.steps=ten"], "train.steps must be an integer"),
-        CliCase("config: zero steps", ["train", *TINY_TRAIN, "train.steps=0"], "must be positive"),
+        CliCase("config: zero steps", ["train", *TINY_TRAIN, "train.steps=0"], "train.steps must be at least 1"),
         CliCase("config: checkpoint interval 0", ["train", *TINY_TRAIN, "train.ckpt_every=0"], "train.ckpt_every must be at least 1"),
         CliCase("config: negative learning rate", ["train", *TINY_TRAIN, "train.lr=-0.1"], "train.lr must be positive"),
-        CliCase("config: 8x8 input", ["train", *TINY_TRAIN, "data.height=8"], "at least 32 pixels"),
-        CliCase("config: NaN depth range", ["train", *TINY_TRAIN, "model.max_depth=.nan"], "min_depth must be positive and below"),
+        CliCase("config: 8x8 input", ["train", *TINY_TRAIN, "data.height=8"], "data.height must be at least 32"),
+        CliCase("config: NaN depth range", ["train", *TINY_TRAIN, "model.max_depth=.nan"], "model.max_depth must be a finite number"),
         CliCase("resume: last.pt of another model", ["train", "--no-progress", "--resume", "auto", *TINY_TRAIN, f"train.out_dir={other_run}"],
                 "cannot resume", guarded=[other_run / "last.pt"]),
         CliCase("resume: truncated checkpoint", ["train", "--no-progress", "--resume", str(ws.truncated(ws.checkpoint, "half.pt")), *TINY_TRAIN,
@@ -517,6 +647,97 @@ def cli_cases(ws: Workspace) -> list[CliCase]:
                 ["bag-eval", str(ws.nan_depth_bag()), "--model", str(ws.onnx), "--out", str(ws.path("nan_bag_report")), "--format", "md", *quiet], "", ok=True,
                 check=_finite_json(ws.path("nan_bag_report") / "summary.json")),
     ]
+    cases += issue12_cli_cases(ws, report, model_out, quiet, gt)
+    return cases
+
+
+def _json_mentions(path: Path, words: list[str]) -> Callable[[], str | None]:
+    def check() -> str | None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            return f"{path} missing: {exc}"
+        missing = [w for w in words if w not in text]
+        return f"{path} lacks {missing}" if missing else None
+
+    return check
+
+
+def issue12_cli_cases(ws: Workspace, report: Path, model_out: Path, quiet: list[str], gt: list[str]) -> list[CliCase]:
+    """Issue 12: configs of the wrong shape or size, unbounded sizes, numeric flags, long names, model metadata."""
+    long_dir = ws.path("d" * 200)
+    long_dir.mkdir(exist_ok=True)
+    deep = "model: " + "[" * 3000 + "\n"
+    mixed = "train: {1: a, stepz: 2, 2.5: 3, null: 4}\n"
+    cases = [
+        CliCase("config: section is a number", ["train", "--config", str(ws.text_file("section_number.yaml", "model: 5\n"))], "section 'model' must be a mapping"),
+        CliCase("config: unknown keys of mixed types", ["train", "--config", str(ws.text_file("mixed_keys.yaml", mixed))], "unknown key(s) ['1', '2.5', 'None', 'stepz']"),
+        CliCase("config: override that is invalid YAML", ["train", *TINY_TRAIN, "train.lr=[0.1"], "override 'train.lr=[0.1' is not valid YAML"),
+        CliCase("config: override of a section that is a number", ["train", "--config", str(ws.text_file("section_number2.yaml", "train: 5\n")), "train.lr=0.1"],
+                "section 'train' must be a mapping"),
+        CliCase("config: nested 3000 deep", ["train", "--config", str(ws.text_file("deep.yaml", deep))], "nested deeper than 32 levels"),
+        CliCase("config: 453-byte YAML alias bomb", ["train", "--config", str(ws.text_file("bomb.yaml", ALIAS_BOMB))], "aliases (*name) are not accepted"),
+        CliCase("config: 50 MB file", ["train", "--config", str(ws.text_file("huge.yaml", "# padding\n" * 5_000_000))], "is larger than 1024 KiB"),
+        CliCase("config: data.height=100000 data.width=100000", ["train", *TINY_TRAIN, "data.height=100000", "data.width=100000"], "data.height must be at most 4096"),
+        CliCase("config: 4096x4096 batch 64 beyond the memory budget", ["train", *TINY_TRAIN, "data.height=4096", "data.width=4096", "train.batch_size=64"],
+                "more than the memory budget"),
+        CliCase("config: learning rate is true", ["train", *TINY_TRAIN, "train.lr=true"], "train.lr must be a number"),
+        CliCase("study: a YAML list", ["study", "--config", str(ws.text_file("study_list.yaml", "- base\n"))], "must be a mapping"),
+        CliCase("study: seeds of text", ["study", "--config", str(ws.text_file("study_seeds.yaml", "base: {}\nentries: [{name: a}]\nseeds: [one]\n"))],
+                "seeds[0] must be an integer"),
+        CliCase("synth: --size 100000x100000", ["synth", "--out", str(ws.path("synth_huge")), "--size", "100000x100000"], "8192 pixels per side",
+                absent=[ws.path("synth_huge")]),
+        CliCase("synth: --size 8192x8192 beyond the memory budget", ["synth", "--out", str(ws.path("synth_big")), "--size", "8192x8192"], "more than the memory budget",
+                absent=[ws.path("synth_big")]),
+        CliCase("synth: --count nan", ["synth", "--out", str(ws.path("synth_nan")), "--count", "nan"], "argument --count"),
+        CliCase("model-info: --height 100000 --width 100000", ["model-info", "--height", "100000", "--width", "100000"], "argument --height: must be at most 4096"),
+        CliCase("model-info: 4096x4096 beyond the memory budget", ["model-info", "--height", "4096", "--width", "4096"], "more than the memory budget"),
+        CliCase("evaluate: --device banana", ["evaluate", "--checkpoint", str(ws.checkpoint), "--device", "banana", "--out", str(report)], "--device 'banana' is not a device",
+                guarded=[report]),
+        CliCase("evaluate: --batch-size 0", ["evaluate", "--checkpoint", str(ws.checkpoint), "--batch-size", "0", "--out", str(report)], "argument --batch-size", guarded=[report]),
+        CliCase("evaluate: camera.yaml that is a list", ["evaluate", "--checkpoint", str(ws.checkpoint), "--data",
+                                                         str(ws.folder_with("list_camera", lambda r: (r / "camera.yaml").write_text("- 1\n- 2\n"))), "--out", str(report)],
+                "camera.yaml must be a mapping", guarded=[report]),
+        CliCase("evaluate: camera.yaml with a NaN focal length", ["evaluate", "--checkpoint", str(ws.checkpoint), "--data",
+                                                                  str(ws.folder_with("nan_camera", lambda r: (r / "camera.yaml").write_text("K: [[.nan, 0, 48], [0, 80, 32], [0, 0, 1]]\n"))),
+                                                                  "--out", str(report)], "must be a finite number", guarded=[report]),
+        CliCase("evaluate: 0-byte depth .npy", ["evaluate", "--checkpoint", str(ws.checkpoint), "--data",
+                                                str(ws.folder_with("empty_depth", lambda r: (r / "depth" / "000000.npy").write_bytes(b""))), "--out", str(report)],
+                "is not a readable .npy depth map (empty)", guarded=[report]),
+        CliCase("evaluate: 2-D normals .npy", ["evaluate", "--checkpoint", str(ws.checkpoint), "--data",
+                                               str(ws.folder_with("flat_normals", lambda r: np.save(r / "normals" / "000001.npy", np.zeros((64, 96), np.float32)))),
+                                               "--out", str(report)], "holds a normals array of shape (64, 96); it must be (H, W, 3)", guarded=[report]),
+        CliCase("evaluate: NYUv2 .mat with a model that predicts normals (tolerated: normals skipped)",
+                ["evaluate", "--checkpoint", str(ws.checkpoint), "--data", str(ws.nyu_mat()), "--out", str(ws.path("nyu_eval"))], "", ok=True,
+                check=_json_mentions(ws.path("nyu_eval") / "metrics.json", ["normals not scored", "\"resolution\": \"native\"", "\"max_depth\": 10.0"])),
+        CliCase("export: --out of 300 characters", ["export", "--checkpoint", str(ws.checkpoint), "--out", str(ws.path("m" * 295 + ".onnx"))],
+                "is 300 bytes long, more than the 255"),
+        CliCase("export: --out of 250 characters (its temp name would pass 255; tolerated)",
+                ["export", "--checkpoint", str(ws.checkpoint), "--out", str(long_dir / ("m" * 245 + ".onnx"))], "", ok=True,
+                check=lambda: None if (long_dir / ("m" * 245 + ".onnx")).is_file() else "the 250-character model file was not written"),
+        CliCase("bag-eval: --model of 305 characters", ["bag-eval", str(ws.bag), "--model", str(ws.path("m" * 300 + ".onnx")), "--out", str(report), *quiet],
+                "is 305 bytes long, more than the 255", guarded=[report]),
+        CliCase("bag-eval: every image has height 0", ["bag-eval", str(ws.zero_height_bag()), "--model", str(ws.onnx), "--out", str(report), *quiet],
+                "no frame could be evaluated", guarded=[report]),
+        CliCase("bag-eval: --max-frames -1", ["bag-eval", str(ws.bag), *gt, "--max-frames", "-1", "--out", str(report), *quiet], "argument --max-frames: must be at least 1",
+                guarded=[report]),
+        CliCase("bag-eval: --stamp-tolerance inf", ["bag-eval", str(ws.bag), *gt, "--stamp-tolerance", "inf", "--out", str(report), *quiet],
+                "argument --stamp-tolerance: must be a finite number", guarded=[report]),
+        CliCase("bag-eval: --stamp-tolerance nan", ["bag-eval", str(ws.bag), *gt, "--stamp-tolerance", "nan", "--out", str(report), *quiet],
+                "argument --stamp-tolerance: must be a finite number", guarded=[report]),
+        CliCase("bag-eval: --min-depth nan", ["bag-eval", str(ws.bag), *gt, "--min-depth", "nan", "--out", str(report), *quiet], "argument --min-depth", guarded=[report]),
+        CliCase("bag-make: --rate 1e-300", ["bag-make", str(ws.path("slow_bag")), "--rate", "1e-300", "--frames", "1", *quiet], "argument --rate: must be at least 0.001",
+                absent=[ws.path("slow_bag")]),
+        CliCase("bag-make: --rate nan", ["bag-make", str(ws.path("nan_rate_bag")), "--rate", "nan", "--frames", "1", *quiet], "argument --rate: must be a finite number",
+                absent=[ws.path("nan_rate_bag")]),
+        CliCase("bag-make: --height 100000", ["bag-make", str(ws.path("tall_bag")), "--height", "100000", *quiet], "argument --height: must be at most 4096",
+                absent=[ws.path("tall_bag")]),
+        CliCase("replay: --rate 0", ["replay", str(ws.bag), "--rate", "0"], "argument --rate: must be at least 0.001"),
+    ]
+    for key, (name, expect) in BAD_METADATA.items():
+        model = ws.bad_metadata_onnx(key)
+        cases.append(CliCase(f"bag-eval: {name}", ["bag-eval", str(ws.bag), "--model", str(model), "--out", str(report), *quiet], expect, guarded=[report]))
+        cases.append(CliCase(f"quantize: {name}", ["quantize", "--model", str(model), "--out", str(model_out)], expect, guarded=[model_out]))
     return cases
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from shared_data import shared_path
 
 HEIGHT, WIDTH = 64, 96
 FRAMES = 6
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REALDATA = shared_path("realdata")
 V5_TEMPLATE = REALDATA / "euroc_mono" / "original_bag_metadata.yaml"
 GT_TOPICS = {"depth": "/gt/depth", "semantic": "/gt/semantic", "normals": "/gt/normals"}
 _MODEL_CACHE: dict[str, Path] = {}
@@ -75,13 +76,13 @@ def rewrite_metadata_as_version5(bag: Path) -> None:
 
     The real example (``V5_TEMPLATE``, from a bag recorded by ros2 bag) supplies the key set and order;
     the bag's own figures fill it. Version 5 has no type hashes, ros_distro or custom_data, and keeps the
-    offered QoS profiles as one YAML string (empty: these topics were written without offered QoS).
+    offered QoS profiles as one YAML string (as version 8 does: copied as they are).
     """
     ours = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     template = yaml.safe_load(V5_TEMPLATE.read_text())["rosbag2_bagfile_information"]
     topics = [{"topic_metadata": {"name": t["topic_metadata"]["name"], "type": t["topic_metadata"]["type"],
                                   "serialization_format": t["topic_metadata"]["serialization_format"],
-                                  "offered_qos_profiles": ""},
+                                  "offered_qos_profiles": t["topic_metadata"].get("offered_qos_profiles", "")},
                "message_count": t["message_count"]} for t in ours["topics_with_message_count"]]
     values = {"version": 5, "storage_identifier": ours["storage_identifier"], "duration": ours["duration"],
               "starting_time": ours["starting_time"], "message_count": ours["message_count"], "topics_with_message_count": topics,

@@ -22,6 +22,11 @@ def main() -> None:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     rank = int(os.environ.get("RANK", "0"))
     (Path(config.train.out_dir) / f"weights_rank{rank}.sha256").write_text(digest.hexdigest())
+    weighting = hashlib.sha256()  # the loss-weighting parameters live outside DDP: they must agree too
+    for name, tensor in sorted(trainer.weighting.state_dict().items()):
+        weighting.update(name.encode())
+        weighting.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    (Path(config.train.out_dir) / f"weighting_rank{rank}.sha256").write_text(weighting.hexdigest())
     shutdown_distributed()
 
 

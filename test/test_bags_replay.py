@@ -70,6 +70,15 @@ def test_online_through_the_node_equals_offline(tmp_path: Path, running_node: ob
     assert report.recorded["/perception/semantic/classes"] == 1
     with BagReader(report.record_path) as reader:  # camera as published, ground truth copied for self-contained scoring
         assert reader.topics["/camera/image_raw"].count == FRAMES and reader.topics["/gt/depth"].count == FRAMES
+        # the node's offered QoS is recorded as discovery reports it (rosbag2 replays a topic with it; discovery
+        # carries no history depth, so it reads 0 there as in `ros2 bag record`): the class table stays latched
+        classes_qos = reader.offered_qos("/perception/semantic/classes")
+        assert [(q.durability.name, q.reliability.name) for q in classes_qos] == [("TRANSIENT_LOCAL", "RELIABLE")]
+        depth_qos = reader.offered_qos("/perception/depth")
+        assert [(q.durability.name, q.reliability.name) for q in depth_qos] == [("VOLATILE", "RELIABLE")]
+        assert all(reader.offered_qos(topic) for topic in reader.topics)
+    source = next(Path(bag).glob("*.mcap")).read_bytes()  # MCAP channels carry the type hash as rosbag2_storage_mcap writes it
+    assert source.count(b"topic_type_hash") >= 4 and source.count(b"offered_qos_profiles") >= 4
 
     online_settings = BagEvalSettings(predictions_from_bag=True, progress=False)
     online_results = evaluate_bags([report.record_path], online_settings)

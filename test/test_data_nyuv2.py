@@ -19,7 +19,9 @@ from mtl_perception.data.nyuv2 import (
 from mtl_perception.tasks import IGNORE_INDEX
 
 WIDTH, HEIGHT = 8, 6  # tiny frames; the real file is 640x480
-SHARED_META = Path(__file__).resolve().parents[2] / "shared" / "nyuv2_meta"
+from shared_data import SKIP_HINT, shared_path
+
+SHARED_META = shared_path("nyuv2_meta")
 
 
 def _image(frame: int) -> np.ndarray:
@@ -74,7 +76,7 @@ def test_raw_label_mapping_by_hand() -> None:
         map_raw_labels(raw, 20)
 
 
-@pytest.mark.skipif(not SHARED_META.is_dir(), reason="../shared/nyuv2_meta (source .mat tables) is absent")
+@pytest.mark.skipif(not SHARED_META.is_dir(), reason=f"shared/nyuv2_meta (source .mat tables) is absent: {SKIP_HINT}")
 def test_shipped_json_matches_source_tables() -> None:
     import scipy.io
 

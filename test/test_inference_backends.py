@@ -19,6 +19,7 @@ from numpy_oracle import postprocess
 from mtl_perception.inference.sample_images import sample_batch, sample_image
 from mtl_perception.model.network import build_model
 from mtl_perception.training.checkpoint import save_checkpoint
+from shared_data import shared_path
 
 SIZE = 64
 DATASET = {"class_names": [f"c{i}" for i in range(7)], "palette": [[i, 0, 0] for i in range(7)], "focal_length_px": 50.0}
@@ -93,7 +94,7 @@ def test_full_chain_gives_predictions_at_input_resolution(exported):
     np.testing.assert_allclose(np.linalg.norm(pred.normals, axis=2), 1.0, atol=1e-4)
 
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REALDATA = shared_path("realdata")
 
 
 @pytest.mark.skipif(not (REALDATA / "euroc_mono" / "ir0").is_dir(), reason="../shared/realdata/euroc_mono is absent (real camera frames)")
@@ -161,3 +162,101 @@ def test_torch_cuda_matches_cpu(exported):
         outputs = gpu.infer(batch)
         assert np.max(np.abs(outputs["depth"] - reference["depth"])) < tolerance * 10  # metres, up to 10 m
         gpu.close()
+
+
+# -- provider checks, the TensorRT provider's caches, and the node's precision plumbing --------------------
+
+def _cpu_only_sessions(monkeypatch, available):
+    """onnxruntime reporting ``available`` providers but giving every session the CPU only, as a missing CUDA library does."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+
+    def session(path, options=None, providers=None, provider_options=None, **kwargs):
+        return real(path, options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(available))
+    monkeypatch.setattr(ort, "InferenceSession", session)
+
+
+def test_a_provider_that_failed_to_load_is_an_error_not_a_silent_cpu_run(exported, monkeypatch, caplog):
+    import logging
+
+    _, onnx_path = exported
+    _cpu_only_sessions(monkeypatch, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(BackendError, match="asked for CUDAExecutionProvider, but the session runs on \\['CPUExecutionProvider'\\]"):
+        create_backend("onnxruntime", onnx_path, provider="cuda")
+    with caplog.at_level(logging.WARNING):
+        backend = create_backend("onnxruntime", onnx_path, provider="auto")
+    assert backend.provider_fallback and backend.requested_providers[0] == "CUDAExecutionProvider"
+    assert "asked for CUDAExecutionProvider" in caplog.text
+    assert create_backend("onnxruntime", onnx_path, provider="cpu").provider_fallback is None
+
+
+def test_tensorrt_provider_caches_are_keyed_by_the_model_file(exported, tmp_path):
+    import shutil
+
+    from mtl_perception.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from mtl_perception.inference.precision import make_precision_file
+
+    _, onnx_path = exported
+    trt = "TensorrtExecutionProvider"
+    assert OnnxRuntimeBackend._provider_options("CUDAExecutionProvider", False, tmp_path, onnx_path) == {}
+    first = OnnxRuntimeBackend._provider_options(trt, False, tmp_path / "ort", onnx_path)
+    assert first["trt_engine_cache_enable"] == "True" and first["trt_timing_cache_enable"] == "True"
+    assert Path(first["trt_timing_cache_path"]) == tmp_path / "ort" / "timing"
+    assert first["trt_fp16_enable"] == "False" and first["trt_int8_enable"] == "False"
+    # the same name with other weights (a re-export) gets another engine folder; a copy of the same bytes the same one
+    other = tmp_path / "retrained" / onnx_path.name
+    other.parent.mkdir()
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
+    onnx.save(model, str(other))
+    assert OnnxRuntimeBackend._provider_options(trt, False, tmp_path / "ort", other)["trt_engine_cache_path"] != first["trt_engine_cache_path"]
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(onnx_path, copy)
+    assert OnnxRuntimeBackend._provider_options(trt, False, tmp_path / "ort", copy)["trt_engine_cache_path"] == first["trt_engine_cache_path"]
+    fp16 = make_precision_file(onnx_path, "fp16", tmp_path / "precision").path
+    assert OnnxRuntimeBackend._provider_options(trt, False, tmp_path / "ort", fp16)["trt_fp16_enable"] == "True", "the FP16 file turns FP16 on"
+
+
+def test_node_precision_reaches_the_tensorrt_provider():
+    from types import SimpleNamespace
+
+    from mtl_perception.ros.parameters import backend_options
+
+    settings = SimpleNamespace(precision="fp16", threads=2, engine_cache_dir="/tmp/engines")
+    options = backend_options(settings, "onnxruntime", "tensorrt")
+    assert options["tensorrt_fp16"] is True and options["tensorrt_cache_dir"] == "/tmp/engines"
+    assert "tensorrt_fp16" not in backend_options(settings, "onnxruntime", "cuda")
+    settings.precision = "default"
+    assert "tensorrt_fp16" not in backend_options(settings, "onnxruntime", "tensorrt")
+    settings.precision = "int8"
+    assert backend_options(settings, "tensorrt", "auto")["precision"] == "int8"
+
+
+def test_gpu_check_rows_say_not_available_cleanly_on_a_cpu_machine(tmp_path, monkeypatch, capsys):
+    """The GPU check on this machine: no row fails; without the deploy graph module its rows say why."""
+    import argparse
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)
+    spec.loader.exec_module(gpu_check)
+    args = argparse.Namespace(model=str(Path(__file__).resolve().parents[1] / "models" / "default.onnx"), checkpoint=None,
+                                            camera="60x80", iters=2, calib_dir=None, calib_frames=4, budget_s=300.0,
+                                            cache_dir=str(tmp_path), json=None, verbose=False)
+    monkeypatch.setitem(sys.modules, "mtl_perception.inference.deploy_graph", None)  # the import fails
+    from mtl_perception.inference.precision import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "precision"))  # run_checks points it at its work folder; restored after
+    rows = {r.name: r for r in gpu_check.run_checks(args)}
+    assert rows["onnxruntime cpu fp32 network"].status == "ran"
+    assert all(r.status in ("ran", "not available here") for r in rows.values()), [(r.name, r.status, r.detail) for r in rows.values()]
+    assert "deploy graph not available: ModuleNotFoundError" in rows["onnxruntime cpu fp32 deploy graph"].detail
+    if not torch.cuda.is_available():
+        assert "sees no CUDA device" in rows["tensorrt fp16 network"].detail and "deploy graph not available" in rows["tensorrt int8 deploy graph"].detail

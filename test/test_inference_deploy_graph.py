@@ -21,10 +21,11 @@ from mtl_perception.inference.deploy_graph import DeployGraphError, DeployOption
 from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings, graph_input
 from mtl_perception.inference.model_file import load_onnx_file
 from numpy_oracle import backproject, oracle_outputs
+from shared_data import shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "default.onnx"
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REALDATA = shared_path("realdata")
 ALL_OUTPUTS = ("depth", "labels", "confidence", "normals", "depth_color", "semantic_color", "semantic_overlay", "points")
 FOCAL = (500.0, 505.0)
 

@@ -250,8 +250,10 @@ def test_prepare_engine_builds_once_then_loads_from_cache(tmp_path, monkeypatch)
     from types import SimpleNamespace
 
     from mtl_perception.inference.backends import tensorrt_backend as trt_backend
+    from mtl_perception.inference.precision import CACHE_ENV
 
-    platform = {"version": "10.3.0", "gpu": ("Orin", "8.7")}
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "precision"))  # the fp16 file of the model goes there
+    platform = {"version": "10.3.0", "gpu": trt_backend.GpuIdentity("Orin", "8.7", 16, 32)}
     builds = []
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__=platform["version"]))
     monkeypatch.setattr(trt_backend, "gpu_identity", lambda device=0: platform["gpu"])

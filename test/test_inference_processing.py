@@ -136,7 +136,7 @@ def test_to_rgb_encodings():
     rgba[..., 3] = 255
     assert to_rgb(rgba, "rgba8").shape == (2, 2, 3)
     with pytest.raises(ValueError, match="supported"):
-        to_rgb(bgr, "yuv422")
+        to_rgb(bgr, "nv21")  # yuv422 is converted (inference/encodings.py)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         to_rgb(mono, "rgb8")
 

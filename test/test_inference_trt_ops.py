@@ -115,3 +115,19 @@ def test_missing_file_is_a_clear_error(tmp_path):
     path = tmp_path / "ok.onnx"
     onnx.save(model_of([helper.make_node("Relu", ["x"], ["y"])], [x_info()], [y_info()]), str(path))
     assert check_tensorrt_compat(path) == []
+
+
+def test_tensorrt_11_table_and_problems_name_their_versions():
+    from mtl_perception.inference.trt_ops import trt_table_versions
+
+    table11 = load_trt_op_table("11")
+    assert trt_table_versions() == ["10.1", "11.4"] and table11["opset_max"] > load_trt_op_table("10")["opset_max"]
+    assert "derived_from" in table11["source"] and table11["source"]["changes"], "the 11.x table says where it comes from"
+    swish = model_of([helper.make_node("Swish", ["x"], ["y"])], [x_info()], [y_info()], opset=17)
+    problems = check_tensorrt_compat(swish)
+    assert problems == ["graph: node (unnamed) (Swish): operator Swish is unknown to the TensorRT ONNX parser (TensorRT 10.1)"]
+    assert check_tensorrt_compat(swish, ("11",)) == []
+    unique = model_of([helper.make_node("Unique", ["x"], ["y"])], [x_info((4,))], [y_info()])
+    assert check_tensorrt_compat(unique)[0].endswith("(TensorRT 10.1 and 11.4)"), "one line for a problem both parsers share"
+    with pytest.raises(ValueError, match="no operator table for TensorRT 9"):
+        load_trt_op_table("9")

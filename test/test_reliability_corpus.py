@@ -238,6 +238,18 @@ def test_node_setup_corpus(graph: RosGraph, workspace: Workspace) -> None:
             if not configured or activated or case.expect not in reason or "\n" in reason or node.lifecycle_state != "inactive":
                 failures.append(f"{case.name}: configured={configured} activated={activated} state={node.lifecycle_state} reason={reason!r}")
             node.trigger_cleanup()
+        elif case.kind == "value":  # what configure and every parameter change check (ros/parameters.py check_value)
+            from mtl_perception.ros.parameters import ParameterError, check_value
+
+            name, value = case.value(workspace)
+            try:
+                check_value(name, value)
+                reason = ""
+                failures.append(f"{case.name}: accepted")
+            except ParameterError as exc:
+                reason = str(exc)
+                if case.expect not in reason or "\n" in reason:
+                    failures.append(f"{case.name}: reason={reason!r}")
         else:
             if node.lifecycle_state != "active":
                 assert node.set_parameters([Parameter("model.path", value=str(workspace.onnx))])[0].successful

@@ -92,7 +92,7 @@ def received(collector, stamp: int, timeout: float = 30.0):
 
 @pytest.mark.parametrize("names", [FOUR[:2], FOUR], ids=["2 cameras", "4 cameras"])
 def test_each_camera_gets_its_own_outputs_equal_to_a_single_camera_node(graph: RosGraph, tiny_model: Path, names: list[str]) -> None:
-    multi = start(graph, "multi", {"model.path": str(tiny_model), "cameras.names": names, "processing.batch_wait_ms": 50.0}, "/multi")
+    multi = start(graph, "multi", {"model.path": str(tiny_model), "cameras.names": names, "processing.batch_wait_ms": 100.0}, "/multi")
     single = start(graph, "single", {"model.path": str(tiny_model)}, "/single")
     rig = Cameras(graph, "/multi", names)
     reference_image = graph.helper.create_publisher(Image, "/single/image", RELIABLE)

@@ -1,7 +1,6 @@
 """The node's own image codec: round trips, row padding, byte order, every rejection, cv_bridge parity."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -12,7 +11,9 @@ from std_msgs.msg import Header
 
 from mtl_perception.ros.image_codec import ImageDecodeError, array_to_image_msg, compressed_msg_to_array, encoding_layout, image_msg_to_array
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+from shared_data import SKIP_HINT, shared_path
+
+REALDATA = shared_path("realdata")
 RNG = np.random.default_rng(0)
 
 
@@ -91,8 +92,9 @@ def test_encoding_layout_opencv_types() -> None:
 @pytest.mark.parametrize(
     "change,pattern",
     [
-        ({"encoding": "yuv422"}, "unsupported image encoding 'yuv422'"),
-        ({"encoding": "bayer_rggb8"}, "unsupported image encoding"),
+        ({"encoding": "nv21"}, "unsupported image encoding 'nv21'"),  # yuv422 and bayer_* are converted (inference/encodings.py)
+        ({"encoding": "nv24"}, "unsupported image encoding"),
+        ({"encoding": "x" * 100_000}, "unsupported image encoding 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…';"),
         ({"step": 8}, "step 8 is shorter than one row"),
         ({"data": bytes(4 * 3 * 3 - 1)}, "truncated"),
         ({"height": 0, "data": b""}, "zero-size"),
@@ -155,7 +157,7 @@ def test_compressed_rejects_corrupt_and_oversized_data() -> None:
         compressed_msg_to_array(CompressedImage(format="16UC1; compressedDepth png", data=bytes(png.data)))
 
 
-@pytest.mark.skipif(not REALDATA.is_dir(), reason="../shared/realdata is absent (it ships beside the project checkout, not in it)")
+@pytest.mark.skipif(not REALDATA.is_dir(), reason=f"shared/realdata (real camera frames) is absent: {SKIP_HINT}")
 def test_real_frames_round_trip_through_messages() -> None:
     frames = [
         (sorted((REALDATA / "realsense_d435i" / "color").glob("*.png"))[0], cv2.IMREAD_COLOR, "bgr8"),

@@ -26,8 +26,9 @@ from mtl_perception.ros.image_codec import array_to_image_msg, image_msg_to_arra
 from mtl_perception.ros.node import PerceptionNode  # noqa: E402
 from mtl_perception.ros.pointcloud import pointcloud_to_array  # noqa: E402
 from numpy_oracle import backproject, postprocess  # noqa: E402
+from shared_data import shared_path  # noqa: E402
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REALDATA = shared_path("realdata")
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OUTPUTS = {

@@ -113,10 +113,13 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
                str(ROOT / "test" / "ddp_worker.py"), *TINY, f"train.out_dir={tmp_path}", "train.steps=3", "train.val_every=3",
-               "train.ckpt_every=3"]
+               "train.ckpt_every=3", "train.loss_weighting=uncertainty"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     digests = [(tmp_path / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
+    # each rank sees other frames, so without averaging their gradients the learned log-variances would differ
+    weighting = [(tmp_path / f"weighting_rank{r}.sha256").read_text() for r in (0, 1)]
+    assert weighting[0] == weighting[1], "the loss-weighting parameters drifted apart between ranks"
     model, _, state = model_from_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 3

@@ -12,12 +12,13 @@ FILE_MODE = 0o644
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write bytes to ``path`` so that readers see the old file or the new one, never half of one.
 
-    The bytes go to a temporary file in the same folder (``.NAME.*.tmp``), are flushed to disk, and the
+    The bytes go to a temporary file in the same folder (``.NAME.*.tmp``, NAME cut where the name would pass the
+    file system's 255-byte limit), are flushed to disk, and the
     file is renamed over ``path``; a writer killed before the rename leaves ``path`` untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)  # mkstemp creates 0600; outputs are ordinary readable files
         with os.fdopen(fd, "wb") as handle:
@@ -29,6 +30,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)  # make the rename itself survive a power cut, not only a killed process
+
+
+def _temp_prefix(name: str) -> str:
+    """``.NAME.`` cut so that the temporary file's name (prefix + 8 random + ``.tmp``) fits the 255-byte name limit."""
+    from mtl_perception.safeload import temp_name_prefix
+
+    return temp_name_prefix(name, reserve=16)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -61,7 +69,7 @@ def remove_stale_temp_files(folder: str | Path, names: list[str]) -> list[Path]:
     """
     removed = []
     for name in names:
-        for stale in Path(folder).glob(f".{name}.*.tmp"):
+        for stale in Path(folder).glob(f"{_temp_prefix(name)}*.tmp"):
             stale.unlink(missing_ok=True)
             removed.append(stale)
     return removed

@@ -1,5 +1,9 @@
 """Reading and writing rosbag2 bags (sqlite3 and mcap, metadata versions 1-9) through ``rosbags``.
 
+Every topic a bag written here declares carries its offered QoS (``offered_qos_profiles``, as ``ros2 bag record``
+writes them: replay then keeps e.g. the transient-local class table latched), and MCAP channels carry the
+``topic_type_hash`` metadata (RIHS01) rosbag2's MCAP plugin writes next to ``offered_qos_profiles``.
+
 Every failure to read a bag (missing, truncated, corrupt, unsupported) surfaces as :class:`BagError`
 with one line that names the bag and the problem, whether it happens on opening or half-way through
 the messages. Bags are written into a hidden temporary folder next to the target and renamed into
@@ -31,6 +35,78 @@ def typestore() -> Any:
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.LATEST)
+
+
+INFINITE = (9223372036, 854775807)  # rmw's "infinite" duration (sec, nsec), as rosbag2 records it
+STRING_TYPE = "std_msgs/msg/String"  # the class table: latched (transient local, depth 1)
+
+
+def qos_profile(reliability: str = "reliable", durability: str = "volatile", depth: int = 10, history: str = "keep_last") -> Any:
+    """A rosbags ``Qos`` (what metadata.yaml's offered_qos_profiles lists) from policy names."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    infinite = QosTime(*INFINITE)
+    return Qos(QosHistory[history.upper()], int(depth), QosReliability[reliability.upper()], QosDurability[durability.upper()],
+               infinite, infinite, QosLiveliness.AUTOMATIC, infinite, False)
+
+
+def default_qos(msgtype: str) -> list[Any]:
+    """The QoS this package's publishers offer for a message type: the class table latched, data reliable."""
+    if msgtype == STRING_TYPE:
+        return [qos_profile("reliable", "transient_local", 1)]
+    return [qos_profile("reliable", "volatile", 10)]
+
+
+def qos_from_rclpy(profile: Any) -> Any:
+    """A rosbags ``Qos`` from an rclpy ``QoSProfile`` (e.g. from ``Node.get_publishers_info_by_topic``)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    def duration(value: Any) -> Any:
+        nanoseconds = int(getattr(value, "nanoseconds", 0) or 0)
+        if nanoseconds <= 0 or nanoseconds >= INFINITE[0] * 1_000_000_000:
+            return QosTime(*INFINITE)
+        return QosTime(nanoseconds // 1_000_000_000, nanoseconds % 1_000_000_000)
+
+    def policy(enum: Any, value: Any) -> Any:
+        try:
+            return enum(int(value))
+        except (ValueError, TypeError):
+            return enum.UNKNOWN
+
+    return Qos(policy(QosHistory, profile.history), int(profile.depth), policy(QosReliability, profile.reliability),
+               policy(QosDurability, profile.durability), duration(profile.deadline), duration(profile.lifespan),
+               policy(QosLiveliness, profile.liveliness), duration(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
+def _mcap_writer_with_type_hash() -> type:
+    """rosbags' MCAP writer whose channels also carry ``topic_type_hash`` (as rosbag2_storage_mcap writes it)."""
+    from io import BytesIO
+    from typing import cast
+
+    from rosbags.rosbag2 import storage_mcap
+
+    class McapWriterWithTypeHash(storage_mcap.McapWriter):
+        def add_connection(self, connection: Any, offered_qos_profiles: str) -> None:
+            metadata = BytesIO()
+            for key, value in (("offered_qos_profiles", offered_qos_profiles), ("topic_type_hash", connection.digest or "")):
+                storage_mcap.write_string(metadata, key)
+                storage_mcap.write_string(metadata, value)
+            self.channels.append(storage_mcap.Channel(connection.id, connection.msgtype, connection.topic,
+                                                      cast(Any, connection.ext).serialization_format, metadata.getvalue()))
+            self.channel_stats[connection.id] = 0
+            storage_mcap.write_channel(self.chunk.bio, self.channels[-1], self.schemas)
+
+    return McapWriterWithTypeHash
+
+
+def _writer_class() -> type:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    class BagFileWriter(Writer):
+        STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: _mcap_writer_with_type_hash()}
+
+    return BagFileWriter
 
 
 @dataclass(frozen=True)
@@ -130,6 +206,14 @@ class BagReader:
                            "them; the metadata does not match the storage file (edited or from another recording): "
                            "rebuild it with `ros2 bag reindex`")
 
+    def offered_qos(self, topic: str) -> list[Any]:
+        """The QoS profiles the bag recorded as offered on ``topic`` (rosbags ``Qos``; empty when it recorded none)."""
+        for connection in self._connections.get(topic, []):
+            profiles = list(getattr(connection.ext, "offered_qos_profiles", []) or [])
+            if profiles:
+                return profiles
+        return []
+
     def deserialize(self, raw: bytes | memoryview, topic: str) -> Any:
         """The message object of one raw message of ``topic``."""
         msgtype = self._topics[topic].msgtype
@@ -158,7 +242,9 @@ class BagWriter:
     """
 
     def __init__(self, path: str | os.PathLike, storage: Storage = "sqlite3", overwrite: bool = False, version: int = 9) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2 import StoragePlugin
+
+        from mtl_perception.safeload import temp_name_prefix
 
         if storage not in STORAGES:
             raise BagError(f"unknown bag storage '{storage}'; choose one of {list(STORAGES)}")
@@ -166,18 +252,23 @@ class BagWriter:
         if self.path.exists() and not overwrite:
             raise BagError(f"output bag {self.path} exists already; choose another path or pass --overwrite")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        self._staging = Path(tempfile.mkdtemp(prefix=temp_name_prefix(self.path.name), suffix=".tmp", dir=self.path.parent))
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(self._staging / self.path.name, version=version, storage_plugin=plugin)
+        self._writer = _writer_class()(self._staging / self.path.name, version=version, storage_plugin=plugin)
         self._writer.open()
         self._connections: dict[str, Any] = {}
         self._closed = False
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
-        """Declare ``topic`` with message type ``msgtype`` (once per topic)."""
+    def add_topic(self, topic: str, msgtype: str, qos: Iterable[Any] | None = None) -> None:
+        """Declare ``topic`` with message type ``msgtype`` (once per topic) and the QoS offered on it.
+
+        ``qos``: rosbags ``Qos`` profiles (``qos_profile``, ``qos_from_rclpy``, ``BagReader.offered_qos``);
+        None or empty = what this package's publishers offer for the type (``default_qos``).
+        """
         if topic in self._connections:
             raise BagError(f"topic {topic} is declared twice in output bag {self.path}")
-        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+        profiles = list(qos or []) or default_qos(msgtype)
+        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore(), offered_qos_profiles=profiles)
 
     def has_topic(self, topic: str) -> bool:
         return topic in self._connections
@@ -226,7 +317,9 @@ def _replace_dir(source: Path, target: Path) -> None:
     if not target.exists():
         os.replace(source, target)
         return
-    trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+    from mtl_perception.safeload import temp_name_prefix
+
+    trash = target.with_name(f"{temp_name_prefix(target.name)}old-{os.getpid()}")
     os.replace(target, trash)
     os.replace(source, target)
     if trash.is_dir():

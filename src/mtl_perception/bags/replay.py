@@ -7,7 +7,8 @@ holds, with log time = wall-clock time:
 - the node's outputs (``<namespace>/depth``, ``semantic``, ``normals``, ``semantic/classes``) when received;
 - the source bag's ground-truth and class-table topics, shifted onto the same wall-clock timeline,
 so ``bag-eval --predictions-from-bag`` scores the recording on its own (latency = receive time of an
-output - publish time of its camera frame).
+output - publish time of its camera frame). Each recorded topic carries the QoS its publisher offered
+(``offered_qos_profiles``), so a replay of the recording keeps the class table transient local.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mtl_perception.bags.conventions import IMAGE_TYPE, PREDICTION_NAMESPACE, STRING_TYPE, classes_topic, task_topic
-from mtl_perception.bags.io import BagError, BagReader, BagWriter, Storage
+from mtl_perception.bags.io import BagError, BagReader, BagWriter, Storage, qos_from_rclpy, qos_profile
 from mtl_perception.bags.topics import choose_topics
 from mtl_perception.tasks import ALL_TASKS
 
@@ -146,12 +147,13 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
             recorder = _Recorder(writer) if writer is not None else None
             outputs = output_topics(options.namespace)
             if writer is not None and recorder is not None:
-                for topic in played + copied:
-                    writer.add_topic(topic, reader.topics[topic].msgtype)
+                for topic in played:  # published here: what our publisher offers
+                    writer.add_topic(topic, reader.topics[topic].msgtype, [qos_from_rclpy(reliable)])
+                for topic in copied:  # copied from the source bag: what its publisher offered
+                    writer.add_topic(topic, reader.topics[topic].msgtype, reader.offered_qos(topic))
                 latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
                 for topic, msgtype in outputs.items():
-                    writer.add_topic(topic, msgtype)
                     qos = latched if msgtype == STRING_TYPE else reliable
                     node.create_subscription(message_class(msgtype), topic, _raw_callback(recorder, topic), qos, raw=True)
             spinner.start()
@@ -164,6 +166,9 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
                 image_outputs = [t for t, kind in outputs.items() if kind == IMAGE_TYPE]
                 if not _wait(lambda: any(node.count_publishers(t) > 0 for t in image_outputs), options.wait_s):
                     log(f"replay: no publisher on {', '.join(image_outputs)} within {options.wait_s:.0f} s; recording anyway")
+            if writer is not None and recorder is not None:
+                for topic, msgtype in outputs.items():  # the node's offered QoS, as `ros2 bag record` keeps it
+                    writer.add_topic(topic, msgtype, offered_qos(node, topic, msgtype))
             time.sleep(options.start_pause_s)
             started = time.monotonic()
             timeline = _play(reader, played, publishers, choice.camera, options, recorder, report)
@@ -187,6 +192,27 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
             recorder.flush()  # outputs that arrived while the executor shut down
             report.record_path = writer.close()
     return report
+
+
+def offered_qos(node: Any, topic: str, msgtype: str) -> list[Any]:
+    """The QoS profiles the publishers of ``topic`` offer (from the ROS graph), else what the node offers by default.
+
+    Written into the recording's metadata so that a replay (``ros2 bag play``) offers the same: the class table
+    stays transient local (latched) and late subscribers still get it.
+    """
+    profiles = []
+    try:
+        profiles = [qos_from_rclpy(info.qos_profile) for info in node.get_publishers_info_by_topic(topic)]
+    except Exception:  # noqa: BLE001 - graph introspection is best effort; the defaults below are the node's own
+        profiles = []
+    if profiles:
+        return profiles[:1] if all(p == profiles[0] for p in profiles) else profiles
+    if msgtype == STRING_TYPE:
+        return [qos_profile("reliable", "transient_local", 1)]
+    return [qos_profile("reliable", "volatile", NODE_OUTPUT_DEPTH)]
+
+
+NODE_OUTPUT_DEPTH = 5  # the node's qos.output_depth default
 
 
 def _spin(executor: Any) -> None:

@@ -147,33 +147,105 @@ def _read_image(path: Path, flags: int) -> np.ndarray:
     return image
 
 
+def _camera_schema() -> Any:
+    """The shape of camera.yaml (pydantic): K a finite 3x3 matrix, sizes and scale in range, classes and palette."""
+    global _CAMERA_SCHEMA
+    if _CAMERA_SCHEMA is None:
+        from typing import Annotated
+
+        from pydantic import BaseModel, ConfigDict, Field, Strict
+
+        from mtl_perception.schemas import MAX_CLASSES, Colour, Name
+
+        Finite = Annotated[float, Field(allow_inf_nan=False)]
+        Row = Annotated[list[Finite], Field(min_length=3, max_length=3)]
+
+        class CameraFile(BaseModel):
+            model_config = ConfigDict(extra="allow")
+            format_version: Annotated[int, Strict(), Field(ge=1, le=1000)] = FORMAT_VERSION
+            K: Annotated[list[Row], Field(min_length=3, max_length=3)]
+            height: Annotated[int, Strict(), Field(ge=1, le=1 << 15)] | None = None
+            width: Annotated[int, Strict(), Field(ge=1, le=1 << 15)] | None = None
+            depth_png_scale: Annotated[float, Field(gt=0, le=1e3, allow_inf_nan=False)] = DEPTH_PNG_SCALE
+            class_names: Annotated[list[Name], Field(max_length=MAX_CLASSES)] | None = None
+            palette: Annotated[list[Colour], Field(max_length=MAX_CLASSES)] | None = None
+            ignore_index: Annotated[int, Strict(), Field(ge=0, le=255)] = IGNORE_INDEX
+
+        _CAMERA_SCHEMA = CameraFile
+    return _CAMERA_SCHEMA
+
+
+_CAMERA_SCHEMA: Any = None
+
+
 def read_folder_meta(root: str | Path) -> FolderMeta:
-    """Parse ``camera.yaml``; the stored size comes from the first rgb image when the YAML lacks it."""
+    """Parse ``camera.yaml`` (bounded YAML, validated by a schema); the stored size comes from the first rgb image when the YAML lacks it."""
+    from pydantic import ValidationError
+
+    from mtl_perception.safeload import LoadError, yaml_load_file
+    from mtl_perception.schemas import describe_errors
+
     root = Path(root)
     path = root / CAMERA_FILE
     if not path.is_file():
         raise FolderFormatError(f"{path} not found; a folder dataset needs camera.yaml with at least K (see docs/data_format.md)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise FolderFormatError(f"{path} is not valid YAML: {exc}") from None
-    if int(raw.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
-        raise FolderFormatError(f"{path} has format_version {raw['format_version']}; this package reads up to {FORMAT_VERSION}")
-    K = np.asarray(raw.get("K", []), np.float64)
-    if K.shape != (3, 3):
-        raise FolderFormatError(f"{path}: K must be a 3x3 matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], got {raw.get('K')}")
-    if "height" in raw and "width" in raw:
-        height, width = int(raw["height"]), int(raw["width"])
+        raw = yaml_load_file(path, "camera file")
+    except LoadError as exc:
+        raise FolderFormatError(str(exc)) from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise FolderFormatError(f"{path} must be a mapping with K, height, width, class_names, palette (see docs/data_format.md), "
+                                f"got a {type(raw).__name__}")
+    version = raw.get("format_version", FORMAT_VERSION)
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise FolderFormatError(f"{path} has format_version {version}; this package reads up to {FORMAT_VERSION}")
+    if "K" not in raw:
+        raise FolderFormatError(f"{path}: K must be a 3x3 matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], got None")
+    try:
+        meta = _camera_schema().model_validate(raw)
+    except ValidationError as exc:
+        hint = "K must be a 3x3 matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] of finite numbers: " if exc.errors()[0]["loc"][:1] == ("K",) else ""
+        raise FolderFormatError(f"{path}: {hint}{describe_errors(exc)} (see docs/data_format.md)") from None
+    K = np.asarray(meta.K, np.float64)
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise FolderFormatError(f"{path}: K must have positive focal lengths fx={K[0, 0]}, fy={K[1, 1]}")
+    if meta.height is not None and meta.width is not None:
+        height, width = meta.height, meta.width
     else:
         names = _frame_files(root / "rgb", RGB_SUFFIXES)
         if not names:
             raise FolderFormatError(f"{root / 'rgb'} holds no images")
         height, width = _read_image(next(iter(names.values())), cv2.IMREAD_COLOR).shape[:2]
-    class_names, palette = raw.get("class_names"), raw.get("palette")
+    class_names, palette = meta.class_names, meta.palette
     if class_names is not None and palette is not None and len(class_names) != len(palette):
         raise FolderFormatError(f"{path}: {len(class_names)} class names but {len(palette)} palette colours")
-    return FolderMeta(K, height, width, float(raw.get("depth_png_scale", DEPTH_PNG_SCALE)),
-                      class_names, palette, int(raw.get("ignore_index", IGNORE_INDEX)))
+    return FolderMeta(K, height, width, float(meta.depth_png_scale), class_names, palette, int(meta.ignore_index))
+
+
+def load_npy(path: Path, what: str, channels: int | None, limit_pixels: int = 1 << 26) -> np.ndarray:
+    """A numeric .npy map as float32: (H, W) when ``channels`` is None, else (H, W, channels); FolderFormatError otherwise.
+
+    Read without pickles, the header checked (shape, type, size) before the data is loaded.
+    """
+    expected = "(H, W)" if channels is None else f"(H, W, {channels})"
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (EOFError, ValueError, OSError) as exc:  # empty, truncated, pickled or not an .npy file
+        reason = "empty" if path.stat().st_size == 0 else str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise FolderFormatError(f"{path} is not a readable .npy {what} map ({reason}); write float32 {expected} with numpy.save") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise FolderFormatError(f"{path} must hold a numeric {what} array {expected}, got {getattr(array, 'dtype', type(array))}")
+    shape = array.shape
+    if channels is None and len(shape) == 3 and shape[2] == 1:
+        array = array[:, :, 0]
+        shape = array.shape
+    ok = len(shape) == 2 if channels is None else (len(shape) == 3 and shape[2] == channels)
+    if not ok:
+        raise FolderFormatError(f"{path} holds a {what} array of shape {shape}; it must be {expected}")
+    if shape[0] * shape[1] > limit_pixels:
+        raise FolderFormatError(f"{path} holds a {shape[1]}x{shape[0]} {what} map, more than {limit_pixels} pixels")
+    return np.array(array, dtype=np.float32)
 
 
 def _frame_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -242,7 +314,7 @@ class FolderDataset(Dataset):
         if "depth" in self.files:
             path = self.files["depth"][name]
             if path.suffix == ".npy":
-                depth = np.load(path).astype(np.float32)
+                depth = load_npy(path, "depth", None)
                 depth[~np.isfinite(depth) | (depth < 0)] = 0.0
             else:
                 raw = _read_image(path, cv2.IMREAD_UNCHANGED)
@@ -261,7 +333,7 @@ class FolderDataset(Dataset):
         if "normals" in self.files:
             path = self.files["normals"][name]
             if path.suffix == ".npy":
-                normals = np.load(path).astype(np.float32)
+                normals = load_npy(path, "normals", 3)
             else:
                 raw = _read_image(path, cv2.IMREAD_UNCHANGED)
                 if raw.dtype != np.uint16 or raw.ndim != 3:

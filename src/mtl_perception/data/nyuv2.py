@@ -6,13 +6,21 @@ and ``labels`` (1449, 640, 480) raw class ids 0..894 (0 = unlabelled), each fram
 Raw ids map to the standard 40- or 13-class sets, shifted to 0-based ids with unlabelled ->
 ``IGNORE_INDEX``; the official split has 795 training and 654 test frames. The class maps and split ship
 with the package (``resources/nyuv2_meta.json``, derived by ``tools/derive_nyuv2_meta.py``).
-The labelled set has no surface normals, so samples carry ``depth`` and ``semantic`` only.
+The labelled set has no surface normals, so samples carry ``depth`` and ``semantic`` only, unless
+``normals_dir`` names a folder of normal maps (the common PNG releases, e.g. those of Ladicky et al. / Eigen &
+Fergus used by multi-task papers): one 8- or 16-bit RGB PNG per frame, n = value / max * 2 - 1, an all-zero
+(or near-zero length) pixel = no ground truth. Files are matched to frames by the number in their name,
+sorted: one per frame of the ``.mat`` (1449), or one per frame of the chosen split (654 test, 795 train).
+Releases differ in axes: ``normals_axes`` says which file channel (with sign) is the optical frame's x
+(right), y (down) and z (forward), e.g. ``x,-y,-z`` for a release in OpenGL axes (y up, z toward the
+viewer); the default ``x,y,z`` takes the file as optical-frame normals already.
 """
 from __future__ import annotations
 
 import colorsys
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +39,7 @@ NUM_FRAMES = 1449
 NUM_RAW_CLASSES = 894
 CLASS_SETS = (13, 40)
 SPLITS = ("train", "test", "all")
+DEFAULT_NORMALS_AXES = "x,y,z"  # normals PNG channels already in the optical frame (see ``parse_normals_axes``)
 NYU_K = np.array([[NYU_FX, 0.0, NYU_CX], [0.0, NYU_FY, NYU_CY], [0.0, 0.0, 1.0]])
 
 
@@ -119,7 +128,8 @@ class NYUv2Dataset(Dataset):
     """
 
     def __init__(self, path: str | Path, split: str = "train", num_classes: int = 13,
-                 transform: Callable[[Record], Any] | None = None) -> None:
+                 transform: Callable[[Record], Any] | None = None, normals_dir: str | Path | None = None,
+                 normals_axes: str = DEFAULT_NORMALS_AXES) -> None:
         import h5py
 
         self.path = Path(path)
@@ -150,6 +160,13 @@ class NYUv2Dataset(Dataset):
         self.transform = transform if transform is not None else to_sample
         self._handle = None
         self._handle_pid: int | None = None
+        self.normals_axes = parse_normals_axes(normals_axes)
+        self.normals_files = match_normals_files(normals_dir, count, self.indices, split) if normals_dir is not None else None
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks with ground truth: depth and semantic, plus normals when a normals folder is given."""
+        return ["depth", "semantic"] + (["normals"] if self.normals_files is not None else [])
 
     def _file(self):
         import h5py
@@ -176,9 +193,73 @@ class NYUv2Dataset(Dataset):
         raw = handle["labels"][index].T
         if raw.max(initial=0) > NUM_RAW_CLASSES:
             raise ValueError(f"frame {index} of {self.path} has label id {raw.max()} > {NUM_RAW_CLASSES}")
-        return {"rgb": rgb, "depth": depth, "labels": self.lut[raw.astype(np.int64)], "K": self.K.copy()}
+        record = {"rgb": rgb, "depth": depth, "labels": self.lut[raw.astype(np.int64)], "K": self.K.copy()}
+        if self.normals_files is not None:
+            record["normals"] = read_normals_png(self.normals_files[position], self.normals_axes, (self.height, self.width))
+        return record
 
     def __getitem__(self, position: int) -> Any:
         if not 0 <= position < len(self):
             raise IndexError(f"frame {position} out of range for {len(self)} frames")
         return self.transform(self.read_record(position))
+
+
+# ---------------------------------------------------------------------------------------------- normals folders
+
+
+def parse_normals_axes(spec: str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """``'x,-y,-z'`` -> (file channel per optical axis, sign per optical axis); ValueError naming the format."""
+    parts = [p.strip().lower() for p in str(spec).split(",")]
+    channels, signs = [], []
+    for part in parts:
+        sign = -1.0 if part.startswith("-") else 1.0
+        axis = part.lstrip("+-")
+        if axis not in ("x", "y", "z"):
+            channels = []
+            break
+        channels.append("xyz".index(axis))
+        signs.append(sign)
+    if len(parts) != 3 or sorted(channels) != [0, 1, 2]:
+        raise ValueError(f"normals axes '{str(spec)[:40]}' must name the file channel of the optical x, y and z axes once each, "
+                         "with an optional sign, e.g. x,y,z (file already in the optical frame) or x,-y,-z (file in OpenGL axes)")
+    return (channels[0], channels[1], channels[2]), (signs[0], signs[1], signs[2])
+
+
+def _frame_number(path: Path) -> int:
+    numbers = re.findall(r"\d+", path.stem)
+    return int(numbers[-1]) if numbers else -1
+
+
+def match_normals_files(folder: str | Path, count: int, indices: np.ndarray, split: str) -> list[Path]:
+    """The normals PNG of each frame of the split, in order (see the module docstring for the matching rule)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"NYUv2 normals folder {folder} not found; give the folder of normal-map PNGs (one per frame)")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png"), key=lambda p: (_frame_number(p), p.name))
+    if len(files) == count:
+        return [files[int(i)] for i in indices]
+    if len(files) == len(indices):
+        return files
+    raise ValueError(f"NYUv2 normals folder {folder} holds {len(files)} PNG files; expected one per frame of the .mat ({count}) "
+                     f"or of the {split} split ({len(indices)}), named so that sorting by their number gives the frame order")
+
+
+def read_normals_png(path: Path, axes: tuple[tuple[int, int, int], tuple[float, float, float]], size: tuple[int, int]) -> np.ndarray:
+    """An (H, W, 3) float32 unit-normal map in the optical frame from an RGB PNG; zeros where the file has no normal."""
+    import cv2
+
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 3 or raw.shape[2] < 3 or raw.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"normals file {path} must be an 8- or 16-bit RGB PNG, got "
+                         f"{'an unreadable file' if raw is None else f'{raw.dtype} with shape {raw.shape}'}")
+    rgb = cv2.cvtColor(raw[:, :, :3], cv2.COLOR_BGR2RGB).astype(np.float32)
+    if rgb.shape[:2] != size:
+        rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    empty = (rgb == 0).all(axis=2)
+    vectors = rgb / np.float32(np.iinfo(raw.dtype).max) * 2.0 - 1.0
+    channels, signs = axes
+    normals = np.stack([vectors[:, :, channels[i]] * signs[i] for i in range(3)], axis=2)
+    length = np.linalg.norm(normals, axis=2, keepdims=True)
+    invalid = empty | (length[:, :, 0] < 0.5)
+    normals = np.where(invalid[:, :, None], 0.0, normals / np.maximum(length, 1e-6)).astype(np.float32)
+    return normals

@@ -11,28 +11,27 @@ from mtl_perception.data.folder import write_dataset_meta, write_frame
 from mtl_perception.data.geometry import synthetic_intrinsics
 from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES, SYNTH_PALETTE
 from mtl_perception.data.synthetic import render_frame, render_sequence
+from mtl_perception.safeload import check_allocation, check_path
+from mtl_perception.schemas import flag
+
+
+MAX_SIDE = 8192  # largest rendered side (pixels)
+RENDER_BYTES_PER_PIXEL = 320  # peak memory of the ray caster per pixel (measured: about 128 B at 240x320), with margin
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``HxW`` (e.g. 240x320) into (height, width)."""
+    """Parse ``HxW`` (e.g. 240x320) into (height, width), each 1..MAX_SIDE."""
     parts = text.lower().split("x")
     try:
         height, width = (int(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like HxW, e.g. 240x320, got '{text}'") from None
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got '{text}'")
+        raise argparse.ArgumentTypeError(f"size must look like HxW, e.g. 240x320, got '{text[:40]}'") from None
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"size must be 1 to {MAX_SIDE} pixels per side, got '{text[:40]}'")
     return height, width
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+_positive_int = flag(int, ge=1, le=10**7)
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +43,7 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence", action="store_true",
                         help="render one room along a smooth camera path (for bags and the demo) instead of "
                              "independent random rooms")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=flag(int, ge=0, le=2**32 - 1), default=0,
                         help="base seed: frame i of independent rooms uses seed+i; a sequence uses this seed (default 0)")
     parser.add_argument("--depth-format", choices=("png", "npy"), default="png",
                         help="depth as 16-bit PNG in millimetres (png, default) or float32 metres (npy)")
@@ -55,8 +54,9 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
 
 def synth_main(args: argparse.Namespace) -> int:
     """Render ``args.count`` frames into ``args.out``; returns the process exit code."""
-    out: Path = args.out
+    out: Path = check_path(args.out, "--out")
     height, width = args.size
+    check_allocation(height * width * RENDER_BYTES_PER_PIXEL, f"rendering {height}x{width} frames", "give a smaller --size")
     if (out / "rgb").is_dir() and any((out / "rgb").iterdir()):
         if not args.overwrite:
             raise SystemExit(f"error: {out} already holds frames; choose another --out or pass --overwrite")

@@ -333,6 +333,21 @@ class MultiTaskMetrics:
             offset += size
 
 
+# The crop of Eigen et al. (NIPS 2014) for NYUv2 at 480x640, as BTS, AdaBins and later depth papers score it:
+# rows 45..470, columns 41..600 (the border the Kinect's registration leaves without valid depth).
+EIGEN_CROP_480x640 = (45, 471, 41, 601)  # top, bottom (exclusive), left, right (exclusive)
+NYU_MAX_DEPTH = 10.0  # metres: NYUv2 depth is scored up to 10 m in the literature (predictions clamped there too)
+
+
+def eigen_crop_mask(height: int, width: int) -> np.ndarray:
+    """Boolean (height, width) mask of the Eigen crop, scaled from 480x640 to this size."""
+    top, bottom, left, right = EIGEN_CROP_480x640
+    sy, sx = height / 480.0, width / 640.0
+    mask = np.zeros((height, width), dtype=bool)
+    mask[int(round(top * sy)): int(round(bottom * sy)), int(round(left * sx)): int(round(right * sx))] = True
+    return mask
+
+
 def flatten_metrics(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """{"depth": {"rmse": x}} -> {"depth/rmse": x}, e.g. for TensorBoard scalars."""
     return {f"{task}/{key}": value for task, values in results.items() for key, value in values.items()}

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from mtl_perception.config import ExperimentConfig, config_from_dict
 from mtl_perception.evaluation.metrics import delta_m
@@ -43,21 +42,38 @@ class StudyConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | None = None) -> "StudyConfig":
+        """Read a study file (bounded YAML), validate its shape (``_study_schema``) and every entry's config, up front."""
+        from pydantic import ValidationError
+
+        from mtl_perception.config import apply_overrides
+        from mtl_perception.safeload import shorten, yaml_load_file, yaml_loads
+        from mtl_perception.schemas import describe_errors
+
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"study config not found: {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
-        unknown = sorted(set(raw) - {"base", "entries", "seeds", "eval_count", "latency_runs", "out_dir"})
+            raise FileNotFoundError(f"study config not found: {shorten(str(path))}")
+        raw = yaml_load_file(path, "study config")
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise ValueError(f"study config {shorten(str(path))} must be a mapping with base, entries, seeds, ...; got {type(raw).__name__}")
+        unknown = sorted((k for k in raw if k not in STUDY_KEYS), key=str)
         if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in study config {path}")
-        study = cls(**raw)
+            raise ValueError(f"unknown key(s) {[shorten(str(k), 40) for k in unknown[:8]]} in study config {shorten(str(path))}; valid keys: {sorted(STUDY_KEYS)}")
+        try:
+            checked = _study_schema().validate_python(raw)
+        except ValidationError as exc:
+            raise ValueError(f"study config {shorten(str(path))}: {describe_errors(exc)}") from None
+        study = cls(**checked)
         for item in overrides or []:
             key, _, value = item.partition("=")
             if key in ("seeds", "eval_count", "latency_runs", "out_dir"):
-                setattr(study, key, yaml.safe_load(value))
+                parsed = yaml_loads(value, f"override '{shorten(item, 80)}'", "value")
+                try:
+                    setattr(study, key, _study_schema(partial=True).validate_python({key: parsed})[key])
+                except ValidationError as exc:
+                    raise ValueError(f"override '{shorten(item, 80)}': {describe_errors(exc)}") from None
             else:
-                section, _, name = key.partition(".")
-                study.base.setdefault(section, {})[name] = yaml.safe_load(value)
+                apply_overrides(study.base, [item])
         names = [e.get("name") for e in study.entries]
         if None in names or len(set(names)) != len(names):
             raise ValueError("every study entry needs a unique 'name'")
@@ -77,6 +93,36 @@ class StudyConfig:
             return config_from_dict(raw)
         except ValueError as exc:
             raise ValueError(f"study entry '{entry['name']}': {exc}") from None
+
+
+STUDY_KEYS = ("base", "entries", "seeds", "eval_count", "latency_runs", "out_dir")
+_STUDY_SCHEMAS: dict[bool, Any] = {}
+
+
+def _study_schema(partial: bool = False) -> Any:
+    """The shape of a study file: base a mapping of sections, entries mappings with a name, seeds and counts in range.
+
+    ``partial``: base and entries optional (to check one overridden key).
+    """
+    if partial not in _STUDY_SCHEMAS:
+        from typing import Annotated
+
+        from pydantic import Field, Strict, TypeAdapter
+        from typing_extensions import NotRequired, Required, TypedDict
+
+        Key = Annotated[str, Strict()]
+        Need = NotRequired if partial else Required
+
+        class StudySchema(TypedDict, total=False):
+            base: Need[dict[Key, dict[Key, Any]]]  # type: ignore[valid-type]
+            entries: Need[Annotated[list[dict[Key, Any]], Field(min_length=1, max_length=256)]]  # type: ignore[valid-type]
+            seeds: Annotated[list[Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]], Field(min_length=1, max_length=64)]
+            eval_count: Annotated[int, Strict(), Field(ge=1, le=100_000)]
+            latency_runs: Annotated[int, Strict(), Field(ge=1, le=10_000)]
+            out_dir: Annotated[str, Strict(), Field(min_length=1, max_length=4096)]
+
+        _STUDY_SCHEMAS[partial] = TypeAdapter(StudySchema)
+    return _STUDY_SCHEMAS[partial]
 
 
 def _held_out(config: ExperimentConfig, count: int) -> Any:

@@ -1,8 +1,9 @@
 """INT8 calibration data: camera frames from an image folder or a rosbag2, preprocessed in batches.
 
-This is the part of TensorRT INT8 calibration that needs no TensorRT: the entropy calibrator in
-``backends/tensorrt_backend.py`` only copies these batches to the GPU. Frames go through the same
-``preprocess`` as inference, so calibration sees exactly the deployed input distribution.
+The explicit Q/DQ INT8 file (``precision.py``) is calibrated on these frames with ONNX Runtime on the
+CPU, before any TensorRT build: a bad source is an error here, never a swallowed exception inside a
+TensorRT callback. Frames go through the same ``preprocess`` as inference, with the resize mode the
+node uses (letterbox by default), so calibration sees exactly the deployed input distribution.
 """
 from __future__ import annotations
 
@@ -97,8 +98,8 @@ def iter_calibration_images(source: str | Path, topic: str | None = None, limit:
     return iter_bag_images(path, topic, limit) if is_bag else iter_folder_images(path, limit)
 
 
-def calibration_batches(images: Iterable[np.ndarray], meta: ModelMetadata, batch_size: int = 1, mode: ResizeMode = "stretch") -> Iterator[np.ndarray]:
-    """Preprocessed float32 batches (batch_size, 3, H, W); a last incomplete batch is dropped."""
+def calibration_batches(images: Iterable[np.ndarray], meta: ModelMetadata, batch_size: int = 1, mode: ResizeMode = "letterbox") -> Iterator[np.ndarray]:
+    """Preprocessed float32 batches (batch_size, 3, H, W), fitted as the node fits frames; a last incomplete batch is dropped."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pending: list[np.ndarray] = []
@@ -110,9 +111,10 @@ def calibration_batches(images: Iterable[np.ndarray], meta: ModelMetadata, batch
 
 
 class CalibrationCacheFile:
-    """The calibration table TensorRT writes after calibrating, reused by later INT8 builds.
+    """A TensorRT implicit-calibration table (TensorRT <= 10 calibrators), keyed by the ONNX file's hash.
 
-    Keyed by the ONNX file's hash: a table is only valid for the graph it was measured on.
+    The build path no longer calibrates inside TensorRT (the Q/DQ file carries its scales); this stays for
+    reading tables that earlier engine caches hold. A table is only valid for the graph it was measured on.
     """
 
     def __init__(self, cache_dir: Path, onnx_sha256: str) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import numpy as np
@@ -13,17 +12,28 @@ class CameraInfoError(ValueError):
 
 
 def validate_camera_info(info: Any) -> None:
-    """Raise CameraInfoError unless ``info`` has a positive size and finite, positive focal lengths."""
-    if int(info.width) <= 0 or int(info.height) <= 0:
-        raise CameraInfoError(f"camera_info has size {info.width}x{info.height}; the camera driver must fill width and height (calibrate the camera)")
-    k = [float(v) for v in info.k]
-    if not all(math.isfinite(v) for v in k):
-        raise CameraInfoError(f"camera_info K contains NaN or infinity ({k}); recalibrate the camera")
-    if k[0] <= 0.0 or k[4] <= 0.0:
-        raise CameraInfoError(f"camera_info has focal length fx={k[0]}, fy={k[4]}; an uncalibrated camera publishes zeros: calibrate it (camera_calibration) or disable output.points")
-    p = [float(v) for v in info.p]
-    if not all(math.isfinite(v) for v in p):
-        raise CameraInfoError(f"camera_info P contains NaN or infinity ({p}); recalibrate the camera")
+    """Raise CameraInfoError unless ``info`` describes a camera the package can use (``schemas.CameraInfoSchema``).
+
+    A positive size; K and P finite; K's focal lengths positive and, like P's where P is set, within
+    [0.01, 1000] x the image width (fx) or height (fy): fields of view between 0.06 and 178 degrees. A
+    focal length of 1e-30 or 1e30 would turn every depth into NaN or infinity without a word.
+    """
+    from pydantic import ValidationError
+
+    from mtl_perception.schemas import CameraInfoSchema, describe_errors
+
+    try:
+        width, height = int(info.width), int(info.height)
+    except (TypeError, ValueError, AttributeError):
+        raise CameraInfoError("camera_info has no integer width and height; publish a sensor_msgs/CameraInfo") from None
+    if width <= 0 or height <= 0:
+        raise CameraInfoError(f"camera_info has size {width}x{height}; the camera driver must fill width and height (calibrate the camera)")
+    try:
+        CameraInfoSchema.model_validate({"width": width, "height": height, "k": [float(v) for v in info.k], "p": [float(v) for v in info.p]})
+    except ValidationError as exc:
+        raise CameraInfoError(describe_errors(exc, label="camera_info ", show_input=False)) from None
+    except (TypeError, ValueError):
+        raise CameraInfoError("camera_info K or P holds values that are not numbers; publish a sensor_msgs/CameraInfo") from None
 
 
 def image_size(info: Any) -> tuple[int, int]:

@@ -1,7 +1,11 @@
 """TensorRT engine cache: keys, lookup and invalidation (pure logic, no TensorRT needed).
 
-An engine is valid only for the exact ONNX file, TensorRT version, GPU model and compute capability,
-precision and input shape it was built for. The cache stores each engine as ``<name>.engine`` next to
+An engine is valid only for the exact ONNX file, TensorRT version, GPU model, compute capability, SM
+count and memory size, precision and input shape it was built for. The ONNX file is the one TensorRT
+parses: the precision file (``precision.py``: FP16 mixed precision or INT8 Q/DQ) or the deploy graph,
+so its hash also keys the weights, the calibration, the camera size and the output options. The SM
+count and memory tell apart modules that share a compute capability (Jetson Orin AGX, NX and Nano all
+report "Orin", sm 8.7). The cache stores each engine as ``<name>.engine`` next to
 a ``<name>.json`` sidecar holding its key, the engine's SHA-256 and the model metadata; the sidecar is
 written last, so a sidecar always describes a complete engine.
 
@@ -14,6 +18,7 @@ cache folder, engine and sidecar belong to this user and are not world-writable 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,7 +33,7 @@ CACHE_ENV = "MTL_PERCEPTION_ENGINE_CACHE"
 PRECISIONS = ("fp32", "fp16", "int8")
 # Key fields that identify what is built; the others identify where it can run.
 MODEL_FIELDS = ("onnx_sha256", "precision", "input_shape")
-PLATFORM_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability")
+PLATFORM_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability", "sm_count", "memory_gib")
 
 
 class EngineCacheError(RuntimeError):
@@ -44,7 +49,9 @@ class EngineKey:
     gpu_name: str
     compute_capability: str  # "major.minor", e.g. "8.7" for Jetson Orin
     precision: str  # fp32 | fp16 | int8
-    input_shape: tuple[int, ...]  # (N, 3, H, W); N is the largest batch for dynamic-batch engines
+    input_shape: tuple[int, ...]  # (N, 3, H, W); N is the largest batch for dynamic-batch engines; a deploy graph's image input shape
+    sm_count: int = 0  # streaming multiprocessors (Orin AGX 16, Orin NX / Nano 8); 0 = unknown (older sidecars)
+    memory_gib: int = 0  # device memory, GiB rounded (Orin AGX 32/64, NX 16/8, Nano 8/4); 0 = unknown
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -69,7 +76,8 @@ class EngineKey:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EngineKey":
-        return cls(**{f: data[f] for f in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        return cls(**{f: data[f] for f in fields if f in data or fields[f].default is dataclasses.MISSING})
 
 
 @dataclass
@@ -93,6 +101,7 @@ def mismatch_reasons(cached: EngineKey, current: EngineKey) -> list[str]:
     labels = {
         "onnx_sha256": "ONNX file", "precision": "precision", "input_shape": "input shape",
         "tensorrt_version": "TensorRT version", "gpu_name": "GPU", "compute_capability": "compute capability",
+        "sm_count": "SM count", "memory_gib": "GPU memory (GiB)",
     }
     reasons = []
     for name in MODEL_FIELDS + PLATFORM_FIELDS:
@@ -108,7 +117,7 @@ def decide(cached_keys: list[EngineKey], current: EngineKey) -> tuple[str, Engin
     """Pure decision over the cached keys: ('hit', key), ('mismatch', closest key) or ('miss', None).
 
     A mismatch is a cached engine for the same ONNX file, precision and input shape but another
-    TensorRT version, GPU or compute capability.
+    TensorRT version, GPU, compute capability, SM count or memory size.
     """
     if current in cached_keys:
         return "hit", current
@@ -131,6 +140,16 @@ def check_trusted(engine_path: Path) -> None:
                 f"refusing to load a TensorRT engine from {item}: it is owned by another user or writable by everyone, "
                 f"and an engine is native code; use a cache folder only you can write (chmod 700 {engine_path.parent}) and rebuild"
             )
+
+
+def timing_cache_name(key: EngineKey) -> str:
+    """File name of the builder timing cache for a key's platform (shared by every model built there).
+
+    Keyed like the engines' platform: TensorRT version, GPU name, compute capability, SM count and memory,
+    because TensorRT's own check of a timing cache compares device properties this key also names.
+    """
+    gpu = "".join(c if c.isalnum() else "_" for c in key.gpu_name)[:32]
+    return f"timing-{key.tensorrt_version}-{gpu}-sm{key.compute_capability}-{key.sm_count}sm-{key.memory_gib}g.cache"
 
 
 def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:

@@ -50,7 +50,7 @@ class ExportReport:
     node_count: int
     file_bytes: int
     seconds: float
-    trt_problems: list[str] = field(default_factory=list)  # TensorRT 10 parser compatibility (empty = ok)
+    trt_problems: list[str] = field(default_factory=list)  # TensorRT 10/11 parser compatibility (empty = ok)
 
     @property
     def worst_diff(self) -> float:
@@ -58,7 +58,7 @@ class ExportReport:
 
     def summary(self) -> str:
         diffs = ", ".join(f"{task} {diff:.2e}" for task, diff in self.max_abs_diff.items())
-        trt = "TensorRT 10 parser: compatible" if not self.trt_problems else f"TensorRT 10 parser: {len(self.trt_problems)} problem(s)"
+        trt = "TensorRT 10/11 parsers: compatible" if not self.trt_problems else f"TensorRT 10/11 parsers: {len(self.trt_problems)} problem(s)"
         return (
             f"exported {self.path} ({self.file_bytes / 1e6:.1f} MB, {self.node_count} nodes, opset {self.opset}, "
             f"input {'N' if self.dynamic_batch else 1}x3x{self.metadata.input_height}x{self.metadata.input_width}) in {self.seconds:.1f} s\n"

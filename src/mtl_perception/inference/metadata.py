@@ -18,6 +18,10 @@ INPUT_NAME = "image"
 OUTPUT_NAMES = {"depth": "depth", "semantic": "semantic_logits", "normals": "normals"}
 
 
+METADATA_MAX_BYTES = 256 * 1024  # a model with 1024 classes needs about 40 KiB
+REEXPORT = "re-export the model with `mtl-perception export`"
+
+
 class MetadataError(ValueError):
     """The model file's metadata is missing or inconsistent."""
 
@@ -52,24 +56,44 @@ class ModelMetadata:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelMetadata":
+        """Parse and validate the metadata JSON once, where it enters (``schemas.MetadataSchema``).
+
+        Bounded: at most ``METADATA_MAX_BYTES`` of JSON nested at most ``safeload.MAX_DEPTH`` levels. Every
+        problem is a MetadataError naming the field and the fix.
+        """
+        from mtl_perception.safeload import LoadError, json_loads
+
         try:
-            raw: dict[str, Any] = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MetadataError(f"model metadata is not valid JSON: {exc}") from None
-        names = {f.name for f in dataclasses.fields(cls)}
+            raw = json_loads(text, "model metadata", max_bytes=METADATA_MAX_BYTES)
+        except LoadError as exc:
+            raise MetadataError(f"{exc}; {REEXPORT}") from None
+        if not isinstance(raw, dict):
+            raise MetadataError(f"model metadata must be a JSON object of fields, got {type(raw).__name__} {str(raw)[:40]}; {REEXPORT}")
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
-            raise MetadataError(f"model metadata lacks {missing}; re-export the model with `mtl-perception export`")
-        if raw.get("version", METADATA_VERSION) > METADATA_VERSION:
-            raise MetadataError(f"model metadata version {raw['version']} is newer than this package understands ({METADATA_VERSION}); update mtl_perception")
-        return cls(**{k: v for k, v in raw.items() if k in names}).validate()
+            raise MetadataError(f"model metadata lacks {missing}; {REEXPORT}")
+        version = raw.get("version", METADATA_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool) and version > METADATA_VERSION:
+            raise MetadataError(f"model metadata version {version} is newer than this package understands ({METADATA_VERSION}); update mtl_perception")
+        return cls._from_checked(raw)
+
+    @classmethod
+    def _from_checked(cls, raw: dict[str, Any]) -> "ModelMetadata":
+        from pydantic import ValidationError
+
+        from mtl_perception.schemas import MetadataSchema, describe_errors
+
+        try:
+            checked = MetadataSchema.model_validate(raw)
+        except ValidationError as exc:
+            raise MetadataError(f"{describe_errors(exc, label='model metadata field ')}; {REEXPORT}") from None
+        unknown = [t for t in checked.tasks if t not in OUTPUT_NAMES]
+        if unknown:  # the schema's Literal already refuses them; kept for readers of this method
+            raise MetadataError(f"model metadata names unknown tasks {unknown}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in checked.model_dump().items() if k in names})
 
     def validate(self) -> "ModelMetadata":
-        if self.input_height <= 0 or self.input_width <= 0:
-            raise MetadataError(f"model input size {self.input_height}x{self.input_width} is invalid")
-        if "semantic" in self.tasks and len(self.palette) != len(self.class_names):
-            raise MetadataError(f"model has {len(self.class_names)} class names but {len(self.palette)} palette colours")
-        unknown = [t for t in self.tasks if t not in OUTPUT_NAMES]
-        if unknown:
-            raise MetadataError(f"model metadata names unknown tasks {unknown}")
+        """Check an in-memory metadata object (e.g. before export embeds it) against the same schema."""
+        self._from_checked(dataclasses.asdict(self))
         return self

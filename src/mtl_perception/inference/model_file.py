@@ -98,7 +98,8 @@ def validate_io(inputs: Mapping[str, Sequence[int | str | None]], outputs: Mappi
 
     Checks: the single input is named ``INPUT_NAME`` with shape (N, 3, input_height, input_width)
     (N fixed or symbolic; negative numbers count as dynamic, as TensorRT reports them), and every task's
-    output exists with the metadata's spatial size and a batch dimension.
+    output exists with the metadata's spatial size, a batch dimension and the channels the metadata implies
+    (``expected_channels``).
     """
     if INPUT_NAME not in inputs:
         raise ModelFileError(f"{source}: graph input '{INPUT_NAME}' missing (inputs: {sorted(inputs)}); {REEXPORT_HINT}")
@@ -117,6 +118,24 @@ def validate_io(inputs: Mapping[str, Sequence[int | str | None]], outputs: Mappi
         spatial = [_fixed(d) for d in out_shape[2:]]
         if len(out_shape) != 4 or spatial != [meta.input_height, meta.input_width]:
             raise ModelFileError(f"{source}: output '{name}' has shape {out_shape}, expected (N, C, {meta.input_height}, {meta.input_width}); {REEXPORT_HINT}")
+        channels = expected_channels(task, meta)
+        if channels is not None and _fixed(out_shape[1]) not in (None, channels):
+            raise ModelFileError(f"{source}: output '{name}' of task '{task}' has {out_shape[1]} channel(s) but the metadata implies {channels} "
+                                 f"({CHANNEL_RULE[task]}); the file is inconsistent: {REEXPORT_HINT}")
+
+
+CHANNEL_RULE = {"depth": "one depth value per pixel", "normals": "x, y, z per pixel", "semantic": "one logit per class name"}
+
+
+def expected_channels(task: str, meta: ModelMetadata) -> int | None:
+    """Channels of a task's output the metadata implies: depth 1, normals 3, semantic logits one per class."""
+    if task == "depth":
+        return 1
+    if task == "normals":
+        return 3
+    if task == "semantic" and meta.output_names.get(task, "").endswith("logits"):
+        return len(meta.class_names)
+    return None
 
 
 def _fixed(dim: int | str | None) -> int | None:

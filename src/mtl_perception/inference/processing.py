@@ -23,12 +23,13 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from mtl_perception.inference import encodings as _encodings
 from mtl_perception.inference.metadata import ModelMetadata
 
 ResizeMode = Literal["stretch", "letterbox"]
 
-# Encodings ``to_rgb`` converts (ROS sensor_msgs/Image names).
-SUPPORTED_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "16UC1")
+# Encodings ``to_rgb`` converts (ROS sensor_msgs/Image names): the table of ``inference/encodings.py``.
+SUPPORTED_ENCODINGS = _encodings.SUPPORTED_ENCODINGS
 
 
 @dataclass(frozen=True)
@@ -74,31 +75,11 @@ class Transform:
 def to_rgb(image: np.ndarray, encoding: str) -> np.ndarray:
     """Convert an image in a ROS encoding to contiguous uint8 RGB (H, W, 3).
 
-    mono images are replicated to three channels; 16-bit mono keeps its top 8 bits; alpha is dropped.
+    The same conversions as the node's deploy-graph input (``inference/encodings.py``): mono is replicated to
+    three channels, 16-bit is scaled by 255/65535, 8UC3 is BGR, Bayer and YUV 4:2:2 are converted by OpenCV,
+    alpha is dropped.
     """
-    enc = encoding.strip()
-    if enc not in SUPPORTED_ENCODINGS:
-        raise ValueError(f"unsupported image encoding '{encoding}'; supported: {list(SUPPORTED_ENCODINGS)}")
-    image = np.asarray(image)
-    if enc in ("mono16", "16UC1"):
-        if image.dtype != np.uint16 or image.ndim != 2:
-            raise ValueError(f"{enc} image must be uint16 (H, W), got {image.dtype} {image.shape}")
-        image = (image >> 8).astype(np.uint8)
-        enc = "mono8"
-    if image.dtype != np.uint8:
-        raise ValueError(f"{enc} image must be uint8, got {image.dtype}")
-    channels = {"rgb8": 3, "bgr8": 3, "8UC3": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1}[enc]
-    if channels == 1:
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[:, :, 0]
-        if image.ndim != 2:
-            raise ValueError(f"{enc} image must have shape (H, W), got {image.shape}")
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    if image.ndim != 3 or image.shape[2] != channels:
-        raise ValueError(f"{enc} image must have shape (H, W, {channels}), got {image.shape}")
-    if enc in ("bgr8", "bgra8"):
-        return np.ascontiguousarray(image[:, :, 2::-1])
-    return np.ascontiguousarray(image[:, :, :3])
+    return _encodings.to_rgb(image, encoding)
 
 
 def make_transform(source_height: int, source_width: int, meta: ModelMetadata, mode: ResizeMode = "stretch") -> Transform:

@@ -1,10 +1,11 @@
-"""TensorRT compatibility check of an ONNX graph, without TensorRT.
+"""TensorRT compatibility check of an ONNX graph, without TensorRT: the ONNX parsers of TensorRT 10 and 11.
 
-The TensorRT 10 ONNX parser's operator support matrix is kept as data in
-``resources/tensorrt10_onnx_ops.json`` (operators, supported types, the TensorRT version it comes from,
-and machine-checkable attribute/input limits). ``check_tensorrt_compat`` walks a graph (subgraphs
-included) and returns one line per problem; an empty list means every node is parseable as far as the
-list states.
+Each parser's operator support matrix is kept as data in ``resources/tensorrt<major>_onnx_ops.json``
+(operators, supported types, the TensorRT version and source it comes from, and machine-checkable
+attribute/input limits). ``check_tensorrt_compat`` walks a graph (subgraphs included) against every
+table and returns one line per problem, naming the TensorRT versions it applies to; an empty list
+means every node is parseable as far as the tables state. ``check_qdq_placement`` checks the
+QuantizeLinear / DequantizeLinear nodes of an INT8 graph against TensorRT's explicit-quantization rules.
 """
 from __future__ import annotations
 
@@ -18,19 +19,28 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-OPS_RESOURCE = "tensorrt10_onnx_ops.json"
+TABLE_MAJORS = ("10", "11")  # TensorRT major versions with an operator table
+OPS_RESOURCES = {major: f"tensorrt{major}_onnx_ops.json" for major in TABLE_MAJORS}
+OPS_RESOURCE = OPS_RESOURCES["10"]
 
 
-@functools.lru_cache(maxsize=1)
-def load_trt_op_table() -> dict[str, Any]:
-    """The supported-operator table shipped with the package (parsed once)."""
-    text = resources.files("mtl_perception.inference").joinpath("resources", OPS_RESOURCE).read_text()
+@functools.lru_cache(maxsize=None)
+def load_trt_op_table(major: str = "10") -> dict[str, Any]:
+    """The supported-operator table of one TensorRT major version shipped with the package (parsed once)."""
+    if str(major) not in OPS_RESOURCES:
+        raise ValueError(f"no operator table for TensorRT {major}; tables: {list(TABLE_MAJORS)}")
+    text = resources.files("mtl_perception.inference").joinpath("resources", OPS_RESOURCES[str(major)]).read_text()
     return json.loads(text)
 
 
-def trt_table_version() -> str:
-    """TensorRT version the operator table comes from."""
-    return str(load_trt_op_table()["tensorrt_version"])
+def trt_table_version(major: str = "10") -> str:
+    """TensorRT version an operator table comes from."""
+    return str(load_trt_op_table(major)["tensorrt_version"])
+
+
+def trt_table_versions(majors: tuple[str, ...] = TABLE_MAJORS) -> list[str]:
+    """TensorRT versions of the tables checked by default, e.g. ['10.1', '11.4']."""
+    return [trt_table_version(m) for m in majors]
 
 
 def _iter_graphs(graph: onnx.GraphProto, path: str = "graph") -> Iterator[tuple[str, onnx.GraphProto]]:
@@ -122,7 +132,7 @@ def _check_limit(node: onnx.NodeProto, limit: dict[str, Any], facts: _GraphFacts
         if shape is not None and any(d is None for d in shape):
             return f"input {index} must have static dimensions, got {shape}"
     else:
-        raise ValueError(f"unknown limit kind {kind!r} in {OPS_RESOURCE}")
+        raise ValueError(f"unknown limit kind {kind!r} in the TensorRT operator tables")
     return None
 
 
@@ -142,15 +152,8 @@ def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     return onnx.load(str(path), load_external_data=False)
 
 
-def check_tensorrt_compat(model: str | Path | onnx.ModelProto) -> list[str]:
-    """Problems that would stop the TensorRT 10 ONNX parser; empty when the graph is compatible.
-
-    Checks the default-domain opset range, every node's operator against the supported list, and the
-    attribute/input limits the list states. Shape-dependent limits use ONNX shape inference where it
-    knows the shapes.
-    """
-    proto = _load(model)
-    table = load_trt_op_table()
+def _check_table(proto: onnx.ModelProto, inferred: onnx.ModelProto, table: dict[str, Any]) -> list[str]:
+    """Problems of one graph under one parser table (messages without the version suffix)."""
     version = table["tensorrt_version"]
     problems: list[str] = []
     for opset in proto.opset_import:
@@ -159,10 +162,6 @@ def check_tensorrt_compat(model: str | Path | onnx.ModelProto) -> list[str]:
                 f"opset {opset.version} is outside TensorRT {version}'s range {table['opset_min']}-{table['opset_max']}; "
                 "export with another --opset"
             )
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception:  # shape inference is a help for a few limits, never required
-        inferred = proto
     operators = table["operators"]
     graphs = list(_iter_graphs(inferred.graph))
     facts = _GraphFacts([graph for _, graph in graphs])
@@ -175,13 +174,39 @@ def check_tensorrt_compat(model: str | Path | onnx.ModelProto) -> list[str]:
             entry = operators.get(node.op_type)
             if entry is None or not entry["supported"]:
                 state = "unknown to" if entry is None else "not supported by"
-                problems.append(f"{where}: operator {node.op_type} is {state} the TensorRT {version} ONNX parser")
+                problems.append(f"{where}: operator {node.op_type} is {state} the TensorRT ONNX parser")
                 continue
             for limit in entry.get("limits", []):
                 problem = _check_limit(node, limit, facts)
                 if problem:
-                    problems.append(f"{where}: {problem} (TensorRT {version})")
+                    problems.append(f"{where}: {problem}")
     return problems
+
+
+def check_tensorrt_compat(model: str | Path | onnx.ModelProto, majors: tuple[str, ...] = TABLE_MAJORS) -> list[str]:
+    """Problems that would stop the TensorRT ONNX parsers of ``majors`` (default 10 and 11); empty when compatible.
+
+    Checks the default-domain opset range, every node's operator against each supported list, and the
+    attribute/input limits the lists state. A problem found under several tables is one line naming all
+    their versions. Shape-dependent limits use ONNX shape inference where it knows the shapes.
+    """
+    proto = _load(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # shape inference is a help for a few limits, never required
+        inferred = proto
+    found: dict[str, list[str]] = {}
+    for major in majors:
+        table = load_trt_op_table(major)
+        for problem in _check_table(proto, inferred, table):
+            found.setdefault(problem, []).append(table["tensorrt_version"])
+    lines = []
+    for problem, versions in found.items():
+        if problem.startswith("opset "):
+            lines.append(problem)  # names its version and range already
+        else:
+            lines.append(f"{problem} (TensorRT {' and '.join(versions)})")
+    return lines
 
 
 def graph_operators(model: str | Path | onnx.ModelProto) -> dict[str, int]:
@@ -191,3 +216,134 @@ def graph_operators(model: str | Path | onnx.ModelProto) -> dict[str, int]:
         for node in graph.node:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return dict(sorted(counts.items()))
+
+
+# -- explicit quantization (Q/DQ) rules --------------------------------------------------------------
+# What TensorRT states for explicit quantization ("Working with Quantized Types" in its developer guide,
+# and the ONNX parser's QuantizeLinear / DequantizeLinear rows): quantized types are signed INT8 (or FP8 /
+# INT4), zero points are 0 (symmetric), scales are positive build-time constants, activations are
+# quantized per tensor and weights per tensor or per output channel, a QuantizeLinear feeds
+# DequantizeLinear nodes only, and a DequantizeLinear reads a QuantizeLinear or a constant of a
+# quantized type. Per-channel axes must be the output-channel axis of the weighted layer.
+QDQ_TYPES = {onnx.TensorProto.INT8: "INT8", onnx.TensorProto.FLOAT8E4M3FN: "FP8", onnx.TensorProto.INT4: "INT4"}
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+# op type -> (input index of the weights, required per-channel axis of their DequantizeLinear)
+WEIGHT_AXES = {"Conv": (1, 0), "ConvTranspose": (1, 1)}
+
+
+def _attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    for attr in node.attribute:
+        if attr.name == name:
+            return helper.get_attribute_value(attr)
+    return default
+
+
+def check_qdq_placement(model: str | Path | onnx.ModelProto) -> list[str]:
+    """Problems with a graph's QuantizeLinear / DequantizeLinear nodes under TensorRT's explicit-quantization rules.
+
+    Empty when the graph has no Q/DQ nodes, or when every one is symmetric signed INT8 (zero point 0) with
+    a positive constant scale, per-tensor on activations, per-output-channel (or per-tensor) on weights,
+    and each Q feeds only DQ nodes whose scale is the Q's.
+    """
+    proto = _load(model)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # shapes only help the type check of Q inputs
+        pass
+    graph = proto.graph
+    facts = _GraphFacts([graph])
+    producers = {out: node for node in graph.node for out in node.output if out}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    elem_types: dict[str, int] = {}
+    for info in list(graph.input) + list(graph.output) + list(graph.value_info):
+        elem_types[info.name] = info.type.tensor_type.elem_type
+    for init in graph.initializer:
+        elem_types[init.name] = init.data_type
+    problems: list[str] = []
+
+    def zero_point_problem(node: onnx.NodeProto, what: str) -> str | None:
+        if len(node.input) < 3 or not node.input[2]:
+            if node.op_type == "QuantizeLinear" and _attr(node, "output_dtype", 0) in QDQ_TYPES:
+                return None
+            if node.op_type == "DequantizeLinear" and elem_types.get(node.input[0]) in QDQ_TYPES:
+                return None
+            return f"{what} has no zero point, so its quantized type is UINT8; TensorRT needs signed INT8 with zero point 0"
+        zp_name = node.input[2]
+        if zp_name not in facts.constants:
+            return f"{what} zero point {zp_name} is not a constant"
+        zp = facts.constants[zp_name]
+        dtype = elem_types.get(zp_name)
+        if dtype is not None and dtype not in QDQ_TYPES:
+            return f"{what} quantizes to {onnx.TensorProto.DataType.Name(dtype)}; TensorRT's Q/DQ types are INT8, FP8 and INT4 (no unsigned or 32-bit ones: keep biases float)"
+        if np.any(zp != 0):
+            return f"{what} zero point is {zp.ravel()[:4].tolist()}; TensorRT needs 0 (symmetric quantization)"
+        return None
+
+    def scale_of(node: onnx.NodeProto) -> np.ndarray | None:
+        return facts.constants.get(node.input[1]) if len(node.input) > 1 else None
+
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or node.domain not in ("", "ai.onnx"):
+            continue
+        what = f"node {node.name or '(unnamed)'} ({node.op_type})"
+        scale = scale_of(node)
+        if scale is None:
+            problems.append(f"{what}: scale {node.input[1]} is not a constant; TensorRT needs build-time scales")
+        elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            problems.append(f"{what}: scales must be positive and finite")
+        zp = zero_point_problem(node, what)
+        if zp:
+            problems.append(zp)
+        source = node.input[0]
+        is_constant = source in facts.constants
+        per_channel = scale is not None and scale.size > 1
+        if node.op_type == "QuantizeLinear":
+            if elem_types.get(source, onnx.TensorProto.FLOAT) not in FLOAT_TYPES | {0}:
+                problems.append(f"{what}: quantizes a {onnx.TensorProto.DataType.Name(elem_types[source])} tensor; TensorRT quantizes FP32/FP16/BF16")
+            if per_channel and not is_constant:
+                problems.append(f"{what}: activation {source} is quantized per channel; TensorRT quantizes activations per tensor")
+            readers = consumers.get(node.output[0], [])
+            if node.output[0] in outputs or any(r.op_type != "DequantizeLinear" for r in readers):
+                others = sorted({r.op_type for r in readers if r.op_type != "DequantizeLinear"} | ({"graph output"} if node.output[0] in outputs else set()))
+                problems.append(f"{what}: its quantized output feeds {others}; TensorRT needs a DequantizeLinear after every QuantizeLinear")
+            for reader in readers:
+                if reader.op_type == "DequantizeLinear":
+                    other = scale_of(reader)
+                    if scale is not None and other is not None and (other.shape != scale.shape or not np.allclose(other, scale, rtol=1e-6, atol=0)):
+                        problems.append(f"{what}: DequantizeLinear {reader.name} uses another scale; a Q/DQ pair must share its scale")
+        else:
+            producer = producers.get(source)
+            if not is_constant and (producer is None or producer.op_type != "QuantizeLinear"):
+                kind = "a graph input" if producer is None else producer.op_type
+                problems.append(f"{what}: dequantizes {kind} ({source}); TensorRT needs a QuantizeLinear or a constant of a quantized type")
+            if is_constant and elem_types.get(source) not in QDQ_TYPES:
+                problems.append(f"{what}: constant {source} is not of a quantized type TensorRT takes (INT8, FP8, INT4)")
+            if per_channel:
+                if not is_constant:
+                    problems.append(f"{what}: per-channel dequantization of an activation; TensorRT quantizes activations per tensor")
+                axis = int(_attr(node, "axis", 1))
+                data = facts.constants.get(source)
+                if data is not None:
+                    axis = axis % data.ndim
+                    if data.shape[axis] != scale.size:
+                        problems.append(f"{what}: {scale.size} scales for axis {axis} of size {data.shape[axis]}")
+                for reader in consumers.get(node.output[0], []):
+                    rule = WEIGHT_AXES.get(reader.op_type)
+                    if rule and len(reader.input) > rule[0] and reader.input[rule[0]] == node.output[0] and axis != rule[1]:
+                        problems.append(f"{what}: per-channel axis {axis} for {reader.op_type} weights; TensorRT needs the output-channel axis {rule[1]}")
+    return problems
+
+
+def qdq_summary(model: str | Path | onnx.ModelProto) -> dict[str, int]:
+    """Counts of Q/DQ nodes, of weighted layers with quantized inputs, and of weighted layers left in float."""
+    proto = _load(model)
+    producers = {out: node for node in proto.graph.node for out in node.output if out}
+    weighted = [n for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
+    quantized = [n for n in weighted if n.input and getattr(producers.get(n.input[0]), "op_type", "") == "DequantizeLinear"]
+    ops = graph_operators(proto)
+    return {"quantize": ops.get("QuantizeLinear", 0), "dequantize": ops.get("DequantizeLinear", 0),
+            "weighted_int8": len(quantized), "weighted_float": len(weighted) - len(quantized)}

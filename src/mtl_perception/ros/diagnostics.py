@@ -5,6 +5,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
+# Every text echoed into /diagnostics is cut to a fixed length (with "…"): a 1 MB encoding string or topic name
+# from a bad publisher must not be copied whole into every status message.
+MAX_MESSAGE_CHARS = 400  # DiagnosticStatus.message
+MAX_PROBLEM_CHARS = 160  # each problem inside the message
+MAX_VALUE_CHARS = 128  # each KeyValue.value
+MAX_KEY_CHARS = 64  # each KeyValue.key
+MAX_NAME_CHARS = 128  # DiagnosticStatus.name and hardware_id
+
+
+def clip(text: object, limit: int) -> str:
+    """``text`` as a string of at most ``limit`` characters (cut ones end in "…")."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 BACKEND_FAILURE = "backend_failure"  # problem kind: the backend failed at run time (ERROR for that period)
 
 
@@ -32,13 +45,18 @@ def assess(health: Health) -> tuple[int, str]:
     info), or no input for longer than the stall timeout while active.
     OK otherwise (including unconfigured/inactive, which say so).
     """
+    level, message = _assess(health)
+    return level, clip(message, MAX_MESSAGE_CHARS)
+
+
+def _assess(health: Health) -> tuple[int, str]:
     if health.backend_error:
-        return ERROR, f"cannot run the model: {health.backend_error}"
+        return ERROR, f"cannot run the model: {clip(health.backend_error, MAX_PROBLEM_CHARS)}"
     if BACKEND_FAILURE in health.problems:  # the configured backend broke this period; a fallback may be serving
-        return ERROR, f"{BACKEND_FAILURE}: {health.problems[BACKEND_FAILURE]}"
+        return ERROR, f"{BACKEND_FAILURE}: {clip(health.problems[BACKEND_FAILURE], MAX_PROBLEM_CHARS)}"
     if health.state != "active":
         return OK, f"{health.state}: not processing frames (activate the node to start)"
-    problem_text = "; ".join(f"{kind}: {text}" for kind, text in sorted(health.problems.items()))
+    problem_text = "; ".join(f"{clip(kind, MAX_KEY_CHARS)}: {clip(text, MAX_PROBLEM_CHARS)}" for kind, text in sorted(health.problems.items()))
     if health.failed_in_period and not health.processed_in_period:
         return ERROR, f"all {health.failed_in_period} frame(s) failed in the last period: {problem_text}"
     if health.failed_in_period:
@@ -47,20 +65,20 @@ def assess(health: Health) -> tuple[int, str]:
         return WARN, problem_text
     waited = health.seconds_since_input if health.seconds_since_input is not None else health.seconds_active
     if waited > health.stall_timeout_s:
-        return WARN, f"no input on '{health.input_topic}' for {waited:.1f} s; check the camera and the topic remapping"
+        return WARN, f"no input on '{clip(health.input_topic, MAX_NAME_CHARS)}' for {waited:.1f} s; check the camera and the topic remapping"
     return OK, "processing"
 
 
 def make_status(name: str, hardware_id: str, level: int, message: str, values: dict[str, Any]) -> Any:
-    """A DiagnosticStatus with every value rendered as text (floats with 3 decimals)."""
+    """A DiagnosticStatus with every value rendered as text (floats with 3 decimals), every field cut to its MAX_*_CHARS."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
     def text(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
+        return clip(f"{value:.3f}" if isinstance(value, float) else value, MAX_VALUE_CHARS)
 
-    status = DiagnosticStatus(name=name, hardware_id=hardware_id, message=message)
+    status = DiagnosticStatus(name=clip(name, MAX_NAME_CHARS), hardware_id=clip(hardware_id, MAX_NAME_CHARS), message=clip(message, MAX_MESSAGE_CHARS))
     status.level = bytes([level])
-    status.values = [KeyValue(key=key, value=text(value)) for key, value in values.items()]
+    status.values = [KeyValue(key=clip(key, MAX_KEY_CHARS), value=text(value)) for key, value in values.items()]
     return status
 
 

@@ -3,7 +3,8 @@
 Decoding honours row padding (``step``) and byte order (``is_bigendian``) and checks every size
 before it allocates anything, so a malformed message is a clear ``ImageDecodeError``, never a crash
 or silently wrong pixels. Arrays are (H, W) for one channel and (H, W, C) otherwise. Conversion of
-camera pixels to the network's RGB input is ``mtl_perception.inference.processing.to_rgb``.
+camera pixels to 8-bit graph input or RGB is ``mtl_perception.inference.encodings`` (the one table of
+encodings, including Bayer, YUV 4:2:2 and 16-bit colour).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mtl_perception.inference.encodings import FORMATS
+
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
@@ -21,19 +24,9 @@ class ImageDecodeError(ValueError):
     """An image message cannot be turned into pixels; the message says what is wrong and how to fix it."""
 
 
-# Named encodings (sensor_msgs/image_encodings.hpp): encoding -> (dtype, channels).
-_NAMED: dict[str, tuple[str, int]] = {
-    "rgb8": ("u1", 3),
-    "bgr8": ("u1", 3),
-    "rgba8": ("u1", 4),
-    "bgra8": ("u1", 4),
-    "mono8": ("u1", 1),
-    "mono16": ("u2", 1),
-    "rgb16": ("u2", 3),
-    "bgr16": ("u2", 3),
-    "rgba16": ("u2", 4),
-    "bgra16": ("u2", 4),
-}
+# Named encodings (sensor_msgs/image_encodings.hpp): encoding -> (dtype, channels), from the package's one
+# encoding table (inference/encodings.py: rgb/bgr/mono 8 and 16 bit, Bayer 8/16, yuv422 and yuv422_yuy2).
+_NAMED: dict[str, tuple[str, int]] = {name: (fmt.dtype, fmt.channels) for name, fmt in FORMATS.items() if not name[:1].isdigit()}
 # OpenCV-style encodings: <bits><U|S|F>C<channels>, e.g. 8UC3, 16UC1, 32FC1.
 _CV_PATTERN = re.compile(r"^(8|16|32|64)([USF])C([1-4])$")
 _CV_DTYPES = {("8", "U"): "u1", ("8", "S"): "i1", ("16", "U"): "u2", ("16", "S"): "i2", ("32", "S"): "i4", ("32", "F"): "f4", ("64", "F"): "f8"}
@@ -46,9 +39,9 @@ def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
     match = _CV_PATTERN.match(encoding)
     if match and (match.group(1), match.group(2)) in _CV_DTYPES:
         return np.dtype(_CV_DTYPES[(match.group(1), match.group(2))]), int(match.group(3))
+    shown = str(encoding) if len(str(encoding)) <= 40 else str(encoding)[:39] + "…"  # a 1 MB encoding string is not echoed whole
     raise ImageDecodeError(
-        f"unsupported image encoding '{encoding}'; publish one of {sorted(_NAMED)} or an OpenCV type such as 8UC3, 16UC1, 32FC1 "
-        "(Bayer and YUV images need debayering/conversion first, e.g. with image_proc)"
+        f"unsupported image encoding '{shown}'; publish one of {sorted(_NAMED)} or an OpenCV type such as 8UC3, 16UC1, 32FC1"
     )
 
 

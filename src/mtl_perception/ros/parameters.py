@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from mtl_perception.inference.frame_pipeline import FrameSettings
 
 PACKAGE = "mtl_perception"
@@ -67,6 +65,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("input.image_topic", "image", "Camera image topic (sensor_msgs/Image)"),
     ParamSpec("input.compressed", False, "Subscribe to <image_topic>/compressed (sensor_msgs/CompressedImage, JPEG or PNG) instead of the raw image"),
     ParamSpec("input.camera_info_topic", "camera_info", "Camera info topic; needed for the point cloud and depth/camera_info"),
+    ParamSpec("input.camera_info_tolerance_s", 0.01, "Camera info is matched to each image by stamp: the nearest within this many seconds, else the newest (counted as camera_info_unmatched)", runtime=True, float_range=(0.0, 10.0)),
     ParamSpec("input.max_pixels", 4096 * 4096, "Largest accepted image (width x height); bigger frames are rejected before decoding", int_range=(1, 1 << 28)),
     ParamSpec("qos.reliability", "best_effort", "Reliability of the input subscriptions (best_effort = sensor data)", choices=("best_effort", "reliable")),
     ParamSpec("qos.depth", 1, "History depth of the input subscriptions (keep last N; the node processes only the newest)", int_range=(1, 100)),
@@ -76,9 +75,12 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("output.resolution", "input", "Output image size: input (camera resolution) or model (network resolution)", runtime=True, choices=("input", "model")),
     ParamSpec("output.overlay_alpha", 0.5, "Weight of the class colours in semantic/overlay", runtime=True, float_range=(0.0, 1.0)),
     ParamSpec("processing.max_rate_hz", 0.0, "Most frames processed per second; 0 = as many as the camera and inference allow", runtime=True, float_range=(0.0, 1000.0)),
+    ParamSpec("processing.batch_wait_ms", 5.0, "With several cameras: how long the newest frame of one camera waits for the other live cameras' frames to share a batch", runtime=True, float_range=(0.0, 100.0)),
+    ParamSpec("processing.max_batch", 4, "With several cameras: most frames of one camera size in one call of the deploy graph (one graph per batch size)", runtime=True, int_range=(1, 16)),
     ParamSpec("processing.resize_mode", "letterbox", "How frames fit the network input: letterbox (keeps aspect ratio) or stretch", runtime=True, choices=("letterbox", "stretch")),
     ParamSpec("depth.min", 0.0, "Depth below this (metres) is published as NaN; 0 = the model's own minimum", runtime=True, float_range=(0.0, 1000.0)),
     ParamSpec("depth.max", 0.0, "Depth above this (metres) is published as NaN; 0 = the model's own maximum", runtime=True, float_range=(0.0, 1000.0), constraints="depth.min < depth.max when both are set"),
+    ParamSpec("depth.out_of_range", "nan", "Depth outside [depth.min, depth.max]: nan (REP-118 'no estimate'; RViz and depth_image_proc skip it) or inf (REP-117: -Inf too near, +Inf too far)", runtime=True, choices=("nan", "inf")),
     ParamSpec("depth.rescale_for_camera", True, "Scale depth by the camera's focal length over the training camera's (needs camera_info)", runtime=True),
     ParamSpec("points.stride", 4, "Use every N-th pixel along both axes for the point cloud", runtime=True, int_range=(1, 64)),
     ParamSpec("points.organized", False, "Organised cloud (one point per strided pixel, NaN where no depth) instead of valid points only", runtime=True),
@@ -103,6 +105,7 @@ class Settings:
     image_topic: str
     compressed: bool
     camera_info_topic: str
+    camera_info_tolerance_s: float
     max_pixels: int
     reliability: str
     qos_depth: int
@@ -112,10 +115,13 @@ class Settings:
     resolution: str
     overlay_alpha: float
     max_rate_hz: float
+    batch_wait_ms: float
+    max_batch: int
     resize_mode: str
     depth_min: float
     depth_max: float
     rescale_for_camera: bool
+    out_of_range: str
     points_stride: int
     points_organized: bool
     palette_override: list[list[int]] | None
@@ -150,35 +156,108 @@ PALETTE_FILE_MAX_BYTES = 1 << 20  # a palette of 256 classes is a few KiB
 
 
 def parse_palette(text: str) -> list[list[int]] | None:
-    """Parse ``palette.override``: empty -> None; inline YAML/JSON list or a file holding one."""
+    """Parse ``palette.override``: empty -> None; an inline YAML/JSON list or a file holding one.
+
+    Bounded and safe: the file at most PALETTE_FILE_MAX_BYTES, the text parsed by ``safeload.yaml_loads``
+    (nesting at most 32 levels, no aliases), the value validated by ``schemas.PALETTE_ADAPTER`` (1 to 1024
+    [R, G, B] triples in 0..255). Raises nothing but ParameterError (a file that vanishes or cannot be read
+    included), so a caller may call it on every parameter change.
+    """
+    try:
+        return _parse_palette(text)
+    except ParameterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: a bad palette is a ParameterError, never a crash
+        raise ParameterError(f"palette.override cannot be read ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "give a list of [R, G, B] triples inline or a readable YAML file") from None
+
+
+def _parse_palette(text: str) -> list[list[int]] | None:
+    from pydantic import ValidationError
+
+    from mtl_perception.safeload import LoadError, read_text_bounded, shorten, yaml_loads
+    from mtl_perception.schemas import PALETTE_ADAPTER, describe_errors
+
+    if not isinstance(text, str):
+        raise ParameterError(f"palette.override must be a string, got {type(text).__name__}")
     text = text.strip()
     if not text:
         return None
     if text.startswith("["):
         source, raw_text = "inline value", text
+        if len(raw_text) > PALETTE_FILE_MAX_BYTES:
+            raise ParameterError(f"palette.override (inline value) has {len(raw_text)} characters, more than a palette needs "
+                                 f"({PALETTE_FILE_MAX_BYTES} at most); give the list of [R, G, B] colours")
     else:
         path = Path(text).expanduser()
-        if not path.is_file():
-            raise ParameterError(f"palette.override: file '{text}' not found; give a path to a YAML list of [R, G, B] or an inline list")
-        if path.stat().st_size > PALETTE_FILE_MAX_BYTES:
-            raise ParameterError(f"palette.override: file '{text}' has {path.stat().st_size} B, more than a palette needs "
+        try:
+            is_file = path.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+            is_file = False
+        if not is_file:
+            raise ParameterError(f"palette.override: file '{shorten(text, 80)}' not found; give a path to a YAML list of [R, G, B] or an inline list")
+        source = shorten(str(path), 80)
+        size = path.stat().st_size
+        if size > PALETTE_FILE_MAX_BYTES:
+            raise ParameterError(f"palette.override: file '{shorten(text, 80)}' has {size} B, more than a palette needs "
                                  f"({PALETTE_FILE_MAX_BYTES} B at most); give the YAML list of [R, G, B] colours")
-        source, raw_text = str(path), path.read_text(errors="replace")
+        try:
+            raw_text = read_text_bounded(path, PALETTE_FILE_MAX_BYTES, "palette.override file")
+        except LoadError as exc:
+            raise ParameterError(f"palette.override: {exc}") from None
+        except FileNotFoundError:
+            raise ParameterError(f"palette.override: file '{shorten(text, 80)}' not found (it disappeared); give an existing file") from None
     try:
-        value = yaml.safe_load(raw_text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ParameterError(f"palette.override ({source}) is not valid YAML/JSON{where}: {problem}; give a list of [R, G, B] triples") from None
+        value = yaml_loads(raw_text, f"palette.override ({source})", "palette")
+    except LoadError as exc:
+        message = str(exc).replace("is not valid YAML", "is not valid YAML/JSON")
+        raise ParameterError(f"{message}; give a list of [R, G, B] triples") from None
     if isinstance(value, dict) and "palette" in value:
         value = value["palette"]
-    ok = isinstance(value, list) and value and all(
-        isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c) for c in value
-    )
-    if not ok:
-        raise ParameterError(f"palette.override ({source}) must be a non-empty list of [R, G, B] integer triples in 0..255")
-    return [list(c) for c in value]
+    try:
+        colours = PALETTE_ADAPTER.validate_python(value)
+    except ValidationError as exc:
+        raise ParameterError(f"palette.override ({source}) must be a non-empty list of [R, G, B] integer triples in 0..255: "
+                             f"{describe_errors(exc, label='entry ')}") from None
+    return [list(c) for c in colours]
+
+
+TOPIC_PARAMETERS = ("input.image_topic", "input.camera_info_topic")
+
+
+def check_topic_name(name: str, value: str) -> None:
+    """ParameterError unless ``value`` is a valid ROS 2 topic name (relative, absolute or ~private), naming ``name``.
+
+    rclpy's ``validate_topic_name`` and, after expansion, ``validate_full_topic_name`` (rcl's rules:
+    alphanumerics, '_' and '/', no '//', no trailing '/', no leading digit in a token, '~' only first,
+    balanced {substitutions}) where rclpy imports; the same rules by hand otherwise.
+    """
+    from mtl_perception.safeload import shorten
+
+    if not value.strip():
+        raise ParameterError(f"parameter '{name}' must name a topic")
+    shown = shorten(value, 80)
+    try:
+        from rclpy.exceptions import InvalidTopicNameException
+        from rclpy.validate_topic_name import validate_topic_name
+    except ImportError:  # no rclpy (e.g. offline tools): rcl's rules for plain names
+        import re
+
+        if len(value) > 1024 or not re.fullmatch(r"~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*", value):
+            raise ParameterError(f"parameter '{name}' = '{shown}' is not a valid ROS topic name: use letters, digits, '_' and '/' "
+                                 "(e.g. 'image' or '/camera/color/image_raw')") from None
+        return
+    try:
+        from rclpy.expand_topic_name import expand_topic_name
+        from rclpy.validate_full_topic_name import validate_full_topic_name
+
+        validate_topic_name(value)
+        validate_full_topic_name(expand_topic_name(value, "perception_node", "/"))  # e.g. repeated '/', a trailing '/'
+    except (InvalidTopicNameException, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        reason = (reason.split(": ", 1)[-1] if ": " in reason else reason).split(", at /")[0].rstrip(": ")
+        raise ParameterError(f"parameter '{name}' = '{shown}' is not a valid ROS topic name ({shorten(reason, 120)}); "
+                             "use letters, digits, '_' and '/' (e.g. 'image' or '/camera/color/image_raw')") from None
 
 
 def check_value(name: str, value: Any) -> None:
@@ -187,25 +266,32 @@ def check_value(name: str, value: Any) -> None:
     if spec is None:
         raise ParameterError(f"unknown parameter '{name}'; valid parameters: {sorted(SPEC_BY_NAME)}")
     if not isinstance(value, type(spec.default)) or (isinstance(value, bool) and not isinstance(spec.default, bool)):
-        raise ParameterError(f"parameter '{name}' must be a {type(spec.default).__name__}, got {value!r}")
+        raise ParameterError(f"parameter '{name}' must be a {type(spec.default).__name__}, got {str(value)[:80]!r}")
     if spec.choices and value not in spec.choices:
-        raise ParameterError(f"parameter '{name}' is '{value}'; valid values: {list(spec.choices)}")
+        raise ParameterError(f"parameter '{name}' is '{str(value)[:80]}'; valid values: {list(spec.choices)}")
     if spec.int_range and not spec.int_range[0] <= value <= spec.int_range[1]:
         raise ParameterError(f"parameter '{name}' = {value} is outside [{spec.int_range[0]}, {spec.int_range[1]}]")
     if spec.float_range and not (math.isfinite(value) and spec.float_range[0] <= value <= spec.float_range[1]):
         raise ParameterError(f"parameter '{name}' = {value} is outside [{spec.float_range[0]}, {spec.float_range[1]}]")
     if name == "palette.override":
         parse_palette(value)
-    if name in ("input.image_topic", "input.camera_info_topic") and not value.strip():
-        raise ParameterError(f"parameter '{name}' must name a topic")
+    if name in TOPIC_PARAMETERS:
+        check_topic_name(name, value)
 
 
-def settings_from_values(values: dict[str, Any]) -> Settings:
-    """Validate a full set of parameter values (single and cross-parameter checks) into Settings."""
+def settings_from_values(values: dict[str, Any], previous: Settings | None = None) -> Settings:
+    """Validate a full set of parameter values (single and cross-parameter checks) into Settings.
+
+    With ``previous`` (the settings in force), values equal to those it was made from are trusted as
+    they are and not read again: a palette file deleted since it was loaded does not make an unrelated
+    change fail, and the palette in force stays.
+    """
     merged = {spec.name: spec.default for spec in SPECS}
     merged.update(values)
+    trusted = {name for name, value in merged.items() if previous is not None and name in previous.raw and previous.raw[name] == value}
     for name, value in merged.items():
-        check_value(name, value)
+        if name not in trusted:
+            check_value(name, value)
     if merged["depth.min"] > 0 and merged["depth.max"] > 0 and merged["depth.min"] >= merged["depth.max"]:
         raise ParameterError(f"depth.min ({merged['depth.min']}) must be below depth.max ({merged['depth.max']})")
     return Settings(
@@ -220,6 +306,7 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
         image_topic=merged["input.image_topic"],
         compressed=merged["input.compressed"],
         camera_info_topic=merged["input.camera_info_topic"],
+        camera_info_tolerance_s=merged["input.camera_info_tolerance_s"],
         max_pixels=merged["input.max_pixels"],
         reliability=merged["qos.reliability"],
         qos_depth=merged["qos.depth"],
@@ -229,13 +316,16 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
         resolution=merged["output.resolution"],
         overlay_alpha=merged["output.overlay_alpha"],
         max_rate_hz=merged["processing.max_rate_hz"],
+        batch_wait_ms=merged["processing.batch_wait_ms"],
+        max_batch=merged["processing.max_batch"],
         resize_mode=merged["processing.resize_mode"],
         depth_min=merged["depth.min"],
         depth_max=merged["depth.max"],
         rescale_for_camera=merged["depth.rescale_for_camera"],
+        out_of_range=merged["depth.out_of_range"],
         points_stride=merged["points.stride"],
         points_organized=merged["points.organized"],
-        palette_override=parse_palette(merged["palette.override"]),
+        palette_override=previous.palette_override if previous is not None and "palette.override" in trusted else parse_palette(merged["palette.override"]),
         stall_timeout_s=merged["diagnostics.stall_timeout_s"],
         raw=merged,
     )
@@ -259,8 +349,22 @@ def frame_settings(settings: Settings) -> FrameSettings:
     return FrameSettings(
         resize_mode=settings.resize_mode, out_size=settings.resolution, points_stride=settings.points_stride,
         points_organized=settings.points_organized, depth_min=settings.depth_min, depth_max=settings.depth_max,
-        rescale_for_camera=settings.rescale_for_camera, overlay_alpha=settings.overlay_alpha, palette=palette,
+        rescale_for_camera=settings.rescale_for_camera, out_of_range=settings.out_of_range, overlay_alpha=settings.overlay_alpha,
+        palette=palette,
     )
+
+
+def network_precision(settings: Settings, kind: str, provider: str) -> str:
+    """The precision of the network file the deploy graph is composed from (``FramePipeline(precision=...)``).
+
+    ``model.precision: default`` is the backend's own: fp16 for tensorrt (native, or onnxruntime's TensorRT
+    provider), fp32 otherwise; torch runs its checkpoint in its own precision (fp32 here).
+    """
+    if kind == "torch":
+        return "fp32"
+    if settings.precision != "default":
+        return settings.precision
+    return "fp16" if kind == "tensorrt" or provider == "tensorrt" else "fp32"
 
 
 def backend_options(settings: Settings, kind: str, provider: str) -> dict[str, Any]:
@@ -271,9 +375,14 @@ def backend_options(settings: Settings, kind: str, provider: str) -> dict[str, A
     """
     precision = None if settings.precision == "default" else settings.precision
     if kind == "onnxruntime":
+        # fp16 / int8 on onnxruntime run the precision file (inference/precision.py ``precision_model_file``), which
+        # the caller opens instead of the model file; the TensorRT provider also gets its FP16 flag here.
         options: dict[str, Any] = {"provider": provider, "intra_op_threads": settings.threads}
-        if settings.engine_cache_dir and provider == "tensorrt":
-            options["tensorrt_cache_dir"] = settings.engine_cache_dir
+        if provider == "tensorrt":
+            if settings.engine_cache_dir:
+                options["tensorrt_cache_dir"] = settings.engine_cache_dir
+            if precision == "fp16":
+                options["tensorrt_fp16"] = True
         return options
     if kind == "torch":
         options = {"device": {"tensorrt": "cuda"}.get(provider, provider), "threads": settings.threads}

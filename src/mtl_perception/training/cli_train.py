@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+TRAIN_BYTES_PER_PIXEL = 4096  # rough peak memory of a training step per input pixel (activations kept for backward, fp32)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML experiment config (sections model, data, train); defaults when omitted")
@@ -17,7 +19,12 @@ def main(args: argparse.Namespace) -> int:
     from mtl_perception.config import load_config
     from mtl_perception.training.trainer import train
 
+    from mtl_perception.safeload import check_allocation
+
     config = load_config(args.config, args.overrides)
+    pixels = config.data.height * config.data.width * config.train.batch_size
+    check_allocation(pixels * TRAIN_BYTES_PER_PIXEL, f"training on batches of {config.train.batch_size} frames of {config.data.height}x{config.data.width}",
+                     "lower data.height, data.width or train.batch_size")
     result = train(config, resume=args.resume, progress=not args.no_progress)
     import os
 

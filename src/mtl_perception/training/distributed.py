@@ -29,14 +29,19 @@ class DistInfo:
 def init_distributed(device_type: str) -> DistInfo:
     """Join the process group torchrun describes (RANK/WORLD_SIZE/LOCAL_RANK); no-op when absent.
 
-    Uses NCCL on CUDA and gloo on CPU.
+    Uses NCCL on CUDA and gloo on CPU. On CUDA the process's GPU (``LOCAL_RANK``) is made current first:
+    NCCL binds each communicator to the current device, and without it every rank of a node would set
+    up (and allocate on) GPU 0.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
 
 
 def shutdown_distributed() -> None:
@@ -52,6 +57,27 @@ def all_reduce_sum(vector: np.ndarray, info: DistInfo, device: torch.device) -> 
     tensor = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float64)).to(backend_device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.cpu().numpy()
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every process when ``flag`` is true on any (a collective: every rank must call it)."""
+    if not info.enabled:
+        return flag
+    return bool(all_reduce_sum(np.array([1.0 if flag else 0.0]), info, device)[0] > 0)
+
+
+def average_gradients(parameters: list[torch.Tensor], info: DistInfo) -> None:
+    """Average the gradients of parameters that DDP does not manage (e.g. loss-weighting parameters) across processes.
+
+    Every rank must call it with the same parameters in the same order; a missing gradient counts as zero.
+    """
+    if not info.enabled:
+        return
+    for parameter in parameters:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+        parameter.grad.div_(info.world_size)
 
 
 def barrier(info: DistInfo) -> None:

@@ -6,6 +6,7 @@ validation score), ``metrics.json`` (last validation), ``config.yaml`` and Tenso
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -26,11 +27,14 @@ from mtl_perception.evaluation.metrics import delta_m
 from mtl_perception.model.network import build_model
 from mtl_perception.fileio import atomic_write_bytes, remove_stale_temp_files
 from mtl_perception.training.checkpoint import CheckpointError, describe_load_error, load_checkpoint, save_checkpoint
-from mtl_perception.training.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from mtl_perception.training.distributed import (DistInfo, all_reduce_sum, any_rank, average_gradients, barrier, init_distributed,
+                                                 shutdown_distributed)
 from mtl_perception.training.losses import compute_losses
 from mtl_perception.training.sampler import StepBatchSampler
 from mtl_perception.training.schedule import build_scheduler
 from mtl_perception.training.weighting import LossWeighting, build_weighting
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,15 +98,40 @@ def build_optimizer(config: ExperimentConfig, groups: list[dict[str, Any]]) -> t
     raise ValueError(f"unknown optimizer '{t.optimizer}'; valid: ['adamw', 'sgd']")
 
 
-def _collate_loader(dataset: Any, batch_sampler: Any, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, persistent_workers=False)
+def _collate_loader(dataset: Any, batch_sampler: Any, workers: int, pin_memory: bool = False) -> DataLoader:
+    """Training batches; ``pin_memory`` (on for CUDA) makes the ``non_blocking`` host-to-GPU copies really asynchronous."""
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, persistent_workers=False, pin_memory=pin_memory)
 
 
-def _val_loader(dataset: Any, batch_size: int, info: DistInfo, workers: int) -> DataLoader:
+def _val_loader(dataset: Any, batch_size: int, info: DistInfo, workers: int, pin_memory: bool = False) -> DataLoader:
     """Each rank evaluates a disjoint, fixed slice of the validation set."""
     indices = list(range(info.rank, len(dataset), info.world_size))
     subset = torch.utils.data.Subset(dataset, indices)
-    return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any] | None) -> bool:
+    """Restore a GradScaler; False (and a fresh scale) when the checkpoint's scaler was disabled.
+
+    A checkpoint written on the CPU or with ``amp: false`` holds an empty scaler state, which an enabled
+    GradScaler refuses ("The source state dict is empty"); AMP then starts from its initial scale.
+    """
+    if not state:
+        return False
+    scaler.load_state_dict(state)
+    return True
+
+
+def check_finite_loss(total: torch.Tensor, losses: dict[str, torch.Tensor], step: int, info: DistInfo, device: torch.device) -> None:
+    """FloatingPointError on *every* process when the loss is non-finite on any.
+
+    Raising on one rank only would leave the others waiting forever in the next gradient all-reduce.
+    """
+    bad_here = not bool(torch.isfinite(total))
+    if any_rank(bad_here, info, device):
+        where = "this process" if bad_here else "another process"
+        detail = {k: float(v) for k, v in losses.items()} if bad_here else "see that rank's log"
+        raise FloatingPointError(f"non-finite loss at step {step} on {where} (rank {info.rank} of {info.world_size}): {detail}; lower train.lr")
 
 
 class Trainer:
@@ -162,7 +191,8 @@ class Trainer:
             _unwrap(self.model).load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
+            if not load_scaler_state(self.scaler, state.get("scaler")) and self.scaler.is_enabled():
+                LOG.warning("resuming %s: its GradScaler state is empty (written on the CPU or with amp off); AMP starts from its initial scale", path)
             self.weighting.load_state_dict(state["loss_weighting"])
         except (KeyError, RuntimeError, ValueError) as exc:
             reason = describe_load_error(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
@@ -178,9 +208,13 @@ class Trainer:
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> dict[str, dict[str, float]]:
-        loader = _val_loader(self.val_set, self.config.train.batch_size, self.dist, self.config.data.workers)
+        loader = _val_loader(self.val_set, self.config.train.batch_size, self.dist, self.config.data.workers, self.pin_memory)
         return evaluate_model(self.model, loader, self.tasks, self.config.model.num_classes, self.info.class_names,
                               self.device, self.dist)
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.device.type == "cuda"
 
     def _score(self, metrics: dict[str, dict[str, float]]) -> float:
         """Higher is better."""
@@ -208,7 +242,7 @@ class Trainer:
             remove_stale_temp_files(self.out_dir, ["last.pt", "best.pt", "metrics.json", "config.yaml"])  # from a killed run
             atomic_write_bytes(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False).encode())
         sampler = StepBatchSampler(len(self.train_set), t.batch_size, t.steps, self.step, t.seed, self.dist.rank, self.dist.world_size)
-        loader = _collate_loader(self.train_set, sampler, self.config.data.workers)
+        loader = _collate_loader(self.train_set, sampler, self.config.data.workers, self.pin_memory)
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         metrics: dict[str, dict[str, float]] = {}
         history: list[float] = []
@@ -250,10 +284,12 @@ class Trainer:
         outputs = {k: v.float() for k, v in outputs.items()}
         losses = compute_losses(outputs, batch, self.tasks, t.depth_loss, t.normals_loss, t.aux_weight)
         total = self.weighting(losses, _shared_parameters(self.model))
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: { {k: float(v) for k, v in losses.items()} }; lower train.lr")
+        check_finite_loss(total, losses, self.step, self.dist, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
+        # DDP all-reduces the network's gradients only; the loss-weighting parameters (uncertainty, GradNorm)
+        # live outside it, so their gradients are averaged here, or every rank would train its own weights.
+        average_gradients([p for p in self.weighting.parameters() if p.requires_grad], self.dist)
         if t.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(_unwrap(self.model).parameters(), t.grad_clip)
@@ -261,7 +297,12 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         values = {k: float(v.detach()) for k, v in losses.items()}
-        self.weighting.after_step(values)
+        if self.dist.enabled:  # the weighting's bookkeeping (DWA history, GradNorm renormalisation) sees the global losses
+            names = list(values)
+            summed = all_reduce_sum(np.array([values[k] for k in names], dtype=np.float64), self.dist, self.device)
+            self.weighting.after_step({k: float(v) / self.dist.world_size for k, v in zip(names, summed)})
+        else:
+            self.weighting.after_step(values)
         return values
 
     def _validate_and_track(self, writer: Any) -> dict[str, dict[str, float]]:

@@ -86,12 +86,26 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
         options.log_severity_level = 3
-        provider_options = [self._provider_options(p, tensorrt_fp16, tensorrt_cache_dir) for p in providers]
+        if graph == "deploy":  # the node's per-frame graph: idle inference threads must not spin on the cores its other stage needs
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        provider_options = [self._provider_options(p, tensorrt_fp16, tensorrt_cache_dir, path) for p in providers]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers, provider_options=provider_options)
         except Exception as exc:  # onnxruntime raises InvalidProtobuf, Fail, InvalidGraph, ... with a message
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"model file {path} cannot be loaded: it is truncated or corrupt, or not an ONNX model ({first_line[:200]}); {REEXPORT_HINT}") from None
+        # A provider whose CUDA / cuDNN / TensorRT libraries fail to load only logs a warning, and the session
+        # silently runs on the next one (the CPU): compare what the session got with what was asked for.
+        self.requested_providers = list(providers)
+        got = self.session.get_providers()
+        self.provider_fallback = None if got[:1] == providers[:1] else f"asked for {providers[0]}, but the session runs on {got} (the provider failed to load)"
+        if self.provider_fallback and provider in ("cuda", "tensorrt"):
+            raise BackendError(f"onnxruntime provider '{provider}': {self.provider_fallback}; install the matching CUDA/cuDNN/TensorRT "
+                               "libraries (see onnxruntime's log) or use provider 'cpu'")
+        if self.provider_fallback:
+            import logging
+
+            logging.getLogger(__name__).warning("onnxruntime provider 'auto': %s", self.provider_fallback)
         self.metadata = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.graph = check_graph_kind(graph)
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
@@ -104,12 +118,35 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [self.metadata.output_names[t] for t in self.metadata.tasks]
 
     @staticmethod
-    def _provider_options(provider: str, fp16: bool, cache_dir: str | Path | None) -> dict[str, str]:
+    def _provider_options(provider: str, fp16: bool, cache_dir: str | Path | None, model_path: str | Path | None = None) -> dict[str, str]:
+        """Options of one execution provider; the TensorRT provider's engine and timing caches.
+
+        ONNX Runtime keys the TensorRT provider's cached engines by file name, tensor names and versions, not
+        by weights (microsoft/onnxruntime#32254): each model file gets its own engine folder, named by its
+        SHA-256, so a re-exported model with the same name never loads the old engine. The timing cache is
+        shared (ONNX Runtime names it by compute capability). A precision file (``precision.py``) turns on the
+        TensorRT flag its layers need: FP16 for the FP16 file, INT8 for the Q/DQ file (the provider builds
+        weakly typed networks, where explicit quantization needs the INT8 flag).
+        """
         if provider != PROVIDERS["tensorrt"]:
             return {}
-        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "mtl_perception" / "ort_tensorrt"
-        cache.mkdir(parents=True, exist_ok=True)
-        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_fp16_enable": str(bool(fp16))}
+        from mtl_perception.fileio import file_sha256
+        from mtl_perception.inference.precision import precision_of
+
+        root = Path(cache_dir).expanduser() if cache_dir else Path.home() / ".cache" / "mtl_perception" / "ort_tensorrt"
+        try:
+            precision = precision_of(model_path) if model_path is not None else "fp32"
+        except ModelFileError:  # an unreadable file fails in InferenceSession with its own message
+            precision = "fp32"
+        engines = root / (file_sha256(model_path)[:16] if model_path is not None else "unknown-model")
+        timing = root / "timing"
+        for folder in (engines, timing):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return {
+            "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(engines),
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(timing),
+            "trt_fp16_enable": str(bool(fp16) or precision == "fp16"), "trt_int8_enable": str(precision == "int8"),
+        }
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.graph != "network":

@@ -1,61 +1,170 @@
-"""Native TensorRT 10 backend: engine build (FP32/FP16/INT8), engine cache, and asynchronous inference.
+"""Native TensorRT backend for TensorRT 10.x (10.3 or newer) and 11.x: one strongly typed build path.
 
-Written against the TensorRT 10 Python API (``tensorrt``): ``Builder`` + ``OnnxParser`` build a
-serialised engine with a workspace limit (``set_memory_pool_limit``), a timing cache and, for INT8, an
-``IInt8EntropyCalibrator2`` fed from an image folder or a bag (implicit quantisation: deprecated since
-TensorRT 10.1 in favour of Q/DQ graphs, still available throughout TensorRT 10). Engines live in the ``EngineCache``
-(see ``engine_cache.py``): a matching engine is loaded and never rebuilt.
+TensorRT 11 removed the builder's precision flags (``BuilderFlag.FP16/BF16/INT8``), INT8 calibrators,
+calibration profiles and precision constraints; TensorRT 10 deprecated them (calibrators in 10.1, weak
+typing and the flags in 10.12). So this backend never uses them: it parses a *precision-specific* ONNX
+file (``precision.py``: the FP32 file, the mixed-precision FP16 file, or the explicit Q/DQ INT8 file)
+into a strongly typed network, whose precision is the file's own, and builds it with a workspace limit
+and a timing cache. A deploy graph (``graph="deploy"``: camera bytes in, publishable buffers out) is
+built the same way from its own file. The names this module uses are checked against the real
+bindings of TensorRT 10.3, 10.13 and 11.4 by ``test/test_inference_trt_api.py``.
 
-Device memory and the CUDA stream come from PyTorch CUDA tensors (torch is already a dependency and
-ships with JetPack), imported lazily: buffers are allocated once for the largest batch, bound with
-``set_tensor_address``, and every ``infer`` is host->device copy, ``execute_async_v3``, device->host
-copy on one stream, then a single synchronise.
+Version-specific calls live in ``network_creation_flags`` only (see there). Engines live in the
+``EngineCache`` (``engine_cache.py``), keyed by the parsed file's hash, the TensorRT version and the
+GPU (name, compute capability, SM count, memory): a matching engine is loaded and never rebuilt.
+
+Device memory and the CUDA stream come from PyTorch (a dependency, shipped with JetPack), through the
+small ``TorchCuda`` helper: buffers are allocated once per I/O tensor with the engine's shape and
+dtype (``trt.nptype(engine.get_tensor_dtype(name))``), bound with ``set_tensor_address``, and every
+``run`` is host->device copies, ``execute_async_v3`` and device->host copies on one stream, then a
+single synchronise. Build, deserialisation and every run happen with ``device`` current.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mtl_perception.inference.backends.base import Backend, BackendError
-from mtl_perception.inference.calibration import CalibrationCacheFile, calibration_batches, iter_calibration_images
-from mtl_perception.inference.engine_cache import EngineCache, EngineKey, resolve_engine
+from mtl_perception.inference.backends.base import Backend, BackendError, check_graph_kind
+from mtl_perception.inference.engine_cache import EngineCache, EngineKey, resolve_engine, timing_cache_name
 from mtl_perception.inference.metadata import INPUT_NAME, ModelMetadata
-from mtl_perception.inference.model_file import ModelFileError, describe_onnx, graph_io_shapes, load_onnx_file, static_batch_size, validate_io
+from mtl_perception.inference.model_file import (
+    ModelFileError,
+    describe_onnx,
+    graph_io_shapes,
+    load_onnx_file,
+    metadata_from_props,
+    static_batch_size,
+    validate_io,
+)
 
 LOG = logging.getLogger(__name__)
-TENSORRT_MAJOR = 10  # TensorRT 11 removed the precision flags and implicit INT8 calibration used here
+TENSORRT_MIN = (10, 3)  # JetPack 6 (Jetson Orin) ships TensorRT 10.3; JetPack 7.2.2+ ships 11.4
+TENSORRT_MAJORS = (10, 11)
 TENSORRT_MISSING = (
     "the TensorRT Python package is not importable; on a Jetson it comes with JetPack (python3-libnvinfer), "
     "on x86 install `tensorrt` from NVIDIA's package index; or use backend 'onnxruntime'"
 )
 
 
+def trt_version(trt: Any) -> tuple[int, int]:
+    """(major, minor) of a tensorrt module."""
+    parts = str(trt.__version__).split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
 def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, checked to be a TensorRT 10 release."""
+    """The ``tensorrt`` module, checked to be TensorRT 10.3+ or 11.x."""
     try:
         import tensorrt as trt
     except ImportError:
         raise BackendError(TENSORRT_MISSING) from None
-    major = int(str(trt.__version__).split(".")[0])
-    if major != TENSORRT_MAJOR:
-        raise BackendError(f"TensorRT {trt.__version__} found; this backend is written for TensorRT {TENSORRT_MAJOR}.x (use backend 'onnxruntime' otherwise)")
+    version = trt_version(trt)
+    if version[0] not in TENSORRT_MAJORS or version < TENSORRT_MIN:
+        raise BackendError(
+            f"TensorRT {trt.__version__} found; this backend supports TensorRT 10.x from {TENSORRT_MIN[0]}.{TENSORRT_MIN[1]} "
+            "and 11.x (use backend 'onnxruntime' otherwise)"
+        )
     return trt
 
 
-def gpu_identity(device: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability 'major.minor') of a CUDA device, through torch."""
+# -- the one version-specific place ----------------------------------------------------------------
+
+def network_creation_flags(trt: Any) -> int:
+    """Flags of ``Builder.create_network`` for a strongly typed network.
+
+    TensorRT 10.x: weak typing is the default (deprecated in 10.12), so STRONGLY_TYPED is asked for.
+    TensorRT 11.x: networks are always strongly typed; STRONGLY_TYPED is deprecated (11.0) and
+    ignored, so no flag is passed.
+    """
+    if trt_version(trt)[0] >= 11:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+_LOGGERS: dict[int, Any] = {}
+
+
+def trt_logger(trt: Any) -> Any:
+    """The process's one TensorRT logger (builder, parser and runtime share it, as TensorRT asks)."""
+    logger = _LOGGERS.get(id(trt))
+    if logger is None:
+        logger = _LOGGERS[id(trt)] = trt.Logger(trt.Logger.WARNING)
+    return logger
+
+
+# -- the GPU ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GpuIdentity:
+    """What an engine and a timing cache depend on besides TensorRT."""
+
+    name: str
+    capability: str  # "major.minor"
+    sm_count: int
+    memory_gib: int
+
+
+def gpu_identity(device: int = 0) -> GpuIdentity:
+    """Name, compute capability, SM count and memory (GiB, rounded) of a CUDA device, through torch."""
     import torch
 
     if not torch.cuda.is_available():
         raise BackendError(f"the tensorrt backend needs a CUDA GPU, and torch {torch.__version__} sees none")
-    major, minor = torch.cuda.get_device_capability(device)
-    return torch.cuda.get_device_name(device), f"{major}.{minor}"
+    props = torch.cuda.get_device_properties(device)
+    return GpuIdentity(props.name, f"{props.major}.{props.minor}", int(props.multi_processor_count), int(round(props.total_memory / 2**30)))
 
+
+class TorchCuda:
+    """Device memory, pinned host memory, streams and the current device, through torch.cuda."""
+
+    def device_guard(self, device: int) -> contextlib.AbstractContextManager:
+        import torch
+
+        return torch.cuda.device(device) if torch.cuda.is_available() else contextlib.nullcontext()
+
+    def stream(self, device: int) -> Any:
+        import torch
+
+        return torch.cuda.Stream(device=device)
+
+    def stream_guard(self, stream: Any) -> contextlib.AbstractContextManager:
+        import torch
+
+        return torch.cuda.stream(stream)
+
+    def stream_handle(self, stream: Any) -> int:
+        return int(stream.cuda_stream)
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype, device: int) -> Any:
+        import torch
+
+        return torch.empty(shape, dtype=torch_dtype(dtype), device=torch.device("cuda", device))
+
+    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        import torch
+
+        return torch.empty(shape, dtype=torch_dtype(dtype)).pin_memory()
+
+    def pointer(self, tensor: Any) -> int:
+        return int(tensor.data_ptr())
+
+
+CUDA = TorchCuda()  # replaced by tests with a CPU stand-in
+
+
+def torch_dtype(dtype: np.dtype) -> Any:
+    import torch
+
+    return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+
+
+# -- build -------------------------------------------------------------------------------------------
 
 def engine_input_shape(meta: ModelMetadata, batch_size: int | None, max_batch: int) -> tuple[int, int, int, int]:
     """The input shape an engine is built for: the model's fixed batch, else ``max_batch``."""
@@ -84,90 +193,81 @@ def plan_buffers(shapes: Mapping[str, Sequence[int]], max_batch: int) -> dict[st
 class BuildOptions:
     """How to build an engine when the cache has none."""
 
-    precision: str = "fp16"  # fp32 | fp16 | int8
+    precision: str | None = "fp16"  # fp32 | fp16 | int8; None = a deploy graph's own precision
     workspace_mb: int = 1024  # builder workspace limit (MiB)
     max_batch: int = 1  # largest batch of a dynamic-batch model
-    calibration_source: str | Path | None = None  # INT8: image folder or bag
+    calibration_source: str | Path | None = None  # INT8: image folder or bag (else an INT8 file made earlier)
     calibration_topic: str | None = None  # INT8 from a bag: image topic (default: the only one)
     calibration_images: int = 256  # INT8: frames used for calibration
-    calibration_batch: int = 8  # INT8: frames per calibration batch of a dynamic-batch model (else its fixed batch)
-    resize_mode: str = "stretch"  # how calibration frames are fitted to the input (as at inference)
+    resize_mode: str = "letterbox"  # how calibration frames are fitted to the input (as at inference; the node's default)
 
 
-def _make_entropy_calibrator(trt: Any, batches: Iterator[np.ndarray], batch_size: int, cache_file: CalibrationCacheFile) -> Any:
-    """An IInt8EntropyCalibrator2 that feeds preprocessed batches and keeps TensorRT's calibration table."""
-    import torch
+def _dynamic_inputs(onnx_path: Path) -> dict[str, list[int]]:
+    """Inputs of an ONNX file whose batch dimension is dynamic, with their shapes (-1 for the batch)."""
+    shapes = graph_io_shapes(load_onnx_file(onnx_path).graph.input)
+    dynamic = {}
+    for name, dims in shapes.items():
+        values = [d if isinstance(d, int) and d > 0 else -1 for d in dims]
+        if values and values[0] < 0:
+            dynamic[name] = values
+    return dynamic
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.device_batch: torch.Tensor | None = None  # kept alive while TensorRT reads it
-            self.seen = 0
 
-        def get_batch_size(self) -> int:
-            return batch_size
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return None
-            self.device_batch = torch.from_numpy(batch).cuda()
-            self.seen += batch.shape[0]
-            return [int(self.device_batch.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return cache_file.read()
-
-        def write_calibration_cache(self, cache: Any) -> None:
-            cache_file.write(bytes(cache))
-
-    return EntropyCalibrator()
+def _attach_timing_cache(trt: Any, config: Any, path: Path) -> Any:
+    """Give the builder config the timing cache at ``path`` (or a fresh one when it does not fit this device)."""
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if config.set_timing_cache(cache, False):
+        return cache
+    LOG.warning("timing cache %s was written for another device or TensorRT build; starting a fresh one", path)
+    cache = config.create_timing_cache(b"")
+    if not config.set_timing_cache(cache, False):
+        raise BackendError("TensorRT refused an empty timing cache; see the TensorRT log above")
+    return cache
 
 
 def build_engine(trt: Any, onnx_path: Path, meta: ModelMetadata, key: EngineKey, options: BuildOptions, cache_dir: Path) -> bytes:
-    """Parse the ONNX file and build a serialised engine for ``key`` (workspace limit, timing cache, precision)."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    """Parse the precision (or deploy) file into a strongly typed network and build a serialised engine for ``key``."""
+    from mtl_perception.fileio import atomic_write_bytes
+
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10 networks are always explicit-batch
+    network = builder.create_network(network_creation_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise BackendError(f"TensorRT could not parse {onnx_path}: {errors}; run `mtl-perception check-trt --model {onnx_path}`")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mb) << 20)
+    if key.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default and rounds FP32 matmul inputs to 10-bit mantissas
+    timing_path = cache_dir / timing_cache_name(key)
+    _attach_timing_cache(trt, config, timing_path)
 
-    timing_path = cache_dir / f"timing-{key.tensorrt_version}-{key.compute_capability}.cache"
-    timing_cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-    config.set_timing_cache(timing_cache, ignore_mismatch=False)
-
-    shape = key.input_shape
-    profile = None
-    if network.get_input(0).shape[0] < 0:  # dynamic-batch model: one profile from 1 to the largest batch
+    dynamic = _dynamic_inputs(onnx_path)
+    if dynamic:  # dynamic-batch model: one profile from 1 to the largest batch
         profile = builder.create_optimization_profile()
-        profile.set_shape(INPUT_NAME, (1, *shape[1:]), shape, shape)
-        config.add_optimization_profile(profile)
-
-    if key.precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds fall back to FP16 for layers without INT8 kernels
-    if key.precision == "int8":
-        cache_file = CalibrationCacheFile(cache_dir, key.onnx_sha256)
-        if cache_file.read() is None and options.calibration_source is None:
-            raise BackendError("an INT8 build needs calibration frames (--calib-dir: an image folder or a bag) or an existing calibration cache")
-        batch = shape[0] if profile is None else min(options.calibration_batch, shape[0])  # a fixed batch is fixed
-        images = iter_calibration_images(options.calibration_source, options.calibration_topic, options.calibration_images) if options.calibration_source else iter(())
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _make_entropy_calibrator(trt, calibration_batches(images, meta, batch, options.resize_mode), batch, cache_file)
-        if profile is not None:
-            config.set_calibration_profile(profile)
+        largest = key.input_shape[0]
+        for name, dims in dynamic.items():
+            profile.set_shape(name, (1, *dims[1:]), (largest, *dims[1:]), (largest, *dims[1:]))
+        if config.add_optimization_profile(profile) < 0:
+            raise BackendError(f"TensorRT rejected the optimisation profile for inputs {sorted(dynamic)} of {onnx_path}")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f"TensorRT failed to build an engine for {onnx_path} ({key.precision}); see the TensorRT log above, or raise --workspace-mb")
-    from mtl_perception.fileio import atomic_write_bytes
-
     atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
+
+
+def _deploy_input_shape(model: Any, source: str) -> tuple[int, ...]:
+    shapes = graph_io_shapes(model.graph.input)
+    if not shapes:
+        raise ModelFileError(f"deploy graph {source} has no inputs")
+    first = next(iter(shapes.values()))
+    if any(not isinstance(d, int) or d <= 0 for d in first):
+        raise ModelFileError(f"deploy graph {source} has a dynamic input shape {first}; deploy graphs are static")
+    return tuple(first)
 
 
 def prepare_engine(
@@ -177,38 +277,92 @@ def prepare_engine(
     on_mismatch: str = "rebuild",
     allow_build: bool = True,
     device: int = 0,
+    graph: str = "network",
 ) -> tuple[Path, EngineKey, str, ModelMetadata]:
-    """Find or build the engine of an ONNX model on this machine: (engine path, key, 'cache' | 'built', metadata)."""
+    """Find or build the engine of an ONNX file on this machine: (engine path, key, 'cache' | 'built', metadata).
+
+    graph='network': ``onnx_path`` is the exported FP32 model file; the file parsed is its precision file
+    for ``options.precision``. graph='deploy': ``onnx_path`` is a deploy graph, parsed as it is, in its
+    own precision (``options.precision``, when given, must be that precision).
+    """
     from mtl_perception.fileio import file_sha256
+    from mtl_perception.inference.precision import CalibrationSpec, precision_model_file, precision_of
 
     options = options or BuildOptions()
+    check_graph_kind(graph)
     trt = import_tensorrt()
     onnx_path = Path(onnx_path)
-    graph = load_onnx_file(onnx_path)
-    meta = describe_onnx(graph, str(onnx_path))
-    fixed_batch = static_batch_size(graph_io_shapes(graph.graph.input))
-    del graph
-    gpu_name, capability = gpu_identity(device)
-    key = EngineKey(file_sha256(onnx_path), str(trt.__version__), gpu_name, capability, options.precision, engine_input_shape(meta, fixed_batch, options.max_batch))
     cache = EngineCache(cache_dir)
+    model = load_onnx_file(onnx_path)
+    if graph == "network":
+        meta = describe_onnx(model, str(onnx_path))
+        precision = options.precision or "fp16"
+        fixed_batch = static_batch_size(graph_io_shapes(model.graph.input))
+        input_shape: tuple[int, ...] = engine_input_shape(meta, fixed_batch, options.max_batch)
+        del model
+        calibration = None
+        if precision == "int8" and options.calibration_source is not None:
+            calibration = CalibrationSpec(options.calibration_source, options.calibration_topic, options.calibration_images, options.resize_mode)
+        build_path = precision_model_file(onnx_path, precision, None, calibration)  # the shared precision cache (precision.py)
+    else:
+        meta = metadata_from_props({p.key: p.value for p in model.metadata_props}, str(onnx_path))
+        precision = precision_of(model)
+        if options.precision is not None and options.precision != precision:
+            raise BackendError(
+                f"deploy graph {onnx_path.name} is {precision}, not {options.precision}: compose it from "
+                f"precision_model_file(model, '{options.precision}') or leave precision unset"
+            )
+        input_shape = _deploy_input_shape(model, str(onnx_path))
+        del model
+        build_path = onnx_path
+    gpu = gpu_identity(device)
+    key = EngineKey(file_sha256(build_path), str(trt.__version__), gpu.name, gpu.capability, precision, input_shape, gpu.sm_count, gpu.memory_gib)
     decision = resolve_engine(cache, key, on_mismatch, allow_build)
     if decision.status == "hit" and decision.engine_path is not None:
         return decision.engine_path, key, "cache", meta
     if decision.reasons:
         LOG.warning("building a TensorRT engine: %s", decision.message(key))
     start = time.perf_counter()
-    cache.root.mkdir(parents=True, exist_ok=True)
-    engine = build_engine(trt, onnx_path, meta, key, options, cache.root)
-    extra = {"metadata": meta.to_json(), "onnx_file": onnx_path.name, "workspace_mb": options.workspace_mb, "build_seconds": round(time.perf_counter() - start, 1)}
+    cache.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with CUDA.device_guard(device):
+        engine = build_engine(trt, build_path, meta, key, options, cache.root)
+    extra = {"metadata": meta.to_json(), "onnx_file": build_path.name, "source_file": onnx_path.name, "graph": graph,
+             "workspace_mb": options.workspace_mb, "build_seconds": round(time.perf_counter() - start, 1)}
     return cache.store(key, onnx_path.stem, engine, extra), key, "built", meta
 
 
-class TensorRTBackend(Backend):
-    """Runs a TensorRT engine built from (or cached for) an exported ONNX model.
+# -- run ---------------------------------------------------------------------------------------------
 
-    precision: fp32 | fp16 | int8. cache_dir: engine cache (default ~/.cache/mtl_perception/engines or
-    $MTL_PERCEPTION_ENGINE_CACHE). on_mismatch: 'rebuild' or 'fail' when the cached engine was built by
+@dataclass(frozen=True)
+class TensorSpec:
+    """One engine I/O tensor: its engine shape (-1 = dynamic batch), NumPy dtype and direction."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    is_input: bool
+
+
+def engine_io(trt: Any, engine: Any) -> dict[str, TensorSpec]:
+    """Every I/O tensor of an engine, in the engine's order."""
+    specs: dict[str, TensorSpec] = {}
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+        specs[name] = TensorSpec(shape, dtype, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT)
+    return specs
+
+
+class TensorRTBackend(Backend):
+    """Runs a TensorRT engine built from (or cached for) an ONNX network file or deploy graph.
+
+    precision: fp32 | fp16 | int8 (default fp16 for a network; a deploy graph's own for graph='deploy').
+    cache_dir: engine cache (default ~/.cache/mtl_perception/engines or $MTL_PERCEPTION_ENGINE_CACHE); precision
+    files go to the shared precision cache ($MTL_PERCEPTION_PRECISION_CACHE or ~/.cache/mtl_perception/precision),
+    where the frame pipeline finds the same files for its deploy graphs. on_mismatch: 'rebuild' or 'fail' when the cached engine was built by
     another TensorRT version or GPU. allow_build=False never builds (engines prepared with build-engine).
+    calibration_source / calibration_topic: INT8 calibration frames (image folder or bag); without them an INT8
+    file made earlier (``mtl-perception quantize`` / ``build-engine --calib-dir``) is used. graph: network | deploy.
     """
 
     name = "tensorrt"
@@ -216,7 +370,7 @@ class TensorRTBackend(Backend):
     def __init__(
         self,
         model_path: str | Path,
-        precision: str = "fp16",
+        precision: str | None = None,
         cache_dir: str | Path | None = None,
         workspace_mb: int = 1024,
         on_mismatch: str = "rebuild",
@@ -225,73 +379,131 @@ class TensorRTBackend(Backend):
         calibration_topic: str | None = None,
         max_batch: int = 1,
         device: int = 0,
+        graph: str = "network",
+        resize_mode: str = "letterbox",
     ) -> None:
-        import torch
-
-        options = BuildOptions(precision, workspace_mb, max_batch, calibration_source, calibration_topic)
-        self.engine_path, self.key, self.engine_source, self.metadata = prepare_engine(model_path, options, cache_dir, on_mismatch, allow_build, device)
+        self.context = None
+        self.graph = check_graph_kind(graph)
+        if precision is None and graph == "network":
+            precision = "fp16"
         trt = import_tensorrt()
-        self.device = torch.device("cuda", device)
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
-        if self.engine is None:
-            raise BackendError(f"TensorRT could not deserialise {self.engine_path}; delete it and its .json sidecar to rebuild")
-        self.context = self.engine.create_execution_context()
-        inputs, outputs, dtypes = self._engine_io(trt)
-        validate_io(inputs, outputs, self.metadata, f"TensorRT engine {self.engine_path.name}")
-        self.dynamic_batch = inputs[INPUT_NAME][0] < 0
-        self.batch_size = None if self.dynamic_batch else inputs[INPUT_NAME][0]
-        self.max_batch = self.key.input_shape[0]
-        shapes = plan_buffers({**inputs, **outputs}, self.max_batch)
-        self.stream = torch.cuda.Stream(self.device)
-        self._device_buffers: dict[str, torch.Tensor] = {}
-        self._host_buffers: dict[str, torch.Tensor] = {}
-        for name, shape in shapes.items():
-            dtype = getattr(torch, np.dtype(dtypes[name]).name)
-            self._device_buffers[name] = torch.empty(shape, dtype=dtype, device=self.device)
-            self._host_buffers[name] = torch.empty(shape, dtype=dtype).pin_memory()
-            self.context.set_tensor_address(name, int(self._device_buffers[name].data_ptr()))
-        if not self.dynamic_batch:
-            self.context.set_input_shape(INPUT_NAME, shapes[INPUT_NAME])
-        self._outputs = {t: self.metadata.output_names[t] for t in self.metadata.tasks}
+        self._cuda = CUDA
+        self.device_index = int(device)
+        self.stream = None
+        options = BuildOptions(precision, workspace_mb, max_batch, calibration_source, calibration_topic, resize_mode=resize_mode)
+        with self._cuda.device_guard(self.device_index):
+            self.engine_path, self.key, self.engine_source, self.metadata = prepare_engine(
+                model_path, options, cache_dir, on_mismatch, allow_build, self.device_index, graph)
+            self._runtime = trt.Runtime(trt_logger(trt))
+            self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if self.engine is None:
+                raise BackendError(f"TensorRT could not deserialise {self.engine_path}; delete it and its .json sidecar to rebuild")
+            context = self.engine.create_execution_context()
+            if context is None:
+                raise BackendError(f"TensorRT could not create an execution context for {self.engine_path.name} (out of GPU memory?)")
+            self.specs = engine_io(trt, self.engine)
+            self.inputs = [n for n, s in self.specs.items() if s.is_input]
+            self.outputs = [n for n, s in self.specs.items() if not s.is_input]
+            if self.graph == "network":
+                validate_io({n: list(self.specs[n].shape) for n in self.inputs}, {n: list(self.specs[n].shape) for n in self.outputs},
+                            self.metadata, f"TensorRT engine {self.engine_path.name}")
+            self.dynamic_batch = any(self.specs[n].shape and self.specs[n].shape[0] < 0 for n in self.inputs)
+            self.max_batch = int(self.key.input_shape[0]) if self.dynamic_batch else 1
+            first = self.specs[self.inputs[0]].shape if self.inputs else ()
+            self.batch_size = None if self.dynamic_batch else (first[0] if self.graph == "network" and first else None)
+            shapes = plan_buffers({n: s.shape for n, s in self.specs.items()}, self.max_batch)
+            self.stream = self._cuda.stream(self.device_index)
+            self._device_buffers: dict[str, Any] = {}
+            self._host_buffers: dict[str, Any] = {}
+            for name, shape in shapes.items():
+                dtype = self.specs[name].dtype
+                self._device_buffers[name] = self._cuda.empty(shape, dtype, self.device_index)
+                self._host_buffers[name] = self._cuda.pinned(shape, dtype)
+                if not context.set_tensor_address(name, self._cuda.pointer(self._device_buffers[name])):
+                    raise BackendError(f"TensorRT refused the buffer of tensor '{name}' of {self.engine_path.name}")
+            self.context = context
+        self._outputs = {t: self.metadata.output_names[t] for t in self.metadata.tasks} if self.graph == "network" else {}
         self.name = f"tensorrt-{self.key.precision}"
 
-    def _engine_io(self, trt: Any) -> tuple[dict[str, list[int]], dict[str, list[int]], dict[str, Any]]:
-        inputs: dict[str, list[int]] = {}
-        outputs: dict[str, list[int]] = {}
-        dtypes: dict[str, Any] = {}
-        for index in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(index)
-            shape = list(self.engine.get_tensor_shape(name))
-            dtypes[name] = trt.nptype(self.engine.get_tensor_dtype(name))
-            (inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs)[name] = shape
-        return inputs, outputs, dtypes
+    # the contract ------------------------------------------------------------------------------
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the engine on named inputs; the named outputs (all when None), by name, with the engine's dtypes."""
+        if self.context is None:
+            raise BackendError("tensorrt backend is closed")
+        names = list(output_names) if output_names is not None else list(self.outputs)
+        unknown = [n for n in names if n not in self.outputs]
+        if unknown:
+            raise ValueError(f"{self.name}: no output(s) {unknown}; outputs: {self.outputs}")
+        arrays, count = self._check_feeds(feeds)
+        with self._cuda.device_guard(self.device_index):
+            for name, array in arrays.items():
+                if self.specs[name].shape and self.specs[name].shape[0] < 0 and not self.context.set_input_shape(name, array.shape):
+                    raise BackendError(f"{self.name}: TensorRT refused input shape {array.shape} for '{name}'")
+                self._rows(self._host_buffers[name], name, count).copy_(_as_tensor(array))
+            with self._cuda.stream_guard(self.stream):
+                for name in arrays:
+                    self._rows(self._device_buffers[name], name, count).copy_(self._rows(self._host_buffers[name], name, count), non_blocking=True)
+                if not self.context.execute_async_v3(self._cuda.stream_handle(self.stream)):
+                    raise BackendError(f"{self.name}: execute_async_v3 failed; see the TensorRT log")
+                for name in names:
+                    self._rows(self._host_buffers[name], name, count).copy_(self._rows(self._device_buffers[name], name, count), non_blocking=True)
+            self.stream.synchronize()
+        return {name: self._rows(self._host_buffers[name], name, count).numpy().copy() for name in names}
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
-
+        if self.graph != "network":
+            raise BackendError("this tensorrt backend holds a deploy graph; infer() runs a network (use run())")
         if self.context is None:
             raise BackendError("tensorrt backend is closed")
         batch = self.check_batch(batch)
-        count = batch.shape[0]
-        if count > self.max_batch:
-            raise ValueError(f"{self.name}: batch of {count} exceeds the engine's largest batch {self.max_batch}; rebuild with a larger max_batch")
-        if self.dynamic_batch:
-            self.context.set_input_shape(INPUT_NAME, (count, *batch.shape[1:]))
-        host_in = self._host_buffers[INPUT_NAME][:count]
-        host_in.copy_(torch.from_numpy(batch))
-        with torch.cuda.stream(self.stream):
-            self._device_buffers[INPUT_NAME][:count].copy_(host_in, non_blocking=True)
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise BackendError(f"{self.name}: execute_async_v3 failed; see the TensorRT log")
-            for name in self._outputs.values():
-                self._host_buffers[name][:count].copy_(self._device_buffers[name][:count], non_blocking=True)
-        self.stream.synchronize()
-        return {task: self._host_buffers[name][:count].numpy().astype(np.float32, copy=True) for task, name in self._outputs.items()}
+        if batch.shape[0] > self.max_batch and self.dynamic_batch:
+            raise ValueError(f"{self.name}: batch of {batch.shape[0]} exceeds the engine's largest batch {self.max_batch}; rebuild with a larger max_batch")
+        outputs = self.run({INPUT_NAME: batch}, list(self._outputs.values()))
+        return {task: outputs[name].astype(np.float32, copy=False) for task, name in self._outputs.items()}
 
     def close(self) -> None:
+        if self.stream is not None:
+            with self._cuda.device_guard(self.device_index):
+                self.stream.synchronize()  # no copy or kernel may still use the buffers freed below
         self.context = None
         self.engine = None
+        self.stream = None
         self._device_buffers = {}
         self._host_buffers = {}
+
+    # helpers -----------------------------------------------------------------------------------
+    def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+        """The inputs as contiguous arrays of the engine's dtypes and shapes, and the batch (rows) they hold."""
+        missing = [n for n in self.inputs if n not in feeds]
+        extra = [n for n in feeds if n not in self.inputs]
+        if missing or extra:
+            raise ValueError(f"{self.name}: inputs are {self.inputs}; missing {missing}, unknown {extra}")
+        arrays: dict[str, np.ndarray] = {}
+        count = self.max_batch
+        for name in self.inputs:
+            array = np.asarray(feeds[name])
+            spec = self.specs[name]
+            if array.dtype != spec.dtype:
+                raise ValueError(f"{self.name}: input '{name}' must be {spec.dtype}, got {array.dtype}")
+            dynamic = bool(spec.shape) and spec.shape[0] < 0
+            expected = spec.shape[1:] if dynamic else spec.shape
+            got = array.shape[1:] if dynamic else array.shape
+            if tuple(got) != tuple(expected) or (dynamic and not 1 <= array.shape[0] <= self.max_batch):
+                shown = ["N" if dynamic and i == 0 else d for i, d in enumerate(spec.shape)]
+                raise ValueError(f"{self.name}: input '{name}' has shape {array.shape}, the engine takes {shown} (N <= {self.max_batch})")
+            if dynamic:
+                count = array.shape[0]
+            arrays[name] = np.ascontiguousarray(array)
+        return arrays, count
+
+    def _rows(self, tensor: Any, name: str, count: int) -> Any:
+        """The first ``count`` rows of a dynamic-batch tensor's buffer; the whole buffer of a static one."""
+        shape = self.specs[name].shape
+        return tensor[:count] if shape and shape[0] < 0 else tensor
+
+
+def _as_tensor(array: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(array)
+
