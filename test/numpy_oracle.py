@@ -196,9 +196,13 @@ def oracle_outputs(infer: Any, meta: ModelMetadata, pixels: np.ndarray, encoding
     ``camera_focal`` is (fx, fy) of the camera at the frame's size (depth follows it as the metadata
     asks); ``k_at_output`` its 3x3 intrinsics at the output size (for the points).
     """
+    wanted = {name for output in outputs for name in (("points_xyz", "points_extra") if output == "points" else (output,))}
+    need_semantic = bool(wanted & {"labels", "confidence", "semantic_color", "semantic_overlay"}) or ("points_xyz" in wanted and "semantic" in meta.tasks)
+    need_depth = bool(wanted & {"depth", "depth_color", "points_xyz"})
+    tasks = {t for t, needed in (("depth", need_depth), ("semantic", need_semantic), ("normals", "normals" in wanted)) if needed}
     rgb = to_rgb(pixels, encoding)
     batch, transform = preprocess(rgb, meta, resize_mode)
-    predictions = postprocess(infer(batch), meta, transform, out_size)
+    predictions = postprocess(infer(batch), meta, transform, out_size, tasks=tasks, confidence="confidence" in wanted)
     size = (transform.source_height, transform.source_width) if out_size == "input" else (transform.content_height, transform.content_width)
     low, high = depth_range or (meta.depth_min, meta.depth_max)
     result: dict[str, np.ndarray] = {}
@@ -209,24 +213,27 @@ def oracle_outputs(infer: Any, meta: ModelMetadata, pixels: np.ndarray, encoding
             scaled = rescale_depth_for_camera(scaled, transform.focal_at_model_input(*camera_focal), meta)
         depth = clip_depth(scaled, low, high)
         result["depth"] = depth
-        result["depth_color"] = rgb_to_bgr(colorize_depth(depth, low, high))
+        if "depth_color" in wanted:
+            result["depth_color"] = rgb_to_bgr(colorize_depth(depth, low, high))
+    colours = None
     if predictions.labels is not None:
         result["labels"] = predictions.labels
-        result["confidence"] = predictions.confidence
+        if predictions.confidence is not None:
+            result["confidence"] = predictions.confidence
         colours = colorize_labels(predictions.labels, palette_rgb)
         result["semantic_color"] = rgb_to_bgr(colours)
-        view = rgb.astype(np.float32) if out_size == "input" else cv2.resize(rgb.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        blended = np.round(view * np.float32(1.0 - overlay_alpha) + colours.astype(np.float32) * np.float32(overlay_alpha))
-        result["semantic_overlay"] = rgb_to_bgr(np.clip(blended, 0, 255).astype(np.uint8))
+        if "semantic_overlay" in wanted:
+            view = rgb.astype(np.float32) if out_size == "input" else cv2.resize(rgb.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+            blended = np.round(view * np.float32(1.0 - overlay_alpha) + colours.astype(np.float32) * np.float32(overlay_alpha))
+            result["semantic_overlay"] = rgb_to_bgr(np.clip(blended, 0, 255).astype(np.uint8))
     if predictions.normals is not None:
         result["normals"] = predictions.normals
-    if depth is not None and k_at_output is not None:
+    if depth is not None and k_at_output is not None and "points_xyz" in wanted:
         x, y, z = backproject(depth, k_at_output, points_stride)
         result["points_xyz"] = np.stack([x, y, z], axis=-1).astype(np.float32)
-        colour = result["semantic_color"] if "semantic_color" in result else rgb_to_bgr(rgb)
+        colour = result["semantic_color"] if colours is not None else rgb_to_bgr(rgb)
         extra = np.zeros(z.shape + (8,), dtype=np.uint8)
         extra[..., :3] = colour[::points_stride, ::points_stride]
         extra[..., 4] = predictions.labels[::points_stride, ::points_stride] if predictions.labels is not None else 255
         result["points_extra"] = extra
-    wanted = {name for output in outputs for name in (("points_xyz", "points_extra") if output == "points" else (output,))}
     return {name: value for name, value in result.items() if name in wanted}
