@@ -36,7 +36,7 @@ def test_export_then_check_trt(tmp_path, checkpoint, capsys):
     args = parse(cli_commands.add_export_arguments, ["--checkpoint", str(checkpoint), "--out", str(out)])
     assert cli_commands.export_main(args) == 0
     printed = capsys.readouterr().out
-    assert "max abs diff" in printed and "TensorRT 10 parser: compatible" in printed
+    assert "max abs diff" in printed and "TensorRT 10/11 parsers: compatible" in printed
     assert cli_commands.check_trt_main(parse(cli_commands.add_check_trt_arguments, ["--model", str(out)])) == 0
     assert "compatible with the TensorRT 10" in capsys.readouterr().out
 
