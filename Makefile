@@ -10,9 +10,13 @@ MIN_STAMP := $(MIN_VENV)/.installed
 # `make test-min`: the suite against the oldest versions setup.py admits (constraints/minimum.txt), with the
 # same ROS wheels. Left out: tests of processes, timing and transport rather than of library versions, which
 # are also the slowest (soak, fault injection, Fast DDS delivery, multi-process, the study, the demo) and the
-# three longest training runs (convergence, kill-and-resume, two-process DDP: torch is not at a floor).
+# three longest training runs (convergence, kill-and-resume, two-process DDP: torch is not at a floor), and the
+# tests of a live ROS graph (node, pipelining, cameras, replay: the same ros-* wheels in both venvs; the deploy
+# graph they run is tested at the floors by test_inference_deploy_graph.py).
 MIN_SKIP := --ignore=test/test_reliability_soak.py --ignore=test/test_reliability_faults.py \
 	--ignore=test/test_reliability_delivery.py --ignore=test/test_ros_multiprocess.py \
+	--ignore=test/test_ros_node.py --ignore=test/test_ros_pipelined.py --ignore=test/test_ros_cameras.py \
+	--ignore=test/test_bags_replay.py \
 	--ignore=test/test_study.py --ignore=test/test_demo.py \
 	--deselect=test/test_training_run.py::test_short_training_reduces_loss_and_beats_trivial_baselines \
 	--deselect=test/test_training_run.py::test_killed_training_resumes_from_its_last_checkpoint \
