@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mtl_perception.config import config_from_dict
@@ -21,7 +21,9 @@ from mtl_perception.inference.encodings import FORMATS, GRAPH_ENCODINGS, scale16
 from mtl_perception.inference.metadata import MetadataError, ModelMetadata
 from mtl_perception.safeload import LoadError, json_depth, yaml_loads
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples on every run (a CI run must not fail on a case no earlier run tried); the
+# database is off for the same reason. Explore with more or other examples locally: HYPOTHESIS_SEED / max_examples.
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)
 
 
 def one_line(exc: BaseException) -> bool:
@@ -244,6 +246,8 @@ def test_every_supported_encoding_decodes_to_graph_pixels(encoding: str, height:
 
 @FAST
 @given(st.sampled_from(["height", "width", "step", "data", "encoding", "bigendian"]), st.integers(-3, 3), st.text(max_size=30))
+@example("encoding", 0, "\n")  # found by a random run: a newline in the encoding echoed into a two-line error
+@example("encoding", 0, "rgb8\x00\r\x1b[31m")
 def test_mutated_messages_are_one_line_errors(field: str, delta: int, text: str) -> None:
     from mtl_perception.ros.image_codec import ImageDecodeError, image_msg_to_array
 

@@ -55,8 +55,12 @@ def read_text_bounded(path: str | os.PathLike, limit: int, what: str) -> str:
 
 
 def shorten(text: str, limit: int = 120) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis (for echoing user input in one line)."""
+    """``text`` for echoing user input in one line: control characters escaped (a newline shows as ``\\n``),
+    cut to ``limit`` characters with an ellipsis."""
     text = str(text)
+    text = text[: limit * 4]  # enough to show: never escape a megabyte
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -92,7 +92,9 @@ SUPPORTED_ENCODINGS = tuple(FORMATS)
 
 
 def unsupported(encoding: str) -> ValueError:
-    shown = encoding if len(encoding) <= 40 else encoding[:39] + "…"
+    from mtl_perception.safeload import shorten
+
+    shown = shorten(encoding, 40)  # one line, whatever the publisher sent
     return ValueError(f"unsupported image encoding '{shown}'; supported: {list(SUPPORTED_ENCODINGS)}")
 
 

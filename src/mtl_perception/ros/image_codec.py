@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mtl_perception.safeload import shorten
+
 from mtl_perception.inference.encodings import FORMATS
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -39,7 +41,7 @@ def encoding_layout(encoding: str) -> tuple[np.dtype, int]:
     match = _CV_PATTERN.match(encoding)
     if match and (match.group(1), match.group(2)) in _CV_DTYPES:
         return np.dtype(_CV_DTYPES[(match.group(1), match.group(2))]), int(match.group(3))
-    shown = str(encoding) if len(str(encoding)) <= 40 else str(encoding)[:39] + "…"  # a 1 MB encoding string is not echoed whole
+    shown = shorten(str(encoding), 40)  # one line: a 1 MB or multi-line encoding string is not echoed whole
     raise ImageDecodeError(
         f"unsupported image encoding '{shown}'; publish one of {sorted(_NAMED)} or an OpenCV type such as 8UC3, 16UC1, 32FC1"
     )
