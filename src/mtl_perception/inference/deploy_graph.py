@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -145,11 +145,6 @@ class DeployLayout:
     out_height: int
     out_width: int
     classes: int
-    tasks: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def points_shape(self) -> tuple[int, int]:
-        return self.out_height, self.out_width
 
 
 def layout_for(meta: ModelMetadata, options: DeployOptions) -> DeployLayout:
@@ -159,7 +154,7 @@ def layout_for(meta: ModelMetadata, options: DeployOptions) -> DeployLayout:
         out_h, out_w = options.height, options.width
     else:
         out_h, out_w = transform.content_height, transform.content_width
-    return DeployLayout(transform, out_h, out_w, len(meta.class_names), tuple(meta.tasks))
+    return DeployLayout(transform, out_h, out_w, len(meta.class_names))
 
 
 def _floats(values: list[float] | np.ndarray) -> str:

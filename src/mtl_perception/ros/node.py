@@ -418,12 +418,6 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info("parameters changed: " + ", ".join(f"{c.name}={str(c.value)[:80]!r}" for c in changes))
 
     # ------------------------------------------------------------------ inputs
-    def _input_topic(self) -> str:
-        """The (first) camera's image topic as subscribed."""
-        settings = self._settings
-        assert settings is not None
-        return self._cameras[0].spec.input_topic if self._cameras else settings.image_topic
-
     def _on_image(self, camera: CameraChannel, msg: Image | CompressedImage) -> None:
         camera.input_rate.tick()
         camera.slot.put(Frame(msg, time.monotonic(), compressed=camera.spec.compressed))
