@@ -22,7 +22,7 @@ MIN_SKIP := --ignore=test/test_reliability_soak.py --ignore=test/test_reliabilit
 	--deselect=test/test_training_run.py::test_killed_training_resumes_from_its_last_checkpoint \
 	--deselect=test/test_training_run.py::test_torchrun_two_processes_keep_identical_weights
 
-.PHONY: demo test test-min venv clean lint
+.PHONY: demo test test-fast test-min venv clean lint
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ $(STAMP): requirements.txt setup.py setup.cfg
 
 test: $(STAMP)
 	$(PY) -m pytest -q test
+
+# the inner loop: everything but the tests marked slow (see test/conftest.py)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q test -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -24,13 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtl_perception.config import ExperimentConfig
 from mtl_perception.inference.backends import Backend, create_backend
-from mtl_perception.inference.export import export_onnx
+from mtl_perception.inference.export import export_onnx, save_untrained_checkpoint
 from mtl_perception.inference.quantize import quantize_int8
 from mtl_perception.inference.sample_images import sample_batch
-from mtl_perception.model.network import build_model
-from mtl_perception.training.checkpoint import save_checkpoint
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -40,11 +37,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def random_checkpoint(folder: Path) -> Path:
     """The default model with random weights, saved as a checkpoint."""
-    torch.manual_seed(0)
-    cfg = ExperimentConfig().validate()
-    path = folder / "random_default.pt"
-    save_checkpoint(path, {"config": cfg.to_dict(), "model": build_model(cfg.model).state_dict(), "step": 0})
-    return path
+    return save_untrained_checkpoint(folder / "random_default.pt")
 
 
 def make_backends(checkpoint: Path, onnx_path: Path, int8_path: Path | None, height: int, width: int, threads: int) -> dict[str, Backend]:

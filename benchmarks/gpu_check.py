@@ -13,7 +13,9 @@ Rows (each says ``ran`` with its figures, ``not available here`` with the reason
   importable: first-run (engine build) time, second-session time, latency, parity vs ONNX Runtime CPU;
 - native TensorRT FP16 and INT8 (strongly typed, from the precision files) for the network and the deploy
   graph: build time, whether a second start is an engine-cache hit (and its load time), latency, parity vs
-  ONNX Runtime CPU FP32 (and, for INT8, vs the same INT8 file on ONNX Runtime CPU).
+  ONNX Runtime CPU FP32 (and, for INT8, vs the same INT8 file on ONNX Runtime CPU);
+- several cameras: one batched call of the deploy graph on N = 2 and 4 camera frames against N calls of one
+  (``FramePipeline.run_batch``), on ONNX Runtime CPU and CUDA and native TensorRT FP16.
 Parity on networks: depth AbsRel, label agreement, normals angle (``precision.output_agreement``) on
 synthetic validation frames; on deploy graphs: per output, max |diff| for floats, equal fraction for uint8.
 """
@@ -256,15 +258,11 @@ def run_checks(args: argparse.Namespace) -> list[Row]:
             return Path(args.checkpoint)
         if "checkpoint" not in state:
             from mtl_perception.config import load_config
-            from mtl_perception.model.network import build_model
-            from mtl_perception.training.checkpoint import save_checkpoint
+            from mtl_perception.inference.export import save_untrained_checkpoint
 
-            torch.manual_seed(0)
             cfg = load_config(str(ROOT / "config" / "train" / "default.yaml"), [])
             dataset = {"class_names": meta.class_names, "palette": meta.palette, "focal_length_px": meta.focal_length_px}
-            path = work / "random_default.pt"
-            save_checkpoint(path, {"config": cfg.to_dict(), "model": build_model(cfg.model).state_dict(), "step": 0, "dataset": dataset})
-            state["checkpoint"] = path
+            state["checkpoint"] = save_untrained_checkpoint(work / "random_default.pt", cfg, dataset)
         return state["checkpoint"]
 
     for precision in ("fp32", "fp16"):
@@ -411,6 +409,34 @@ def run_checks(args: argparse.Namespace) -> list[Row]:
                     f"median {median:.2f} ms, p95 {p95:.2f} ms; vs ORT CPU FP32 deploy graph: {parity}")
 
         check.row(f"tensorrt {precision} deploy graph", trt_deploy, needs_s=90)
+
+    def batching(kind: str, options: dict[str, Any], precision: str) -> Callable[[], str]:
+        """Several cameras: one batched deploy graph call of N frames against N calls of one (FramePipeline)."""
+        def body() -> str:
+            if kind == "tensorrt":
+                require(tensorrt_or_reason, cuda_or_reason)
+            elif options.get("provider") == "cuda":
+                ort_provider_or_reason("CUDAExecutionProvider")
+            from mtl_perception.inference.frame_pipeline import FramePipeline
+
+            pipeline = FramePipeline(model, kind, options, cache_dir=work / "batching", precision=precision)
+            frames = [(image, "rgb8", None) for image in camera_frames(cam_h, cam_w, 4)]
+            outputs = ("depth", "labels", "normals")
+            figures = []
+            try:
+                for count in (2, 4):
+                    batch = frames[:count]
+                    together, _ = time_calls(lambda _: pipeline.run_batch(batch, outputs), [None], iters)
+                    apart, _ = time_calls(lambda _: [pipeline.run(p, e, outputs) for p, e, _ in batch], [None], iters)
+                    figures.append(f"N={count}: one call {together:.2f} ms, {count} calls {apart:.2f} ms, unbatched / batched {apart / together:.2f}")
+            finally:
+                pipeline.close()
+            return f"{cam_h}x{cam_w} rgb8, outputs {list(outputs)}: " + "; ".join(figures)
+        return body
+
+    check.row("batched cameras, onnxruntime cpu fp32 deploy graph", batching("onnxruntime", {"provider": "cpu"}, "fp32"), needs_s=30)
+    check.row("batched cameras, onnxruntime cuda fp32 deploy graph", batching("onnxruntime", {"provider": "cuda"}, "fp32"), needs_s=30)
+    check.row("batched cameras, tensorrt fp16 deploy graph", batching("tensorrt", {"cache_dir": str(engines)}, "fp16"), needs_s=120)
     return check.rows
 
 

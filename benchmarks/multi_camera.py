@@ -92,7 +92,7 @@ def serve(model: Path, count: int, single_nodes: bool, rate: float, duration: fl
     from sensor_msgs.msg import CameraInfo, Image
 
     from mtl_perception.inference.sample_images import sample_image
-    from mtl_perception.ros.image_codec import array_to_image_msg
+    from mtl_perception.inference.image_codec import array_to_image_msg
 
     names = [f"cam{i}" for i in range(count)]
     if single_nodes:  # node i serves /bench/cam<i>/... (its namespace), image topic "image" -> /bench/cam<i>/image

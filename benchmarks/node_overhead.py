@@ -44,21 +44,13 @@ GRAPH_OUTPUT = {"depth": "depth", "semantic": "labels", "normals": "normals", "d
 
 def export_random_model(folder: Path, height: int, width: int) -> Path:
     """The default network with random weights, exported to ONNX at height x width."""
-    import torch
-
     from mtl_perception.config import ExperimentConfig
-    from mtl_perception.inference.export import export_onnx
-    from mtl_perception.model.network import build_model
-    from mtl_perception.training.checkpoint import save_checkpoint
+    from mtl_perception.inference.export import export_untrained
 
-    torch.manual_seed(0)
     config = ExperimentConfig()
     config.data.height, config.data.width = height, width
-    config.validate()
-    checkpoint = folder / "random_default.pt"
-    save_checkpoint(checkpoint, {"config": config.to_dict(), "model": build_model(config.model).state_dict(), "step": 0})
     out = folder / f"random_default_{height}x{width}.onnx"
-    export_onnx(checkpoint, out, parity_frames=1)
+    export_untrained(out, config)
     return out
 
 
@@ -130,7 +122,7 @@ def main() -> int:
     from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings
     from mtl_perception.inference.processing import preprocess, to_rgb
     from mtl_perception.inference.sample_images import sample_image
-    from mtl_perception.ros.image_codec import array_to_image_msg, image_msg_to_array
+    from mtl_perception.inference.image_codec import array_to_image_msg, image_msg_to_array
     from mtl_perception.ros.outputs import build_messages
     from numpy_oracle import oracle_outputs
 

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from sensor_msgs.msg import Image
 
     from mtl_perception.inference.sample_images import sample_image
-    from mtl_perception.ros.image_codec import array_to_image_msg
+    from mtl_perception.inference.image_codec import array_to_image_msg
 
     workdir = Path(tempfile.mkdtemp(prefix="node_soak_"))
     log_path = workdir / "node.log"

@@ -54,7 +54,7 @@ def publisher_role(args: argparse.Namespace) -> int:
     import rclpy
     from sensor_msgs.msg import Image
 
-    from mtl_perception.ros.image_codec import array_to_image_msg
+    from mtl_perception.inference.image_codec import array_to_image_msg
 
     rclpy.init()
     node = rclpy.create_node("qos_delivery_publisher")

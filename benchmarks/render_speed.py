@@ -16,7 +16,7 @@ import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-from mtl_perception.data.synth_cli import parse_size  # noqa: E402
+from mtl_perception.cli.data import parse_size  # noqa: E402
 from mtl_perception.data.synthetic import render_frame, render_sequence  # noqa: E402
 
 

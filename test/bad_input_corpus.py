@@ -66,7 +66,7 @@ def stamped(sec: int, frame_id: str = "camera_optical") -> Any:
 
 
 def good_image(header: Any, seed: int = 0) -> Any:
-    from mtl_perception.ros.image_codec import array_to_image_msg
+    from mtl_perception.inference.image_codec import array_to_image_msg
 
     return array_to_image_msg(_rgb(seed), "rgb8", header)
 
@@ -754,7 +754,7 @@ def fingerprint(path: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------- CLI driver
 PREIMPORT = ("torch", "onnx", "onnxruntime", "cv2", "rosbags.rosbag2", "rosbags.typesys", "mtl_perception.cli",
-             "mtl_perception.training.trainer", "mtl_perception.evaluation.bag_eval", "mtl_perception.inference.export")
+             "mtl_perception.training.trainer", "mtl_perception.bags.evaluation", "mtl_perception.inference.export")
 
 
 def run_forked(argv: list[str], timeout: float) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""Shared helpers of the bag, report and demo tests: small synthetic bags, a tiny model, CLI runs.
+"""Shared helpers of the bag, report and demo tests: small synthetic bags, bag-eval settings, CLI runs.
 
-Imported by test_bags_*, test_report_* and test_demo* modules. The tiny model (random weights, the
-synthetic class set, 64x96 input) is exported at most once per pytest process.
+Imported by test_bags_*, test_report_* and test_demo* modules; the tiny model they evaluate is conftest.py's
+session fixture ``model_file`` (random weights, the synthetic class set, 64x96 input).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from shared_data import shared_path
 
@@ -20,7 +19,6 @@ FRAMES = 6
 REALDATA = shared_path("realdata")
 V5_TEMPLATE = REALDATA / "euroc_mono" / "original_bag_metadata.yaml"
 GT_TOPICS = {"depth": "/gt/depth", "semantic": "/gt/semantic", "normals": "/gt/normals"}
-_MODEL_CACHE: dict[str, Path] = {}
 
 
 def make_synthetic_bag(path: Path, storage: str = "sqlite3", frames: int = FRAMES, compression: str = "none",
@@ -34,41 +32,9 @@ def make_synthetic_bag(path: Path, storage: str = "sqlite3", frames: int = FRAME
 
 def ground_truth_as_prediction(**overrides: object) -> "BagEvalSettings":  # noqa: F821
     """Settings that score the ground-truth topics as if they were predictions (perfect by construction)."""
-    from mtl_perception.evaluation.bag_eval import BagEvalSettings
+    from mtl_perception.bags.evaluation import BagEvalSettings
 
     return BagEvalSettings(predictions_from_bag=True, prediction_topics=dict(GT_TOPICS), progress=False, **overrides)  # type: ignore[arg-type]
-
-
-def tiny_model(folder: Path) -> Path:
-    """A randomly initialised 3-task network with the synthetic classes, exported to ONNX (cached)."""
-    if "onnx" in _MODEL_CACHE:
-        return _MODEL_CACHE["onnx"]
-    import torch
-
-    from mtl_perception.config import ExperimentConfig
-    from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES, SYNTH_PALETTE
-    from mtl_perception.inference.export import export_onnx
-    from mtl_perception.model.network import build_model
-    from mtl_perception.training.checkpoint import save_checkpoint
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    config = ExperimentConfig()
-    config.model.encoder = "resnet18"
-    config.data.height, config.data.width = HEIGHT, WIDTH
-    config.validate()
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = folder / "tiny.pt"
-    save_checkpoint(checkpoint, {"config": config.to_dict(), "model": build_model(config.model).eval().state_dict(),
-                                 "dataset": {"class_names": SYNTH_CLASS_NAMES, "palette": SYNTH_PALETTE}})
-    export_onnx(checkpoint, folder / "tiny.onnx", parity_frames=1)
-    _MODEL_CACHE["onnx"] = folder / "tiny.onnx"
-    return _MODEL_CACHE["onnx"]
-
-
-@pytest.fixture(scope="session")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("bag_model"))
 
 
 def rewrite_metadata_as_version5(bag: Path) -> None:
@@ -107,3 +73,26 @@ def png_is_valid(path: Path) -> bool:
         return False
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     return image is not None and image.size > 0
+
+
+def make_two_camera_bag(path: Path) -> Path:
+    """/front and /rear cameras (other scenes, other intrinsics), each with camera info and ground truth under its name."""
+    from mtl_perception.bags import messages
+    from mtl_perception.bags.io import BagWriter
+    from mtl_perception.bags.make import DEFAULT_START_NS
+    from mtl_perception.data.synthetic import render_frame
+
+    writer = BagWriter(path, "sqlite3")
+    for camera in ("front", "rear"):
+        writer.add_topic(f"/{camera}/image_raw", "sensor_msgs/msg/Image")
+        writer.add_topic(f"/{camera}/camera_info", "sensor_msgs/msg/CameraInfo")
+    writer.add_topic("/front/gt/depth", "sensor_msgs/msg/Image")
+    writer.add_topic("/gt/rear/depth", "sensor_msgs/msg/Image")
+    for index in range(3):
+        stamp = DEFAULT_START_NS + index * 100_000_000
+        for camera, seed, gt in (("front", index, "/front/gt/depth"), ("rear", 50 + index, "/gt/rear/depth")):
+            scene = render_frame(seed, 64, 96)
+            writer.write(f"/{camera}/image_raw", stamp, messages.image_message(scene.rgb, "rgb8", stamp, camera))
+            writer.write(f"/{camera}/camera_info", stamp, messages.camera_info_message(scene.K, 96, 64, stamp, camera))
+            writer.write(gt, stamp, messages.image_message(scene.depth.astype(np.float32), "32FC1", stamp, camera))
+    return writer.close()

@@ -8,7 +8,7 @@ import torch
 
 from mtl_perception.config import load_config
 from mtl_perception.training.trainer import Trainer, _unwrap
-from mtl_perception.training.distributed import shutdown_distributed
+from mtl_perception.distributed import shutdown_distributed
 
 
 def main() -> None:

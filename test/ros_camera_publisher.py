@@ -31,7 +31,7 @@ def main() -> int:
     from std_msgs.msg import Header
 
     from mtl_perception.inference.sample_images import sample_image
-    from mtl_perception.ros.image_codec import array_to_image_msg
+    from mtl_perception.inference.image_codec import array_to_image_msg
 
     rclpy.init()
     node = rclpy.create_node("camera_publisher")

@@ -1,71 +1,19 @@
-"""Shared helpers of the ROS node tests: a tiny exported model and an isolated in-process ROS graph.
+"""Shared helpers of the ROS node tests: an in-process ROS graph, a message collector, a wait helper.
 
-Imported by the test_ros_* modules (not a conftest: the lead owns test/conftest.py). The model is
-built once per pytest process whichever module asks first. Each module gets its own ROS domain
-(derived from the pid and a per-module offset) and localhost-only discovery, set before rclpy.init.
+The tiny model they run is conftest.py's session fixture ``tiny_model`` (the synthetic class set:
+``CLASS_NAMES`` / ``PALETTE``); each module isolates its graph with ``mtl_perception.ros.domain.isolate_ros_domain``
+(a per-module offset) before ``rclpy.init``.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-import pytest
+from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES, SYNTH_PALETTE
 
-MODEL_HEIGHT, MODEL_WIDTH = 64, 96
-NUM_CLASSES = 5
-CLASS_NAMES = ["floor", "wall", "table", "chair", "person"]
-PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200], [250, 250, 0]]
-_MODEL_CACHE: dict[str, Path] = {}
-
-
-def build_tiny_model(folder: Path, height: int = MODEL_HEIGHT, width: int = MODEL_WIDTH, encoder: str = "resnet18") -> tuple[Path, Path]:
-    """A randomly initialised 3-task network, saved as a checkpoint and exported to ONNX: (onnx, checkpoint)."""
-    import torch
-
-    from mtl_perception.config import ExperimentConfig
-    from mtl_perception.inference.export import export_onnx
-    from mtl_perception.model.network import build_model
-    from mtl_perception.training.checkpoint import save_checkpoint
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    config = ExperimentConfig()
-    config.model.encoder = encoder
-    config.model.num_classes = NUM_CLASSES
-    config.data.height, config.data.width = height, width
-    config.validate()
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = folder / f"tiny_{encoder}_{height}x{width}.pt"
-    model = build_model(config.model).eval()
-    save_checkpoint(checkpoint, {"config": config.to_dict(), "model": model.state_dict(), "dataset": {"class_names": CLASS_NAMES, "palette": PALETTE}})
-    onnx_path = folder / f"tiny_{encoder}_{height}x{width}.onnx"
-    export_onnx(checkpoint, onnx_path, parity_frames=1)
-    return onnx_path, checkpoint
-
-
-def cached_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny ONNX model, exported at most once per pytest process."""
-    if "onnx" not in _MODEL_CACHE:
-        onnx_path, checkpoint = build_tiny_model(tmp_path_factory.mktemp("ros_model"))
-        _MODEL_CACHE["onnx"], _MODEL_CACHE["checkpoint"] = onnx_path, checkpoint
-    return _MODEL_CACHE["onnx"]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_tiny_model(tmp_path_factory)
-
-
-def isolate_ros_domain(offset: int) -> int:
-    """Set a private ROS_DOMAIN_ID (1..100) and localhost-only discovery for this process and its children."""
-    domain = 1 + (os.getpid() * 7 + offset) % 100
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.pop("ROS_LOCALHOST_ONLY", None)
-    return domain
+CLASS_NAMES = list(SYNTH_CLASS_NAMES)
+PALETTE = [list(c) for c in SYNTH_PALETTE]
 
 
 class RosGraph:

@@ -1,42 +1,36 @@
 """Live replay through perception_node: the recorded outputs score exactly like offline evaluation."""
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from bags_support import FRAMES, make_synthetic_bag, model_file  # noqa: F401
+from bags_support import FRAMES, make_synthetic_bag, make_two_camera_bag
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
+from mtl_perception.bags.evaluation import BagEvalSettings, evaluate_bags, summarize  # noqa: E402
 from mtl_perception.bags.io import BagReader  # noqa: E402
 from mtl_perception.bags.replay import ReplayOptions, replay_bag  # noqa: E402
-from mtl_perception.evaluation.bag_eval import BagEvalSettings, evaluate_bags, summarize  # noqa: E402
+from mtl_perception.ros.domain import isolate_ros_domain  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def domain() -> int:
     """A private ROS domain for this module's graph (set before any rclpy.init), localhost discovery only."""
-    value = 1 + (os.getpid() * 13 + 57) % 100
-    os.environ["ROS_DOMAIN_ID"] = str(value)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.pop("ROS_LOCALHOST_ONLY", None)
-    return value
+    return isolate_ros_domain(offset=57)
 
 
-@pytest.fixture()
-def running_node(domain: int, model_file: Path) -> Iterator[object]:  # noqa: F811
-    """perception_node under /perception, active, reading the bag tools' camera topics with reliable QoS."""
+def serve(domain: int, values: dict[str, object]) -> Iterator[object]:
+    """perception_node under /perception with ``values``, active, reliable QoS; released afterwards."""
     from mtl_perception.ros.node import PerceptionNode
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
-    values = {"model.path": str(model_file), "model.provider": "cpu", "input.image_topic": "/camera/image_raw",
-              "input.camera_info_topic": "/camera/camera_info", "qos.reliability": "reliable", "qos.output_depth": 10}
+    values = {"model.provider": "cpu", "qos.reliability": "reliable", "qos.output_depth": 10, **values}
     node = PerceptionNode(namespace="/perception", context=context,
                           parameter_overrides=[Parameter(k, value=v) for k, v in {"autostart": False, **values}.items()])
     executor = SingleThreadedExecutor(context=context)
@@ -59,7 +53,24 @@ def running_node(domain: int, model_file: Path) -> Iterator[object]:  # noqa: F8
     thread.join(5)
 
 
-def test_online_through_the_node_equals_offline(tmp_path: Path, running_node: object, model_file: Path) -> None:  # noqa: F811
+@pytest.fixture()
+def running_node(domain: int, model_file: Path) -> Iterator[object]:
+    """perception_node reading the bag tools' camera topics."""
+    yield from serve(domain, {"model.path": str(model_file), "input.image_topic": "/camera/image_raw",
+                              "input.camera_info_topic": "/camera/camera_info"})
+
+
+@pytest.fixture()
+def two_camera_node(domain: int, model_file: Path) -> Iterator[object]:
+    """One perception_node serving the /front and /rear cameras (outputs under /perception/front, /perception/rear)."""
+    values: dict[str, object] = {"model.path": str(model_file), "cameras.names": ["front", "rear"], "processing.batch_wait_ms": 20.0}
+    for camera in ("front", "rear"):
+        values[f"cameras.{camera}.image_topic"] = f"/{camera}/image_raw"
+        values[f"cameras.{camera}.camera_info_topic"] = f"/{camera}/camera_info"
+    yield from serve(domain, values)
+
+
+def test_online_through_the_node_equals_offline(tmp_path: Path, running_node: object, model_file: Path) -> None:
     bag = make_synthetic_bag(tmp_path / "bag", "mcap")
     report = replay_bag(bag, ReplayOptions(rate=2.0, record=str(tmp_path / "recording"), wait_s=30, settle_s=1.0), log=print)
     assert report.subscribers_found
@@ -102,3 +113,48 @@ def test_replay_without_a_node_says_so(tmp_path: Path, domain: int) -> None:
     report = replay_bag(bag, ReplayOptions(rate=10.0, wait_s=0.3, start_pause_s=0.0), log=lines.append)
     assert not report.subscribers_found and report.published["/camera/image_raw"] == 2
     assert any("nobody subscribed to /camera/image_raw" in line for line in lines)
+
+
+def test_replay_of_several_cameras_records_each_one_under_its_namespace(tmp_path: Path, two_camera_node: object,
+                                                                          model_file: Path) -> None:
+    bag = make_two_camera_bag(tmp_path / "two_cameras")
+    options = ReplayOptions(rate=2.0, all_cameras=True, record=str(tmp_path / "recording"), wait_s=30, settle_s=1.0)
+    report = replay_bag(bag, options, log=print)
+    assert report.subscribers_found
+    assert report.published == {f"/{c}/{t}": 3 for c in ("front", "rear") for t in ("image_raw", "camera_info")}
+    assert all(report.recorded[f"/perception/{camera}/depth"] >= 1 for camera in ("front", "rear"))
+    assert report.recorded["/perception/front/semantic/classes"] == report.recorded["/perception/rear/semantic/classes"] == 1
+    with BagReader(report.record_path) as reader:  # each camera's ground truth copied beside its outputs
+        assert reader.topics["/front/gt/depth"].count == reader.topics["/gt/rear/depth"].count == 3
+    online_settings = BagEvalSettings(predictions_from_bag=True, all_cameras=True, progress=False)
+    online_results = evaluate_bags([report.record_path], online_settings)  # each camera's outputs under /perception/<camera>
+    assert [(r.topics.camera, r.topics.ground_truth, r.topics.predictions["depth"]) for r in online_results] == [
+        ("/front/image_raw", {"depth": "/front/gt/depth"}, "/perception/front/depth"),
+        ("/rear/image_raw", {"depth": "/gt/rear/depth"}, "/perception/rear/depth")]
+    for camera, online_result in zip(("front", "rear"), online_results):
+        stamps = frozenset(record.stamp_ns for record in online_result.records)
+        assert 1 <= len(stamps) == report.recorded[f"/perception/{camera}/depth"]
+        offline_settings = BagEvalSettings(model=str(model_file), backend_options={"provider": "cpu"}, only_stamps=stamps,
+                                           progress=False, image_topic=f"/{camera}/image_raw",
+                                           camera_info_topic=f"/{camera}/camera_info", gt_topics=dict(online_result.topics.ground_truth))
+        online = summarize([online_result], online_settings)["aggregate"]
+        offline = summarize(evaluate_bags([bag], offline_settings), offline_settings)["aggregate"]
+        assert online["frames_evaluated"] == offline["frames_evaluated"] == len(stamps)
+        assert online["flat_metrics"] == pytest.approx(offline["flat_metrics"], rel=1e-6, abs=1e-9, nan_ok=True)
+
+
+def test_replay_of_several_cameras_needs_camera_names(tmp_path: Path) -> None:
+    from mtl_perception.bags.io import BagError
+    from mtl_perception.bags.replay import played_cameras
+
+    bag = make_two_camera_bag(tmp_path / "two_cameras")
+    with BagReader(bag) as reader:
+        cameras = played_cameras(reader, ReplayOptions(all_cameras=True, namespace="/robot"))
+        assert [(c.image_topic, c.camera_info_topic, c.copied_topics, c.namespace) for c in cameras] == [
+            ("/front/image_raw", "/front/camera_info", ("/front/gt/depth",), "/robot/front"),
+            ("/rear/image_raw", "/rear/camera_info", ("/gt/rear/depth",), "/robot/rear")]
+        with pytest.raises(ValueError, match="do not name --image-topic"):
+            played_cameras(reader, ReplayOptions(all_cameras=True, image_topic="/front/image_raw"))
+    single = make_synthetic_bag(tmp_path / "one", frames=1)  # /camera/image_raw: "camera" names no camera
+    with BagReader(single) as reader, pytest.raises(BagError, match="names no camera"):
+        played_cameras(reader, ReplayOptions(all_cameras=True))

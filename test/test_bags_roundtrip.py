@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bags_support import (  # noqa: F401
+from bags_support import (
     FRAMES,
     REALDATA,
     HEIGHT,
@@ -14,7 +14,7 @@ from bags_support import (  # noqa: F401
     WIDTH,
     ground_truth_as_prediction,
     make_synthetic_bag,
-    model_file,
+    make_two_camera_bag,
     rewrite_metadata_as_version5,
 )
 
@@ -26,8 +26,8 @@ from mtl_perception.bags.matching import match_nearest
 from mtl_perception.bags.topics import TopicError, choose_topics
 from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES
 from mtl_perception.data.synthetic import render_sequence
-from mtl_perception.evaluation.bag_eval import BagEvalSettings, evaluate_bags, summarize
-from mtl_perception.evaluation.metrics import flatten_metrics
+from mtl_perception.bags.evaluation import BagEvalSettings, evaluate_bags, summarize
+from mtl_perception.metrics import flatten_metrics
 
 
 def assert_perfect(summary: dict, frames: int = FRAMES) -> None:
@@ -198,7 +198,7 @@ def test_model_evaluation_output_bag_and_parallel_jobs(tmp_path: Path, model_fil
     assert [b["frames"]["evaluated"] for b in parallel["bags"]] == [FRAMES, 4]
 
 
-def test_real_mono_camera_without_ground_truth(tmp_path: Path, model_file: Path) -> None:  # noqa: F811
+def test_real_mono_camera_without_ground_truth(tmp_path: Path, model_file: Path) -> None:
     """EuRoC grayscale frames (mono8, 752x480, real stamps): no ground truth, so latency and stability only."""
     folder = REALDATA / "euroc_mono" / "ir0"
     if not folder.is_dir():
@@ -246,28 +246,8 @@ def test_folder_dataset_to_bag(tmp_path: Path) -> None:
         np.testing.assert_array_equal(picture, frame.rgb)  # PNG is lossless
 
 
-def make_two_camera_bag(path: Path) -> Path:
-    """/front and /rear cameras (other scenes, other intrinsics), each with camera info and ground truth under its name."""
-    from mtl_perception.data.synthetic import render_frame
-
-    writer = BagWriter(path, "sqlite3")
-    for camera in ("front", "rear"):
-        writer.add_topic(f"/{camera}/image_raw", "sensor_msgs/msg/Image")
-        writer.add_topic(f"/{camera}/camera_info", "sensor_msgs/msg/CameraInfo")
-    writer.add_topic("/front/gt/depth", "sensor_msgs/msg/Image")
-    writer.add_topic("/gt/rear/depth", "sensor_msgs/msg/Image")
-    for index in range(3):
-        stamp = DEFAULT_START_NS + index * 100_000_000
-        for camera, seed, gt in (("front", index, "/front/gt/depth"), ("rear", 50 + index, "/gt/rear/depth")):
-            scene = render_frame(seed, 64, 96)
-            writer.write(f"/{camera}/image_raw", stamp, messages.image_message(scene.rgb, "rgb8", stamp, camera))
-            writer.write(f"/{camera}/camera_info", stamp, messages.camera_info_message(scene.K, 96, 64, stamp, camera))
-            writer.write(gt, stamp, messages.image_message(scene.depth.astype(np.float32), "32FC1", stamp, camera))
-    return writer.close()
-
-
 def test_all_cameras_evaluates_each_camera_with_its_own_topics(tmp_path: Path, model_file: Path) -> None:
-    from mtl_perception.evaluation.bag_eval import BagEvalSettings, evaluate_bags, summarize
+    from mtl_perception.bags.evaluation import BagEvalSettings, evaluate_bags, summarize
 
     bag = make_two_camera_bag(tmp_path / "two_cameras")
     settings = BagEvalSettings(model=str(model_file), backend_options={"provider": "cpu"}, all_cameras=True, progress=False)

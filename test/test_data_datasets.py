@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from mtl_perception.config import DataConfig
 from mtl_perception.data.datasets import VAL_SEED_OFFSET, SyntheticDataset, build_datasets, dataset_info
 from mtl_perception.data.folder import FolderDataset
-from mtl_perception.data.synth_cli import add_synth_arguments, parse_size, synth_main
+from mtl_perception.cli.data import add_synth_arguments, parse_size, synth_main
 from mtl_perception.data.synthetic import SYNTH_CLASS_NAMES, SYNTH_PALETTE, render_frame, render_sequence, synthetic_intrinsics
 from mtl_perception.data.transforms import EvalTransform, frame_to_record
 from mtl_perception.tasks import IGNORE_INDEX

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_perception.evaluation.metrics import (
+from mtl_perception.metrics import (
     HEADLINE,
     DepthMetrics,
     MultiTaskMetrics,

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from mtl_perception.data.nyuv2 import NYUv2Dataset, parse_normals_axes, read_normals_png
-from mtl_perception.evaluation.evaluate import EvalProtocol, NativeTargets, align_outputs, apply_crop, evaluate_model
-from mtl_perception.evaluation.metrics import EIGEN_CROP_480x640, eigen_crop_mask
+from mtl_perception.training.validation import EvalProtocol, NativeTargets, align_outputs, apply_crop, evaluate_model
+from mtl_perception.metrics import EIGEN_CROP_480x640, eigen_crop_mask
 from shared_data import SKIP_HINT, shared_path
 
 ROOT = Path(__file__).resolve().parents[1]

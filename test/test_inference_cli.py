@@ -1,4 +1,4 @@
-"""Deployment subcommands: exit codes and one-line errors (the lead wires them into cli.py)."""
+"""Deployment subcommands (cli/inference.py): exit codes and one-line errors."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtl_perception.config import ExperimentConfig
-from mtl_perception.inference import cli_commands
+from mtl_perception.cli import inference as cli_commands
 from mtl_perception.model.network import build_model
 from mtl_perception.training.checkpoint import save_checkpoint
 

@@ -18,7 +18,7 @@ import pytest
 
 from mtl_perception.inference.backends import create_backend
 from mtl_perception.inference.deploy_graph import DeployGraphError, DeployOptions, compose_deploy_graph
-from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings, graph_input
+from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings, graph_batch_size, graph_batch_sizes, graph_input
 from mtl_perception.inference.model_file import load_onnx_file
 from numpy_oracle import backproject, oracle_outputs
 from shared_data import shared_path
@@ -202,11 +202,9 @@ def test_check_trt_passes_on_the_deploy_graph(encoding: str) -> None:
     assert check_tensorrt_compat(graph) == []
 
 
-def test_torch_backend_runs_the_same_pre_and_post_graphs(tmp_path: Path) -> None:
+def test_torch_backend_runs_the_same_pre_and_post_graphs(tmp_path: Path, tiny_model_files: tuple[Path, Path]) -> None:
     """torch runs a checkpoint: its pipeline splits the deploy graph around the torch network; same outputs as onnxruntime."""
-    from ros_fixtures import build_tiny_model
-
-    onnx_path, checkpoint = build_tiny_model(tmp_path / "model")
+    onnx_path, checkpoint = tiny_model_files
     rgb = synthetic_frame(72, 100, seed=9)
     settings = FrameSettings(points_stride=2)
     info = camera_info(100, 72)
@@ -262,6 +260,29 @@ def test_a_batch_of_cameras_gives_each_frame_what_it_gives_alone(tmp_path: Path)
         assert pipeline.is_built(90, 120, "rgb8", outputs, batch=4) and pipeline.is_built(90, 120, "rgb8", outputs, batch=1)
         with pytest.raises(ValueError, match="one size and encoding"):
             pipeline.run_batch([frames[0], (synthetic_frame(60, 80), "rgb8", None)], outputs)
+    finally:
+        pipeline.close()
+
+
+def test_graph_batch_sizes_are_powers_of_two_and_the_capacity() -> None:
+    assert [graph_batch_sizes(c) for c in (1, 2, 3, 4, 6, 8)] == [[1], [1, 2], [1, 2, 3], [1, 2, 4], [1, 2, 4, 6], [1, 2, 4, 8]]
+    assert [graph_batch_size(n, 6) for n in range(1, 7)] == [1, 2, 4, 4, 6, 6]
+    assert graph_batch_size(3, None) == 3 and graph_batch_size(5, 4) == 5  # no capacity, or more frames than it: as they come
+
+
+def test_a_padded_batch_gives_each_frame_what_it_gives_alone(tmp_path: Path) -> None:
+    """Three frames with a capacity of four run in the batch-4 graph (padded with a copy); three results, each as alone."""
+    pipeline = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path)
+    frames = [(synthetic_frame(60, 80, seed=s), "rgb8", camera_info(80, 60, fx=200.0 + 30 * s, fy=200.0 + 30 * s)) for s in range(3)]
+    outputs = ("depth", "labels", "points")
+    try:
+        padded = pipeline.run_batch(frames, outputs, capacity=4)
+        assert len(padded) == 3
+        assert pipeline.is_built(60, 80, "rgb8", outputs, batch=4) and not pipeline.is_built(60, 80, "rgb8", outputs, batch=3)
+        for (pixels, encoding, info), batched in zip(frames, padded):
+            alone = pipeline.run(pixels, encoding, outputs, info)
+            for name, value in alone.arrays.items():
+                np.testing.assert_array_equal(batched.arrays[name], value, err_msg=name)
     finally:
         pipeline.close()
 

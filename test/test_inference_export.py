@@ -6,27 +6,21 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from network_support import EXPORT_DATASET, EXPORT_SIZE, network_config
 
-from mtl_perception.config import ExperimentConfig
 from mtl_perception.inference.checkpoint_model import build_metadata
 from mtl_perception.inference.export import PARITY_TOLERANCE, ExportError, export_model, export_onnx
 from mtl_perception.inference.metadata import METADATA_KEY, OUTPUT_NAMES
 from mtl_perception.inference.model_file import read_onnx_metadata
 from mtl_perception.model.encoders import ENCODERS
-from mtl_perception.model.network import ARCHITECTURES, _load_optional_architectures, build_model
-from mtl_perception.training.checkpoint import file_sha256, save_checkpoint
+from mtl_perception.fileio import file_sha256
+from mtl_perception.model.network import ARCHITECTURES, build_model
+from mtl_perception.training.checkpoint import save_checkpoint
 
-_load_optional_architectures()
-SIZE = 64
-DATASET = {"class_names": [f"c{i}" for i in range(7)], "palette": [[i, i, i] for i in range(7)], "focal_length_px": 50.0}
+SIZE = EXPORT_SIZE
+DATASET = EXPORT_DATASET
 CASES = [(encoder, "hard") for encoder in sorted(ENCODERS)] + [("resnet18", arch) for arch in sorted(ARCHITECTURES) if arch != "hard"]
-
-
-def make_config(encoder: str = "resnet18", architecture: str = "hard", height: int = SIZE, width: int = SIZE) -> ExperimentConfig:
-    cfg = ExperimentConfig()
-    cfg.model.encoder, cfg.model.architecture = encoder, architecture
-    cfg.data.height, cfg.data.width = height, width
-    return cfg.validate()
+make_config = network_config
 
 
 @pytest.fixture(autouse=True)
@@ -38,16 +32,13 @@ def one_thread():
 
 
 @pytest.mark.parametrize(("encoder", "architecture"), CASES, ids=[f"{e}-{a}" for e, a in CASES])
-def test_parity_and_tensorrt_compat(tmp_path, encoder, architecture):
-    torch.manual_seed(0)
-    cfg = make_config(encoder, architecture)
-    model = build_model(cfg.model).eval()
-    meta = build_metadata(cfg, DATASET, "0" * 64)
-    report = export_model(model, meta, tmp_path / "m.onnx")
+def test_parity_and_tensorrt_compat(exported_network, encoder, architecture):
+    exported = exported_network(encoder, architecture)  # conftest: one export per architecture and session
+    cfg, report = exported.config, exported.report
     assert set(report.max_abs_diff) == set(cfg.model.tasks)
     assert report.worst_diff <= PARITY_TOLERANCE, report.max_abs_diff
     assert report.trt_problems == [], report.trt_problems
-    graph = onnx.load(str(tmp_path / "m.onnx"))
+    graph = onnx.load(str(report.path))
     assert [o.name for o in graph.graph.output] == [OUTPUT_NAMES[t] for t in cfg.model.tasks]
     assert not {n.op_type for n in graph.graph.node} & {"BatchNormalization", "Shape", "Gather"}, "static export must fold BN and shape arithmetic"
 

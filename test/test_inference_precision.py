@@ -312,7 +312,7 @@ def test_fp16_output_of_a_kept_node_stays_float32(tmp_path):
 def test_quantize_and_check_trt_commands(tmp_path, capsys):
     import argparse
 
-    from mtl_perception.inference import cli_commands
+    from mtl_perception.cli import inference as cli_commands
 
     def parse(add, argv):
         parser = argparse.ArgumentParser()

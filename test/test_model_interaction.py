@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
+from network_support import randomise_batchnorm
 
-from mtl_perception.config import DataConfig, ExperimentConfig, ModelConfig
+from mtl_perception.config import ModelConfig
 from mtl_perception.model.interaction.blocks import GatedDistillation
 from mtl_perception.model.interaction.cross_stitch import CrossStitchUnit
 from mtl_perception.model.network import ARCHITECTURES, build_model
@@ -49,18 +51,6 @@ def ground_truth(batch: int = 2) -> dict[str, torch.Tensor]:
         "semantic": semantic,
         "normals": F.normalize(torch.randn(batch, 3, SIZE, SIZE, generator=g), dim=1),
     }
-
-
-def randomise_batchnorm(model: torch.nn.Module) -> None:
-    """Give every batch norm non-trivial scales and statistics, like a trained network has."""
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.copy_(torch.rand(module.weight.shape, generator=g) + 0.5)
-                module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
-                module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=g) * 0.1)
-                module.running_var.copy_(torch.rand(module.running_var.shape, generator=g) + 0.5)
 
 
 def check_task_tensor(task: str, x: torch.Tensor, batch: int, size: tuple[int, int]) -> None:
@@ -215,20 +205,14 @@ def test_pap_rejects_bad_options(options: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("architecture", INTERACTION)
-def test_onnx_runtime_matches_pytorch(architecture: str, tmp_path: Path) -> None:
-    from mtl_perception.inference.checkpoint_model import build_metadata
-    from mtl_perception.inference.export import export_model
-
-    config = ExperimentConfig(model=make_config(architecture), data=DataConfig(height=SIZE, width=SIZE)).validate()
-    model = make_model(architecture).eval()
-    randomise_batchnorm(model)
-    meta = build_metadata(config, None, "0" * 64, SIZE, SIZE)
-    report = export_model(model, meta, tmp_path / f"{architecture}.onnx", opset=17, parity_frames=1)
+def test_onnx_runtime_matches_pytorch(architecture: str, exported_network: Callable[..., Any]) -> None:
+    """The session's export of the architecture (conftest.exported_network, shared with test_inference_export)."""
+    report = exported_network("resnet18", architecture).report
     assert report.opset == 17 and not report.dynamic_batch
     assert report.worst_diff < 1e-3, f"{architecture}: max abs diff ONNX Runtime vs PyTorch {report.max_abs_diff}"
     assert report.trt_problems == [], f"{architecture}: {report.trt_problems}"
     print(f"{architecture}: max abs diff ONNX Runtime vs PyTorch {report.max_abs_diff}")
-    assert_rebatched_network_matches(tmp_path / f"{architecture}.onnx")
+    assert_rebatched_network_matches(report.path)
 
 
 def assert_rebatched_network_matches(path: Path, batch: int = 3) -> None:

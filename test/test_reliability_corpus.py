@@ -31,20 +31,22 @@ from bad_input_corpus import (
     node_setup_cases,
     stamped,
 )
-from bags_support import make_synthetic_bag, tiny_model
-from ros_fixtures import RosGraph, isolate_ros_domain, wait_until
+from bags_support import make_synthetic_bag
+from ros_fixtures import RosGraph, wait_until
+
+from mtl_perception.ros.domain import isolate_ros_domain
 
 HERE = Path(__file__).resolve().parent
 TALLY: dict[str, tuple[int, int]] = {}  # entry point -> (tried, passed)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_model_files: tuple[Path, Path]) -> Workspace:
     root = tmp_path_factory.mktemp("corpus")
-    onnx_path = tiny_model(tmp_path_factory.mktemp("corpus_model"))  # 64x96, the synthetic classes
+    onnx_path, checkpoint = tiny_model_files  # 64x96, the synthetic classes
     bag = make_synthetic_bag(root / "good_bag", frames=3)
     (root / "work").mkdir()
-    return Workspace(root=root / "work", onnx=onnx_path, checkpoint=onnx_path.with_name("tiny.pt"), bag=bag)
+    return Workspace(root=root / "work", onnx=onnx_path, checkpoint=checkpoint, bag=bag)
 
 
 def _report(entry: str, failures: list[str], tried: int) -> None:

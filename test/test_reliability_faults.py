@@ -122,12 +122,9 @@ print("done", flush=True)
 
 
 @pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(model.onnx, checkpoint.pt) of a small 64x96 network."""
-    from bags_support import tiny_model
-
-    onnx_path = tiny_model(tmp_path_factory.mktemp("fault_model"))
-    return onnx_path, onnx_path.with_name("tiny.pt")
+def tiny_files(tiny_model_files: tuple[Path, Path]) -> tuple[Path, Path]:
+    """(model.onnx, checkpoint.pt) of a small 64x96 network (copied before they are damaged)."""
+    return tiny_model_files
 
 
 def test_writer_killed_mid_write_leaves_the_previous_file(tmp_path: Path, tiny_files: tuple[Path, Path]) -> None:
@@ -203,7 +200,9 @@ def test_export_and_evaluate_killed_at_random_leave_old_or_complete_outputs(tmp_
 @pytest.fixture(scope="module")
 def graph() -> Iterator["RosGraph"]:  # noqa: F821
     pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
-    from ros_fixtures import RosGraph, isolate_ros_domain
+    from ros_fixtures import RosGraph
+
+    from mtl_perception.ros.domain import isolate_ros_domain
 
     ros = RosGraph(isolate_ros_domain(offset=71))
     yield ros

@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
-from bags_support import FRAMES, ground_truth_as_prediction, make_synthetic_bag, model_file, png_is_valid  # noqa: F401
+from bags_support import FRAMES, ground_truth_as_prediction, make_synthetic_bag, png_is_valid
 
-from mtl_perception.evaluation.bag_eval import BagEvalSettings, evaluate_bags, summarize
-from mtl_perception.evaluation.report import table_rows, write_animation, write_report
+from mtl_perception.bags.evaluation import BagEvalSettings, evaluate_bags, summarize
+from mtl_perception.bags.evaluation.report import table_rows, write_animation, write_report
 
 
-def test_report_of_two_bags_with_a_model(tmp_path: Path, model_file: Path) -> None:  # noqa: F811
+def test_report_of_two_bags_with_a_model(tmp_path: Path, model_file: Path) -> None:
     bags = [make_synthetic_bag(tmp_path / "a"), make_synthetic_bag(tmp_path / "b", "mcap", frames=3, seed=2)]
     settings = BagEvalSettings(model=str(model_file), progress=False)
     results = evaluate_bags(bags, settings)

@@ -9,7 +9,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from mtl_perception.ros.image_codec import ImageDecodeError, array_to_image_msg, compressed_msg_to_array, encoding_layout, image_msg_to_array
+from mtl_perception.inference.image_codec import ImageDecodeError, array_to_image_msg, compressed_msg_to_array, encoding_layout, image_msg_to_array
 
 from shared_data import SKIP_HINT, shared_path
 

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from ros_fixtures import RosGraph, isolate_ros_domain, tiny_model, wait_until  # noqa: F401
+from ros_fixtures import RosGraph, wait_until
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+
+from mtl_perception.ros.domain import isolate_ros_domain  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # the deployment set-up docs/node.md recommends for multi-MB images (large shared-memory segments)

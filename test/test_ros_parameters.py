@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mtl_perception.paths import default_model_path
 from mtl_perception.ros import parameters as params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def test_runtime_split() -> None:
 
 
 def test_default_model_path_falls_back_to_the_source_tree() -> None:
-    path = params.default_model_path()
+    path = default_model_path()
     assert path.name == "default.onnx" and path.parent.name == "models"
 
 

@@ -17,10 +17,11 @@ pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_fixtures import RosGraph, isolate_ros_domain, tiny_model, wait_until  # noqa: E402, F401
+from ros_fixtures import RosGraph, wait_until  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from mtl_perception.ros.image_codec import array_to_image_msg  # noqa: E402
+from mtl_perception.inference.image_codec import array_to_image_msg  # noqa: E402
+from mtl_perception.ros.domain import isolate_ros_domain  # noqa: E402
 from mtl_perception.ros.node import PerceptionNode  # noqa: E402
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)

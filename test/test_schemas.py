@@ -229,7 +229,7 @@ def message(encoding: str, pixels: np.ndarray, pad: int = 0) -> SimpleNamespace:
 @FAST
 @given(st.sampled_from(sorted(FORMATS)), st.integers(1, 9), st.integers(1, 9), st.integers(0, 5), st.integers(0, 2**31))
 def test_every_supported_encoding_decodes_to_graph_pixels(encoding: str, height: int, half_width: int, pad: int, seed: int) -> None:
-    from mtl_perception.ros.image_codec import image_msg_to_array
+    from mtl_perception.inference.image_codec import image_msg_to_array
 
     fmt = FORMATS[encoding]
     width = half_width * 2
@@ -249,7 +249,7 @@ def test_every_supported_encoding_decodes_to_graph_pixels(encoding: str, height:
 @example("encoding", 0, "\n")  # found by a random run: a newline in the encoding echoed into a two-line error
 @example("encoding", 0, "rgb8\x00\r\x1b[31m")
 def test_mutated_messages_are_one_line_errors(field: str, delta: int, text: str) -> None:
-    from mtl_perception.ros.image_codec import ImageDecodeError, image_msg_to_array
+    from mtl_perception.inference.image_codec import ImageDecodeError, image_msg_to_array
 
     msg = message("rgb8", np.zeros((6, 8, 3), np.uint8))
     if field in ("height", "width", "step"):

@@ -216,7 +216,7 @@ def test_oversized_images_are_rejected_before_any_pixel_buffer_is_allocated() ->
     import tracemalloc
 
     from bad_input_corpus import MAX_PIXELS, node_cases, stamped
-    from mtl_perception.ros.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
+    from mtl_perception.inference.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
 
     cases = [c for c in node_cases() if c.expect == "exceeds the limit"]
     assert len(cases) >= 5

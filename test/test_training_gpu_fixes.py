@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mtl_perception.training import distributed
-from mtl_perception.training.distributed import DistInfo, average_gradients
+from mtl_perception import distributed
+from mtl_perception.distributed import DistInfo, average_gradients
 from mtl_perception.training.trainer import Trainer, _collate_loader, check_finite_loss, load_scaler_state
 
 

@@ -11,7 +11,7 @@ import torch
 
 from mtl_perception.config import load_config
 from mtl_perception.data.datasets import build_datasets
-from mtl_perception.evaluation.metrics import MultiTaskMetrics
+from mtl_perception.metrics import MultiTaskMetrics
 from mtl_perception.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mtl_perception.training.trainer import Trainer, train
 

@@ -10,6 +10,7 @@ costs a few milliseconds at 640x480.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, Sequence
 
 import cv2
@@ -167,3 +168,15 @@ def palette_from_sequence(palette: Sequence[Sequence[int]] | None, num_classes: 
     if colours.shape[0] < num_classes:
         raise ValueError(f"palette has {colours.shape[0]} colours for {num_classes} classes")
     return colours
+
+
+def class_table_json(class_names: list[str], palette: np.ndarray, ignore_index: int, model_sha256: str) -> str:
+    """The class table published on ``semantic/classes``: JSON with names, RGB colours and ids."""
+    return json.dumps(
+        {
+            "classes": [{"id": i, "name": name, "color": [int(c) for c in palette[i]]} for i, name in enumerate(class_names)],
+            "ignore_index": ignore_index,
+            "encoding": "semantic (mono8) pixel value = class id",
+            "model_sha256": model_sha256,
+        }
+    )

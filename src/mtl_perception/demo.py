@@ -27,46 +27,16 @@ OUTPUT_DIR = Path("demo_output")
 BANNER = "!" * 100
 
 
-def isolate_ros_graph() -> int:
-    """Private ROS domain (1..100, from the pid) and localhost-only discovery for this process and its children."""
-    domain = 1 + os.getpid() % 100
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.pop("ROS_LOCALHOST_ONLY", None)
-    return domain
-
-
-def untrained_model(folder: Path) -> Path:
-    """Export a randomly initialised network (synthetic classes, default config) to ``folder``/untrained.onnx."""
-    import torch
-
-    from mtl_perception.config import ExperimentConfig
-    from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES, SYNTH_PALETTE
-    from mtl_perception.inference.export import export_onnx
-    from mtl_perception.model.network import build_model
-    from mtl_perception.training.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    config = ExperimentConfig().validate()
-    model = build_model(config.model).eval()
-    checkpoint = folder / "untrained.pt"
-    save_checkpoint(checkpoint, {"config": config.to_dict(), "model": model.state_dict(),
-                                 "dataset": {"class_names": SYNTH_CLASS_NAMES, "palette": SYNTH_PALETTE}})
-    out = folder / "untrained.onnx"
-    export_onnx(checkpoint, out, parity_frames=1)
-    checkpoint.unlink(missing_ok=True)
-    return out
-
-
-def choose_model(requested: str | None, out: Path) -> tuple[Path, bool]:
-    """(model path, is the bundled/requested trained model). Falls back to an untrained export, loudly."""
-    from mtl_perception.ros.parameters import default_model_path
+def choose_model(requested: str | None, out: Path) -> tuple[Path, bool | None]:
+    """(model path, trained): True for the bundled model, None for a requested file (the demo cannot tell whether
+    it was trained), False for the untrained export it falls back to, loudly, when the bundled model is missing."""
+    from mtl_perception.paths import default_model_path
 
     if requested:
         path = Path(requested)
         if not path.is_file():
             raise FileNotFoundError(f"--model {path} not found")
-        return path, True
+        return path, None
     bundled = default_model_path()
     if bundled.is_file():
         return bundled, True
@@ -75,7 +45,9 @@ def choose_model(requested: str | None, out: Path) -> tuple[Path, bool]:
     print("!!! Falling back to a RANDOMLY INITIALISED network exported just now: the demo shows the whole pipeline,")
     print("!!! but its predictions and metrics are meaningless. Train the default model (see README) for real figures.")
     print(BANNER)
-    return untrained_model(out), False
+    from mtl_perception.inference.export import export_untrained  # torch: only for the fallback
+
+    return export_untrained(out / "untrained.onnx").path, False  # synthetic classes, default config
 
 
 def start_node(model: Path, namespace: str, log_path: Path) -> subprocess.Popen:
@@ -92,7 +64,7 @@ def start_node(model: Path, namespace: str, log_path: Path) -> subprocess.Popen:
     for name, value in parameters.items():
         command += ["-p", f"{name}:={value}"]
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the process, closed in stop_node
-    from mtl_perception.ros.parameters import fastdds_profile_path
+    from mtl_perception.paths import fastdds_profile_path
 
     env = dict(os.environ)
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile_path()))  # no 3 s stalls on large outputs
@@ -128,15 +100,16 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Run every step; returns the key figures (also written to demo_summary.json)."""
     from mtl_perception.bags.make import BagOptions, make_bag, synthetic_source
     from mtl_perception.bags.replay import ReplayOptions, replay_bag
-    from mtl_perception.bags.cli_commands import headline
-    from mtl_perception.evaluation.bag_eval import BagEvalSettings, evaluate_bags, summarize
-    from mtl_perception.evaluation.report import write_animation, write_report
+    from mtl_perception.bags.headline import headline
+    from mtl_perception.bags.evaluation import BagEvalSettings, evaluate_bags, summarize
+    from mtl_perception.bags.evaluation.report import write_animation, write_report
+    from mtl_perception.ros.domain import isolate_ros_domain
     from mtl_perception.fileio import atomic_write_bytes
 
     started = time.monotonic()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    domain = isolate_ros_graph()
+    domain = isolate_ros_domain()
     model, trained = choose_model(args.model, out)
 
     print(f"[1/5] rendering {args.frames} synthetic frames at {args.width}x{args.height} into a bag")
@@ -162,25 +135,26 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     offline_settings = BagEvalSettings(model=str(model), backend_options={"provider": "cpu"}, only_stamps=stamps,
                                        strip_frames=0, progress=False)
     offline = summarize(evaluate_bags([bag], offline_settings), offline_settings)
-    difference = _max_difference(summary["aggregate"]["flat_metrics"], offline["aggregate"]["flat_metrics"])
+    difference = _max_difference(summary.aggregate.figures.flat_metrics, offline.aggregate.figures.flat_metrics)
 
     print("[5/5] writing the report and the animation")
     files = write_report(out / "report", summary, online, title="mtl_perception demo: live node on a synthetic bag")
     animation = write_animation(online[0].strip, out / "demo.gif")
+    total = summary.aggregate.figures.latency.get("total")
     figures = {
         "model": str(model), "trained_model": trained,
         "frames_published": replay.published.get("/camera/image_raw", 0),
-        "frames_evaluated": summary["aggregate"]["frames_evaluated"],
-        "metrics": summary["aggregate"]["flat_metrics"],
-        "latency_ms": summary["aggregate"]["latency"].get("total", {}),
-        "stability": summary["aggregate"]["stability"],
+        "frames_evaluated": summary.aggregate.frames_evaluated,
+        "metrics": summary.aggregate.figures.flat_metrics,
+        "latency_ms": total.to_json() if total is not None else {},
+        "stability": summary.aggregate.figures.stability,
         "max_abs_difference_online_vs_offline": difference,
         "files": {"input_bag": str(bag), "recording": str(replay.record_path), "report_md": str(files.documents[0]),
                   "report_html": str(files.documents[-1]), "summary_json": str(files.json), "animation": str(animation),
                   "node_log": str(out / "node.log")},
         "seconds": time.monotonic() - started,
     }
-    from mtl_perception.evaluation.evaluate import json_safe
+    from mtl_perception.fileio import json_safe
 
     atomic_write_bytes(out / "demo_summary.json", (json.dumps(json_safe(figures), indent=2) + "\n").encode())
     print()
@@ -192,7 +166,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
                        ("figures", "summary_json"), ("input bag", "input_bag"), ("recorded outputs", "recording")):
         print(f"  {label:18s} {figures['files'][key]}")
     print(f"  {'demo summary':18s} {out / 'demo_summary.json'}")
-    if not trained:
+    if trained is False:
         print(BANNER)
         print("!!! These figures come from a RANDOMLY INITIALISED network (models/default.onnx is missing).")
         print(BANNER)

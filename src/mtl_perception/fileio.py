@@ -1,10 +1,12 @@
-"""File helpers without heavy dependencies: atomic writes and content hashes."""
+"""File helpers without heavy dependencies: atomic writes, content hashes and JSON-safe values."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 FILE_MODE = 0o644
 
@@ -87,3 +89,14 @@ def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
                 raise NotADirectoryError(f"{flag} {path}: {part} exists and is not a directory; give a folder path for the outputs")
             break
     return path
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf floats (e.g. IoU of a class absent from a dataset) by None, recursively."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,6 +1,6 @@
 """NumPy arrays <-> ``rosbags`` message objects (Image, CompressedImage, CameraInfo, String).
 
-Decoding reuses the node's codec (``ros.image_codec``): it reads only ``encoding``, ``height``,
+Decoding reuses the node's codec (``inference.image_codec``): it reads only ``encoding``, ``height``,
 ``width``, ``step``, ``is_bigendian``, ``data`` (and ``format`` for compressed images), which
 ``rosbags`` messages have too, so bags and live topics decode through the same checked code.
 """
@@ -15,8 +15,8 @@ import numpy as np
 
 from mtl_perception.bags.conventions import COMPRESSED_TYPE, FRAME_ID
 from mtl_perception.bags.io import typestore
-from mtl_perception.ros.image_codec import compressed_msg_to_array, encoding_layout, image_msg_to_array
-from mtl_perception.ros.outputs import class_table_json
+from mtl_perception.colorize import class_table_json
+from mtl_perception.inference.image_codec import compressed_msg_to_array, encoding_layout, image_msg_to_array
 
 COMPRESSED_FORMATS = ("jpeg", "png")
 

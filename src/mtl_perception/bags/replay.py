@@ -9,6 +9,11 @@ holds, with log time = wall-clock time:
 so ``bag-eval --predictions-from-bag`` scores the recording on its own (latency = receive time of an
 output - publish time of its camera frame). Each recorded topic carries the QoS its publisher offered
 (``offered_qos_profiles``), so a replay of the recording keeps the class table transient local.
+
+Several cameras in one bag: ``all_cameras`` plays every camera stream (each with its own camera info,
+guessed per camera as ``bag-eval --all-cameras`` does) for one node serving them all (``cameras.names``), and
+records each camera's outputs under ``<namespace>/<camera name>`` (the node's default output namespace of
+a camera is its name; the camera's name is its topic's first segment, ``/front/image_raw`` -> ``front``).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from typing import Any, Callable
 
 from mtl_perception.bags.conventions import IMAGE_TYPE, PREDICTION_NAMESPACE, STRING_TYPE, classes_topic, task_topic
 from mtl_perception.bags.io import BagError, BagReader, BagWriter, Storage, qos_from_rclpy, qos_profile
-from mtl_perception.bags.topics import choose_topics
+from mtl_perception.bags.topics import camera_name, camera_topics, choose_topics
 from mtl_perception.tasks import ALL_TASKS
 
 Log = Callable[[str], None]
@@ -34,6 +39,7 @@ class ReplayOptions:
     rate: float = 1.0  # playback speed factor (2 = twice as fast as recorded)
     image_topic: str | None = None  # camera topic in the bag (None = guess)
     camera_info_topic: str | None = None  # camera info topic in the bag (None = guess)
+    all_cameras: bool = False  # play every camera of the bag; outputs recorded under <namespace>/<camera name>
     record: str | None = None  # bag to record into (None = no recording)
     storage: Storage = "sqlite3"
     overwrite: bool = False
@@ -128,9 +134,10 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
         raise ValueError(f"--rate must be positive, got {options.rate}")
     report = ReplayReport()
     with BagReader(bag) as reader:
-        choice = choose_topics(reader, image_topic=options.image_topic, camera_info_topic=options.camera_info_topic)
-        played = [t for t in (choice.camera, choice.camera_info) if t]
-        copied = [t for t in [*choice.ground_truth.values(), choice.classes] if t]
+        cameras = played_cameras(reader, options)
+        played = list(dict.fromkeys(t for c in cameras for t in (c.image_topic, c.camera_info_topic) if t))
+        copied = list(dict.fromkeys(t for c in cameras for t in c.copied_topics))
+        outputs = {topic: kind for c in cameras for topic, kind in output_topics(c.namespace).items()}
         own_context = context is None
         if own_context:
             context = rclpy.Context()
@@ -145,7 +152,6 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
                                   durability=DurabilityPolicy.VOLATILE)
             publishers = {topic: node.create_publisher(message_class(reader.topics[topic].msgtype), topic, reliable) for topic in played}
             recorder = _Recorder(writer) if writer is not None else None
-            outputs = output_topics(options.namespace)
             if writer is not None and recorder is not None:
                 for topic in played:  # published here: what our publisher offers
                     writer.add_topic(topic, reader.topics[topic].msgtype, [qos_from_rclpy(reliable)])
@@ -157,10 +163,11 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
                     qos = latched if msgtype == STRING_TYPE else reliable
                     node.create_subscription(message_class(msgtype), topic, _raw_callback(recorder, topic), qos, raw=True)
             spinner.start()
-            camera_pub = publishers[choice.camera]  # type: ignore[index]
-            report.subscribers_found = _wait(lambda: camera_pub.get_subscription_count() > 0, options.wait_s)
+            camera_pubs = {c.image_topic: publishers[c.image_topic] for c in cameras}
+            report.subscribers_found = _wait(lambda: all(p.get_subscription_count() > 0 for p in camera_pubs.values()), options.wait_s)
             if not report.subscribers_found:
-                log(f"replay: nobody subscribed to {choice.camera} within {options.wait_s:.0f} s; playing anyway "
+                silent = [topic for topic, pub in camera_pubs.items() if pub.get_subscription_count() == 0]
+                log(f"replay: nobody subscribed to {', '.join(silent)} within {options.wait_s:.0f} s; playing anyway "
                     "(is the node running, in this ROS_DOMAIN_ID, subscribed to this topic?)")
             elif recorder is not None:
                 image_outputs = [t for t, kind in outputs.items() if kind == IMAGE_TYPE]
@@ -171,7 +178,7 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
                     writer.add_topic(topic, msgtype, offered_qos(node, topic, msgtype))
             time.sleep(options.start_pause_s)
             started = time.monotonic()
-            timeline = _play(reader, played, publishers, choice.camera, options, recorder, report)
+            timeline = _play(reader, played, publishers, set(camera_pubs), options, recorder, report)
             if recorder is not None and writer is not None:
                 _settle(recorder, options)
                 _copy_shifted(reader, copied, recorder, timeline, options.rate)
@@ -192,6 +199,43 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
             recorder.flush()  # outputs that arrived while the executor shut down
             report.record_path = writer.close()
     return report
+
+
+@dataclass(frozen=True)
+class PlayedCamera:
+    """One camera stream a replay plays, and where the node publishes its outputs."""
+
+    image_topic: str
+    camera_info_topic: str | None
+    copied_topics: tuple[str, ...]  # its ground truth and class table, copied into the recording
+    namespace: str  # the node's outputs of this camera: <namespace>/depth, ...
+
+
+def played_cameras(reader: BagReader, options: ReplayOptions) -> list[PlayedCamera]:
+    """The camera streams to play: the one named or guessed, or with ``all_cameras`` every one of the bag."""
+    if options.all_cameras and (options.image_topic or options.camera_info_topic):
+        raise ValueError("--all-cameras guesses each camera's topics: do not name --image-topic or --camera-info-topic with it")
+    topics = camera_topics(reader, options.namespace) if options.all_cameras else [options.image_topic]
+    if options.all_cameras and not topics:
+        raise BagError("the bag has no camera image topic to play")
+    cameras = []
+    for topic in topics:
+        choice = choose_topics(reader, image_topic=topic, camera_info_topic=options.camera_info_topic,
+                               prediction_namespace=options.namespace)
+        assert choice.camera is not None
+        namespace = options.namespace
+        if options.all_cameras:
+            name = camera_name(choice.camera)
+            if not name:
+                raise BagError(f"camera topic {choice.camera} names no camera (its first segment is generic): play it alone "
+                               "with --image-topic and the node's --namespace of that camera")
+            namespace = f"{options.namespace.rstrip('/')}/{name}"
+        copied = tuple(t for t in [*choice.ground_truth.values(), choice.classes] if t)
+        cameras.append(PlayedCamera(choice.camera, choice.camera_info, copied, namespace))
+    names = [c.namespace for c in cameras]
+    if len(set(names)) != len(names):
+        raise BagError(f"cameras {[c.image_topic for c in cameras]} share an output namespace ({names}); play them one at a time")
+    return cameras
 
 
 def offered_qos(node: Any, topic: str, msgtype: str) -> list[Any]:
@@ -231,18 +275,21 @@ def _raw_callback(recorder: _Recorder, topic: str) -> Callable[[bytes], None]:
     return callback
 
 
-def _play(reader: BagReader, played: list[str], publishers: dict[str, Any], camera: str | None, options: ReplayOptions,
+def _play(reader: BagReader, played: list[str], publishers: dict[str, Any], cameras: set[str], options: ReplayOptions,
           recorder: _Recorder | None, report: ReplayReport) -> tuple[int, int]:
-    """Publish on the recorded schedule; returns (first bag log time, wall-clock ns it was played at)."""
+    """Publish on the recorded schedule (at most ``options.limit`` frames per camera); returns (first bag log
+    time, wall-clock ns it was played at)."""
     first_log: int | None = None
     start_wall = time.monotonic()
     start_ns = time.time_ns()
-    frames = 0
+    frames = dict.fromkeys(cameras, 0)
     for topic, log_time, raw in reader.messages(played):
         if first_log is None:
             first_log = log_time
-        if topic == camera and options.limit is not None and frames >= options.limit:
+        if options.limit is not None and min(frames.values()) >= options.limit:
             break
+        if topic in frames and options.limit is not None and frames[topic] >= options.limit:
+            continue
         delay = start_wall + (log_time - first_log) / 1e9 / options.rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -253,7 +300,8 @@ def _play(reader: BagReader, played: list[str], publishers: dict[str, Any], came
         if recorder is not None:
             recorder.flush()
         report.published[topic] = report.published.get(topic, 0) + 1
-        frames += topic == camera
+        if topic in frames:
+            frames[topic] += 1
     return (first_log or 0), start_ns
 
 

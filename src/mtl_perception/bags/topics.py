@@ -91,11 +91,12 @@ def _is_under(topic: str, namespace: str) -> bool:
 class _Chooser:
     """Shared state of one topic selection (the reader, encodings, error text)."""
 
-    def __init__(self, reader: BagReader, prediction_namespace: str) -> None:
+    def __init__(self, reader: BagReader, prediction_namespace: str, outputs_root: str = "") -> None:
         self.reader = reader
         self.topics = reader.topics
         self.encodings = first_encodings(reader)
         self.prediction_namespace = prediction_namespace
+        self.outputs_root = outputs_root  # other cameras' outputs live under it too
 
     def fail(self, problem: str, fix: str) -> TopicError:
         return TopicError(f"{problem} in bag {self.reader.path}; {fix}. The bag's topics: {self.reader.topic_listing()}")
@@ -118,7 +119,7 @@ class _Chooser:
         return candidates[0] if candidates else None
 
     def is_prediction(self, topic: str) -> bool:
-        return _is_under(topic, self.prediction_namespace)
+        return _is_under(topic, self.prediction_namespace) or _is_under(topic, self.outputs_root)
 
     def camera_candidates(self) -> list[str]:
         """Every camera image stream of the bag (a raw stream is preferred over its /compressed twin)."""
@@ -194,13 +195,14 @@ def choose_topics(
     prediction_namespace: str = PREDICTION_NAMESPACE,
     prediction_topics: Mapping[str, str | None] | None = None,
     classes_topic_name: str | None = None,
+    outputs_root: str = "",
 ) -> TopicChoice:
     """Pick the topics to evaluate; explicit names are checked, the rest guessed (see the module doc).
 
     With ``predictions_from_bag`` the predictions are read from the bag (the node's recorded outputs or
     any topics named in ``prediction_topics``) and the camera topic is optional (used for pictures).
     """
-    chooser = _Chooser(reader, prediction_namespace)
+    chooser = _Chooser(reader, prediction_namespace, outputs_root)
     image_types = (IMAGE_TYPE, COMPRESSED_TYPE)
     notes: list[str] = []
     camera = chooser.check(image_topic, image_types, "--image-topic") if image_topic else chooser.guess_camera()

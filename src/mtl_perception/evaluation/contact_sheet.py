@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from mtl_perception.colorize import colorize_depth, colorize_labels, colorize_normals, palette_from_sequence, rgb_to_bgr
-from mtl_perception.evaluation.metrics import to_numpy
+from mtl_perception.metrics import to_numpy
 from mtl_perception.fileio import atomic_write_bytes
 from mtl_perception.tasks import ALL_TASKS, DEPTH, NORMALS, SEMANTIC
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mtl_perception.config import ExperimentConfig, config_from_dict
-from mtl_perception.evaluation.metrics import delta_m
+from mtl_perception.metrics import delta_m
 from mtl_perception.tasks import ALL_TASKS
 
 TABLE_METRICS = [("depth", "rmse"), ("depth", "abs_rel"), ("depth", "delta1"), ("semantic", "miou"), ("semantic", "pixel_acc"),
@@ -138,7 +138,7 @@ def run_entry(config: ExperimentConfig, eval_count: int) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
-    from mtl_perception.evaluation.evaluate import evaluate_model
+    from mtl_perception.training.validation import evaluate_model
     from mtl_perception.training.trainer import Trainer
 
     trainer = Trainer(config, progress=False)
@@ -195,7 +195,7 @@ def _mean_metrics(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return {t: {k: _nanmean([r["metrics"][t][k] for r in runs]) for k in runs[0]["metrics"][t]} for t in tasks}
 
 
-def summarise(study: StudyConfig, results: dict[str, list[dict[str, Any]]], costs: dict[str, dict[str, float]]) -> dict[str, Any]:
+def summarize(study: StudyConfig, results: dict[str, list[dict[str, Any]]], costs: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Mean metrics per entry, Δm against the single-task baselines, and cost figures."""
     means = {name: _mean_metrics(runs) for name, runs in results.items()}
     baselines: dict[str, str] = {}
@@ -274,7 +274,7 @@ def plot_delta_m(summary: dict[str, Any], path: Path) -> None:
 
 def run_study(study: StudyConfig, log: Any = print) -> dict[str, Any]:
     """Train and evaluate every (entry, seed) not done yet, then write the table, JSON and plot."""
-    from mtl_perception.evaluation.evaluate import json_safe
+    from mtl_perception.fileio import json_safe
     from mtl_perception.fileio import atomic_write_bytes
 
     out = Path(study.out_dir)
@@ -295,7 +295,7 @@ def run_study(study: StudyConfig, log: Any = print) -> dict[str, Any]:
             results[name].append(result)
     log("[study] exporting every entry and timing ONNX Runtime round-robin")
     costs = measure_costs({e["name"]: study.entry_config(e, study.seeds[0]) for e in study.entries}, study.latency_runs, out)
-    summary = summarise(study, results, costs)
+    summary = summarize(study, results, costs)
     summary["wall_seconds_this_call"] = time.perf_counter() - started
     table = markdown_table(summary)
     atomic_write_bytes(out / "study.md", (table + "\n").encode())

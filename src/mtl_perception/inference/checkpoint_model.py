@@ -61,7 +61,8 @@ def build_metadata(config: ExperimentConfig, dataset: Mapping[str, Any] | None, 
 
 def load_for_inference(checkpoint: str | Path, height: int | None = None, width: int | None = None, map_location: str = "cpu") -> tuple[nn.Module, ModelMetadata]:
     """Eval-mode network and its metadata from a checkpoint file (CheckpointError on a bad file)."""
-    from mtl_perception.training.checkpoint import file_sha256, model_from_checkpoint
+    from mtl_perception.fileio import file_sha256
+    from mtl_perception.training.checkpoint import model_from_checkpoint
 
     model, config, state = model_from_checkpoint(checkpoint, map_location=map_location)
     for name, value in (("height", height), ("width", width)):

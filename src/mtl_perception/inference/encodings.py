@@ -1,7 +1,7 @@
 """The one table of camera encodings the package reads, and how each becomes 8-bit pixels (OpenCV).
 
 Used by the node's per-frame path (``frame_pipeline.graph_input``: pixels as the deploy graph takes them),
-by ``processing.to_rgb`` (calibration frames, tools) and by the image codec (``ros/image_codec.py``: element
+by ``processing.to_rgb`` (calibration frames, tools) and by the image codec (``inference/image_codec.py``: element
 type and channels of a message), so the three can never disagree.
 
 Conversions (as cv_bridge makes them, ``cv_bridge/src/cv_bridge.cpp``):

@@ -16,12 +16,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
+from mtl_perception.config import ExperimentConfig
 from mtl_perception.inference.checkpoint_model import load_for_inference
 from mtl_perception.inference.metadata import INPUT_NAME, ModelMetadata
 from mtl_perception.inference.model_file import embed_metadata, graph_io_shapes, validate_io
@@ -210,3 +212,39 @@ def export_onnx(
         raise ValueError(f"unknown exporter '{exporter}'; valid: {list(EXPORTERS)}")
     model, meta = load_for_inference(checkpoint, height, width)
     return export_model(model, meta, out, opset, dynamic_batch, exporter, parity_frames)
+
+
+def save_untrained_checkpoint(path: str | Path, config: ExperimentConfig | None = None,
+                              dataset: dict[str, Any] | None = None, seed: int = 0) -> Path:
+    """A checkpoint of a randomly initialised network (``torch.manual_seed(seed)``) at ``path``.
+
+    ``config`` defaults to ``ExperimentConfig()``, ``dataset`` (the checkpoint's dataset entry: class names,
+    palette) to the synthetic class set. For the demo's fallback, tests and benchmarks (latency does not
+    depend on training).
+    """
+    from mtl_perception.data.synth_classes import SYNTH_CLASS_NAMES, SYNTH_PALETTE
+    from mtl_perception.model.network import build_model
+    from mtl_perception.training.checkpoint import save_checkpoint
+
+    config = (config or ExperimentConfig()).validate()
+    if dataset is None:
+        dataset = {"class_names": list(SYNTH_CLASS_NAMES), "palette": [list(c) for c in SYNTH_PALETTE]}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = build_model(config.model).eval()
+    save_checkpoint(path, {"config": config.to_dict(), "model": model.state_dict(), "dataset": dataset})
+    return path
+
+
+def export_untrained(out: str | Path, config: ExperimentConfig | None = None, dataset: dict[str, Any] | None = None,
+                     seed: int = 0, keep_checkpoint: bool = False, parity_frames: int = 1) -> ExportReport:
+    """Export a randomly initialised network (``save_untrained_checkpoint``) to ``out``, verified as ``export_onnx``
+    does. The checkpoint is written next to ``out`` (same stem, ``.pt``) and kept only with ``keep_checkpoint``."""
+    out = Path(out)
+    checkpoint = save_untrained_checkpoint(out.with_suffix(".pt"), config, dataset, seed)
+    try:
+        return export_onnx(checkpoint, out, parity_frames=parity_frames)
+    finally:
+        if not keep_checkpoint:
+            checkpoint.unlink(missing_ok=True)

@@ -85,6 +85,26 @@ class FrameOutputs:
     seconds: dict[str, float] = field(default_factory=dict)  # build (a new graph), prepare (wrap the inputs), graph (the call)
 
 
+def graph_batch_sizes(capacity: int) -> list[int]:
+    """The batch sizes graphs are built for when at most ``capacity`` frames share a call: the powers of two
+    below it, and ``capacity`` itself (4 -> [1, 2, 4]; 6 -> [1, 2, 4, 6]).
+
+    Each batch size is its own graph, session and memory (about 20-40 MB each for a 640x480 camera on the
+    CPU, beside the shared activation arena): a batch of another size is padded to the next one, so a full
+    batch (every camera of a layout) never is, and a node with N cameras holds about log2(N) + 1 graphs
+    per camera layout instead of N.
+    """
+    capacity = max(1, int(capacity))
+    return sorted({1 << k for k in range(capacity.bit_length()) if 1 << k < capacity} | {capacity})
+
+
+def graph_batch_size(count: int, capacity: int | None) -> int:
+    """The graph batch size ``count`` frames run in (``graph_batch_sizes``; ``count`` itself without a capacity)."""
+    if capacity is None or count >= capacity:
+        return count
+    return next(size for size in graph_batch_sizes(capacity) if size >= count)
+
+
 def graph_input(pixels: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
     """Camera pixels as the deploy graph takes them: a uint8 (H, W, C) array and its graph encoding.
 
@@ -309,11 +329,14 @@ class FramePipeline:
         """
         return self.run_batch([(pixels, encoding, camera_info)], outputs)[0]
 
-    def run_batch(self, frames: Sequence[tuple[np.ndarray, str, Any | None]], outputs: Collection[str]) -> list[FrameOutputs]:
+    def run_batch(self, frames: Sequence[tuple[np.ndarray, str, Any | None]], outputs: Collection[str],
+                  capacity: int | None = None) -> list[FrameOutputs]:
         """The wanted outputs of several frames of one camera layout (same size and encoding) in one graph call.
 
         ``frames`` are (pixels, encoding, camera info or None); ``points`` is computed when every frame
-        has camera info. The returned buffers of frame i are views of the batch's (no copy).
+        has camera info. The returned buffers of frame i are views of the batch's (no copy). With a
+        ``capacity`` (the most frames this layout will batch), the call runs in the graph of
+        ``graph_batch_size(len(frames), capacity)``, padded with copies of the last frame.
         """
         start = time.perf_counter()
         images, encodings = zip(*(graph_input(pixels, encoding) for pixels, encoding, _ in frames))
@@ -323,8 +346,10 @@ class FramePipeline:
         height, width = images[0].shape[:2]
         infos = [info for _, _, info in frames]
         wanted = {o for o in outputs if o != "points" or all(info is not None for info in infos)}
+        padding = graph_batch_size(len(frames), capacity) - len(frames)
+        images, infos = (*images, *[images[-1]] * padding), [*infos, *[infos[-1]] * padding]
         built = time.perf_counter()
-        runner, layout = self.graph_for(height, width, encodings[0], wanted, len(frames))
+        runner, layout = self.graph_for(height, width, encodings[0], wanted, len(images))
         build = time.perf_counter() - built  # 0 but on the first frame of a camera layout, output set and batch size
         geometries = [self.geometry(info, height, width, layout) if info is not None else None for info in infos]
         batch = images[0][None] if len(images) == 1 else np.stack(images)
@@ -337,7 +362,7 @@ class FramePipeline:
         done = time.perf_counter()
         seconds = {"build": build, "prepare": ready - start - build, "graph": done - ready}
         return [FrameOutputs({name: value[i] for name, value in arrays.items()}, geometry, (layout.out_height, layout.out_width), dict(seconds))
-                for i, geometry in enumerate(geometries)]
+                for i, geometry in enumerate(geometries[:len(frames)])]
 
     def close(self) -> None:
         """Free every graph session (the pipeline is unusable afterwards)."""

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import conv_bn_relu
 from mtl_perception.tasks import DEPTH, NORMALS, SEMANTIC, task_channels
 
@@ -58,3 +59,8 @@ class TaskOutput(nn.Module):
 
 
 __all__ = ["TaskHead", "TaskActivation", "TaskOutput", "DEPTH", "SEMANTIC", "NORMALS"]
+
+
+def make_task_output(config: ModelConfig, task: str, in_channels: int) -> TaskOutput:
+    """The head, upsampling and activation of one task, sized from the config."""
+    return TaskOutput(task, in_channels, config.num_classes, config.head_channels, config.min_depth, config.max_depth)

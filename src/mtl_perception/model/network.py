@@ -1,42 +1,30 @@
 """Network builder: ``build_model(config)`` returns a module whose forward gives ``{task: tensor}``.
 
-Architectures register themselves in ``ARCHITECTURES`` with ``@register("name")``. Every architecture
+Architectures register themselves in ``ARCHITECTURES`` (``model/registry.py``) with ``@register("name")``;
+this module defines ``hard`` and ``single`` and imports ``model/interaction`` (every other architecture), so
+the registry is full once it is imported. Every architecture
 takes a ModelConfig, returns the final task outputs at input resolution, and may add deep-supervision
 outputs under keys ``aux/<name>/<task>`` in training mode only (never in eval or export).
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
 from mtl_perception.config import ModelConfig
+from mtl_perception.model import interaction  # noqa: F401  (registers every interaction architecture)
 from mtl_perception.model.decoder import PyramidDecoder
 from mtl_perception.model.encoders import build_encoder
-from mtl_perception.model.heads import TaskOutput
+from mtl_perception.model.heads import make_task_output
+from mtl_perception.model.registry import ARCHITECTURES, MultiTaskNet, register
 from mtl_perception.tasks import validate_tasks
 
-ARCHITECTURES: dict[str, Callable[[ModelConfig], nn.Module]] = {}
-
-
-def register(name: str) -> Callable[[type], type]:
-    """Class decorator adding an architecture to the registry under ``name``."""
-
-    def wrap(cls: type) -> type:
-        ARCHITECTURES[name] = cls
-        return cls
-
-    return wrap
-
-
-def make_task_output(config: ModelConfig, task: str, in_channels: int) -> TaskOutput:
-    """The head, upsampling and activation of one task, sized from the config."""
-    return TaskOutput(task, in_channels, config.num_classes, config.head_channels, config.min_depth, config.max_depth)
+__all__ = ["ARCHITECTURES", "HardSharingNet", "MultiTaskNet", "SingleTaskNets", "build_model", "count_parameters",
+           "register"]
 
 
 @register("hard")
-class HardSharingNet(nn.Module):
+class HardSharingNet(MultiTaskNet):
     """Hard parameter sharing: one shared encoder, one pyramid decoder and head per task."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -57,7 +45,7 @@ class HardSharingNet(nn.Module):
 
 
 @register("single")
-class SingleTaskNets(nn.Module):
+class SingleTaskNets(MultiTaskNet):
     """The baseline: an independent network (own encoder, decoder, head) for each task."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -75,21 +63,8 @@ class SingleTaskNets(nn.Module):
         return out
 
 
-def _load_optional_architectures() -> None:
-    """Import modules that register further architectures (cross-task interaction designs)."""
-    import importlib
-
-    for module in ("mtl_perception.model.interaction",):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig) -> MultiTaskNet:
     """Build the network a ModelConfig describes; raise ValueError listing valid architectures."""
-    _load_optional_architectures()
     if config.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{config.architecture}'; valid: {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[config.architecture](config)

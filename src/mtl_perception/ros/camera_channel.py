@@ -132,4 +132,5 @@ class CameraChannel:
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
         self.dropped_before_publishing = 0
+        self.layout: tuple[Any, ...] | None = None  # (shape, encoding) of its last frame: cameras of one layout share batches
         self.counts_at_last_tick: dict[str, int] = {}

@@ -39,9 +39,19 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 
+from mtl_perception.colorize import class_table_json
 from mtl_perception.fileio import file_sha256
+from mtl_perception.paths import default_model_path
 from mtl_perception.inference.camera_info import CameraInfoError, validate_camera_info
-from mtl_perception.inference.frame_pipeline import CameraInfoMismatch, FrameOutputs, FramePipeline, graph_input
+from mtl_perception.inference.frame_pipeline import (
+    DEFAULT_MAX_GRAPHS,
+    CameraInfoMismatch,
+    FrameOutputs,
+    FramePipeline,
+    graph_batch_size,
+    graph_input,
+)
+from mtl_perception.inference.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
 from mtl_perception.inference.model_file import ModelFileError
 from mtl_perception.ros import parameters as params
 from mtl_perception.ros.camera_channel import (
@@ -57,8 +67,7 @@ from mtl_perception.ros.camera_channel import (
 )
 from mtl_perception.ros.diagnostics import BACKEND_FAILURE, Health, assess, latency_values, make_status
 from mtl_perception.ros.frame_slot import Frame, LatestFrameSlot
-from mtl_perception.ros.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
-from mtl_perception.ros.outputs import build_messages, class_table_json, graph_outputs, wanted_outputs
+from mtl_perception.ros.outputs import build_messages, graph_outputs, wanted_outputs
 from mtl_perception.ros.stats import Counters
 
 NODE_NAME = "perception_node"
@@ -128,6 +137,7 @@ class PerceptionNode(LifecycleNode):
         self._backend_counters = Counters()  # problems of the shared backend (fallbacks, inference errors)
         self._batch_sizes: collections.Counter[int] = collections.Counter()
         self._graph_busy_s = 0.0  # stage 1 time inside the deploy graph since the last diagnostics tick
+        self._padding_frames = 0  # batch places filled with a copy to reach a built graph size (graph_batch_sizes)
         self._last_log: dict[str, float] = {}
         self._activated_at = 0.0
         self._last_tick = time.monotonic()
@@ -310,7 +320,7 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ model
     def _load_model(self, settings: params.Settings) -> None:
-        path = Path(settings.model_path).expanduser() if settings.model_path else params.default_model_path()
+        path = Path(settings.model_path).expanduser() if settings.model_path else default_model_path()
         if not path.is_file():
             problem = "is not a regular file" if path.exists() else "not found"
             raise FileNotFoundError(f"model file {problem}: {path}; set model.path to an exported model (mtl-perception export --checkpoint CKPT --out MODEL.onnx)")
@@ -330,6 +340,7 @@ class PerceptionNode(LifecycleNode):
         assert settings is not None
         cache = Path(settings.engine_cache_dir).expanduser() / "deploy" if settings.engine_cache_dir else None
         pipeline = FramePipeline(self._model_path, kind, options, params.frame_settings(settings), cache_dir=cache,
+                                 max_graphs=DEFAULT_MAX_GRAPHS * len(self._cameras),  # a few batch sizes per camera layout
                                  precision=params.network_precision(settings, kind, provider))
         self._check_palette(settings, pipeline.metadata)
         with self._pipeline_lock:
@@ -506,11 +517,13 @@ class PerceptionNode(LifecycleNode):
                 continue
             times["decode"] = time.perf_counter()
             item = Inferred(camera, frame, None, wanted, times, pixels, info)
-            ready.setdefault((pixels[0].shape, pixels[1]), []).append(item)
+            camera.layout = (pixels[0].shape, pixels[1])
+            ready.setdefault(camera.layout, []).append(item)
         done: list[Inferred] = []
-        for group in ready.values():
+        for layout, group in ready.items():
+            capacity = min(settings.max_batch, sum(1 for camera in self._cameras if camera.layout == layout))
             for start in range(0, len(group), settings.max_batch):
-                done += self._run_graph(group[start : start + settings.max_batch])
+                done += self._run_graph(group[start : start + settings.max_batch], capacity)
         return done
 
     def _decode(self, camera: CameraChannel, frame: Frame, settings: params.Settings) -> tuple[np.ndarray, str] | None:
@@ -529,8 +542,9 @@ class PerceptionNode(LifecycleNode):
         self._count_failure(camera)
         self._report(camera, "bad_input", f"frame on '{self.resolve_topic_name(camera.spec.input_topic)}' rejected: {exc}")
 
-    def _run_graph(self, batch: list[Inferred]) -> list[Inferred]:
-        """One deploy graph call for frames of one camera layout; the frames with their buffers (none after a failure)."""
+    def _run_graph(self, batch: list[Inferred], capacity: int) -> list[Inferred]:
+        """One deploy graph call for frames of one camera layout (``capacity``: how many cameras have that layout,
+        at most processing.max_batch; see ``graph_batch_sizes``); the frames with their buffers (none after a failure)."""
         names = graph_outputs(set().union(*(item.wanted for item in batch)))
         for _attempt in range(2):
             with self._pipeline_lock:
@@ -539,7 +553,7 @@ class PerceptionNode(LifecycleNode):
                 return []
             started = time.perf_counter()
             try:
-                results = self._run_batch(pipeline, batch, names)
+                results = self._run_batch(pipeline, batch, names, capacity)
                 self._backend_error = None
             except (ValueError, ImageDecodeError) as exc:  # the frames themselves: not the backend's fault
                 for item in batch:
@@ -556,6 +570,7 @@ class PerceptionNode(LifecycleNode):
             finished = time.perf_counter()
             self._graph_busy_s += finished - started
             self._batch_sizes[len(batch)] += 1
+            self._padding_frames += graph_batch_size(len(batch), capacity) - len(batch)
             for item, result in zip(batch, results):
                 item.result = result
                 item.times["graph"] = finished
@@ -564,7 +579,7 @@ class PerceptionNode(LifecycleNode):
             return batch
         return []
 
-    def _run_batch(self, pipeline: FramePipeline, batch: list[Inferred], names: set[str]) -> list[FrameOutputs]:
+    def _run_batch(self, pipeline: FramePipeline, batch: list[Inferred], names: set[str], capacity: int) -> list[FrameOutputs]:
         """pipeline.run_batch, with the camera info of a camera whose info describes another size left out (and reported)."""
         frames = []
         for item in batch:
@@ -576,7 +591,7 @@ class PerceptionNode(LifecycleNode):
                     self._report(item.camera, "camera_info_mismatch", str(exc))
                     info = None
             frames.append((item.pixels[0], item.pixels[1], info))
-        return pipeline.run_batch(frames, names)
+        return pipeline.run_batch(frames, names, capacity)
 
     # ------------------------------------------------------------------ stage 2: messages + publish
     def _run_publish_stage(self) -> None:
@@ -674,6 +689,7 @@ class PerceptionNode(LifecycleNode):
             "cameras": len(self._cameras),
             "batch_sizes": " ".join(f"{size}:{count}" for size, count in sorted(self._batch_sizes.items())) or "none",
             "graph_utilisation": min(1.0, self._graph_busy_s / period_s) if period_s > 0 else 0.0,
+            "padding_frames": self._padding_frames,
             "graphs_built": self._pipeline.graphs_built if self._pipeline is not None else 0,
             "inference_errors": self._backend_counters.get("inference_error"),
             "backend_fallbacks": self._backend_counters.get("backend_fallbacks"),

@@ -7,7 +7,6 @@ messages (``ros/cdr.py``, one copy of the buffer), which rclpy publishes as they
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -84,15 +83,3 @@ def build_messages(wanted: set[str], result: FrameOutputs, header: Any, points_o
         if "points" in wanted and "points_xyz" in arrays:
             messages["points"] = points_message(arrays["points_xyz"], arrays["points_extra"], header, points_organized)
     return messages
-
-
-def class_table_json(class_names: list[str], palette: np.ndarray, ignore_index: int, model_sha256: str) -> str:
-    """The class table published on ``semantic/classes``: JSON with names, RGB colours and ids."""
-    return json.dumps(
-        {
-            "classes": [{"id": i, "name": name, "color": [int(c) for c in palette[i]]} for i, name in enumerate(class_names)],
-            "ignore_index": ignore_index,
-            "encoding": "semantic (mono8) pixel value = class id",
-            "model_sha256": model_sha256,
-        }
-    )

@@ -15,9 +15,6 @@ from typing import Any, Iterable
 
 from mtl_perception.inference.frame_pipeline import FrameSettings
 
-PACKAGE = "mtl_perception"
-DEFAULT_MODEL_FILE = "default.onnx"
-
 
 class ParameterError(ValueError):
     """A parameter value (or a combination of values) is invalid; the message names it and the fix."""
@@ -127,29 +124,6 @@ class Settings:
     palette_override: list[list[int]] | None
     stall_timeout_s: float
     raw: dict[str, Any] = field(default_factory=dict)
-
-
-def package_file(folder: str, name: str) -> Path:
-    """share/mtl_perception/FOLDER/NAME from the ament index, else the source tree's FOLDER/NAME."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        share = Path(get_package_share_directory(PACKAGE)) / folder / name
-        if share.is_file():
-            return share
-    except (ImportError, LookupError, ValueError, OSError):  # no ament index (e.g. a plain pip install)
-        pass
-    return Path(__file__).resolve().parents[3] / folder / name
-
-
-def default_model_path() -> Path:
-    """The bundled default model (models/default.onnx)."""
-    return package_file("models", DEFAULT_MODEL_FILE)
-
-
-def fastdds_profile_path() -> Path:
-    """The Fast DDS profile that delivers large images between processes (config/fastdds_large_images.xml)."""
-    return package_file("config", "fastdds_large_images.xml")
 
 
 PALETTE_FILE_MAX_BYTES = 1 << 20  # a palette of 256 classes is a few KiB

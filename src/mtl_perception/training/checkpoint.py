@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mtl_perception.config import ExperimentConfig, config_from_dict
-from mtl_perception.fileio import atomic_write_bytes, file_sha256  # noqa: F401  (re-exported)
+from mtl_perception.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "mtl_perception.checkpoint/1"
 

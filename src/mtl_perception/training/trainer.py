@@ -22,16 +22,17 @@ from torch.utils.data import DataLoader
 
 from mtl_perception.config import ExperimentConfig
 from mtl_perception.data.datasets import build_datasets, dataset_info
-from mtl_perception.evaluation.evaluate import batch_to_device, evaluate_model, json_safe, metric_value
-from mtl_perception.evaluation.metrics import delta_m
+from mtl_perception.distributed import (DistInfo, all_reduce_sum, any_rank, average_gradients, barrier, batch_to_device,
+                                        init_distributed, shutdown_distributed)
+from mtl_perception.metrics import delta_m
+from mtl_perception.fileio import atomic_write_bytes, json_safe, remove_stale_temp_files
 from mtl_perception.model.network import build_model
-from mtl_perception.fileio import atomic_write_bytes, remove_stale_temp_files
+from mtl_perception.model.registry import MultiTaskNet
 from mtl_perception.training.checkpoint import CheckpointError, describe_load_error, load_checkpoint, save_checkpoint
-from mtl_perception.training.distributed import (DistInfo, all_reduce_sum, any_rank, average_gradients, barrier, init_distributed,
-                                                 shutdown_distributed)
 from mtl_perception.training.losses import compute_losses
 from mtl_perception.training.sampler import StepBatchSampler
 from mtl_perception.training.schedule import build_scheduler
+from mtl_perception.training.validation import evaluate_model, metric_value
 from mtl_perception.training.weighting import LossWeighting, build_weighting
 
 LOG = logging.getLogger(__name__)
@@ -68,21 +69,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def _unwrap(model: nn.Module) -> MultiTaskNet:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def _shared_parameters(model: nn.Module) -> list[torch.Tensor]:
     """The last shared layer's parameters, for gradient-based loss weighting."""
-    net = _unwrap(model)
-    if hasattr(net, "last_shared_parameters"):
-        return list(net.last_shared_parameters())
-    return list(net.encoder.stages[-1].parameters()) if hasattr(net, "encoder") else []
+    return list(_unwrap(model).last_shared_parameters())
 
 
 def _param_groups(model: nn.Module, weighting: LossWeighting, lr: float) -> list[dict[str, Any]]:
-    net = _unwrap(model)
-    groups = net.param_groups(lr) if hasattr(net, "param_groups") else [{"params": list(net.parameters()), "lr": lr}]
+    groups = _unwrap(model).param_groups(lr)
     extra = [p for p in weighting.parameters() if p.requires_grad]
     if extra:
         groups.append({"params": extra, "lr": lr, "weight_decay": 0.0})

@@ -1,4 +1,5 @@
-"""Cross-task interaction architectures; importing this package registers them in ``ARCHITECTURES``.
+"""Cross-task interaction architectures; importing this package registers them in ``ARCHITECTURES``
+(``model/registry.py``). ``model/network.py`` imports it, so the registry is full after importing that.
 
 - ``cross_stitch``: per-task encoders mixed by cross-stitch units (Misra et al. 2016).
 - ``padnet``: intermediate predictions and multi-modal distillation (Xu et al. 2018).

@@ -16,7 +16,8 @@ from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import PyramidDecoder
 from mtl_perception.model.encoders import build_encoder
 from mtl_perception.model.interaction.blocks import read_options, require_multitask
-from mtl_perception.model.network import make_task_output, register
+from mtl_perception.model.heads import make_task_output
+from mtl_perception.model.registry import MultiTaskNet, register
 
 DEFAULTS: dict[str, Any] = {"cross_stitch_self": 0.9, "cross_stitch_other": 0.1, "cross_stitch_lr_mult": 10.0}
 
@@ -48,7 +49,7 @@ class CrossStitchUnit(nn.Module):
 
 
 @register("cross_stitch")
-class CrossStitchNet(nn.Module):
+class CrossStitchNet(MultiTaskNet):
     """One encoder column per task, a cross-stitch unit after each of the 4 stages, then per-task
     pyramid decoders and heads."""
 

@@ -21,7 +21,8 @@ from mtl_perception.model.decoder import conv_bn_relu
 from mtl_perception.model.encoders import build_encoder
 from mtl_perception.model.interaction.blocks import (ChannelGate, GatedDistillation, aux_key, read_options,
                                                      require_multitask, upsample_to)
-from mtl_perception.model.network import make_task_output, register
+from mtl_perception.model.heads import make_task_output
+from mtl_perception.model.registry import MultiTaskNet, register
 
 
 class FeaturePropagation(nn.Module):
@@ -39,7 +40,7 @@ class FeaturePropagation(nn.Module):
 
 
 @register("mti")
-class MTINet(nn.Module):
+class MTINet(MultiTaskNet):
     """Shared encoder, per-scale initial predictions, propagation, distillation and aggregation."""
 
     def __init__(self, config: ModelConfig) -> None:

@@ -13,11 +13,12 @@ from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import PyramidDecoder
 from mtl_perception.model.encoders import build_encoder
 from mtl_perception.model.interaction.blocks import GatedDistillation, aux_key, read_options, require_multitask, task_branch
-from mtl_perception.model.network import make_task_output, register
+from mtl_perception.model.heads import make_task_output
+from mtl_perception.model.registry import MultiTaskNet, register
 
 
 @register("padnet")
-class PADNet(nn.Module):
+class PADNet(MultiTaskNet):
     """Shared encoder-decoder, per-task branches with intermediate predictions, distillation, heads."""
 
     def __init__(self, config: ModelConfig) -> None:

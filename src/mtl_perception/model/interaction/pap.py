@@ -31,7 +31,8 @@ from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import PyramidDecoder, conv_bn_relu
 from mtl_perception.model.encoders import build_encoder
 from mtl_perception.model.interaction.blocks import aux_key, read_options, require_multitask, task_branch, upsample_to
-from mtl_perception.model.network import make_task_output, register
+from mtl_perception.model.heads import make_task_output
+from mtl_perception.model.registry import MultiTaskNet, register
 
 DEFAULTS: dict[str, Any] = {"pap_stride": 16, "pap_iterations": 2, "pap_embed_channels": 32}
 VALID_STRIDES = (8, 16, 32)
@@ -85,7 +86,7 @@ class AffinityPropagation(nn.Module):
 
 
 @register("pap")
-class PAPNet(nn.Module):
+class PAPNet(MultiTaskNet):
     """Shared encoder-decoder, per-task branches, affinity propagation at reduced resolution, heads."""
 
     def __init__(self, config: ModelConfig) -> None:

@@ -1,8 +1,12 @@
-"""torchrun / DDP helpers: process-group set-up from the environment and cross-process reductions."""
+"""torchrun / DDP helpers: process-group set-up from the environment, cross-process reductions and device moves.
+
+Neutral: training (DDP), validation and evaluation all import it.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,3 +87,8 @@ def average_gradients(parameters: list[torch.Tensor], info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move every tensor of a batch dict to ``device``."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -1,5 +1,8 @@
 """Run a model over a dataset and compute every metric (distributed-aware), under a stated protocol.
 
+Training validates with it and the ``evaluate`` and ``study`` commands score with it, so it sits in ``training``
+(below evaluation, see docs/architecture.md).
+
 ``EvalProtocol`` says how predictions meet the ground truth:
 - resolution ``native``: the ground truth stays at its stored size (NYUv2: 480x640) and predictions are
   resized to it (bilinear; semantic logits bilinear, then argmax; normals re-normalised), as published NYUv2
@@ -19,16 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_perception.evaluation.metrics import MultiTaskMetrics, eigen_crop_mask
+from mtl_perception.distributed import DistInfo, all_reduce_sum, batch_to_device
+from mtl_perception.metrics import MultiTaskMetrics, eigen_crop_mask, lower_is_better
 from mtl_perception.tasks import DEPTH, IGNORE_INDEX, NORMALS, SEMANTIC
-from mtl_perception.training.distributed import DistInfo, all_reduce_sum
-
-LOWER_IS_BETTER = {"abs_rel", "sq_rel", "rmse", "rmse_log", "mean", "median", "loss"}
-
-
-def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Move every tensor of a batch dict to ``device``."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 @dataclass(frozen=True)
@@ -134,15 +130,4 @@ def metric_value(results: dict[str, dict[str, float]], name: str) -> tuple[float
     if task not in results or key not in results[task]:
         available = [f"{t}.{k}" for t, r in results.items() for k in r]
         raise ValueError(f"metric '{name}' not in the evaluation results; available: {available}")
-    return float(results[task][key]), key in LOWER_IS_BETTER
-
-
-def json_safe(value: Any) -> Any:
-    """Replace NaN/inf floats (e.g. IoU of a class absent from a dataset) by None, recursively."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return float(results[task][key]), lower_is_better(key)

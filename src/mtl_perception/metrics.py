@@ -288,6 +288,22 @@ def _threshold_key(threshold: float) -> str:
     return f"{threshold:g}".replace(".", "_")
 
 
+TaskMetrics = DepthMetrics | SemanticMetrics | NormalsMetrics
+
+
+def new_accumulator(task: str, num_classes: int = 0, ignore_index: int = IGNORE_INDEX,
+                    class_names: Sequence[str] | None = None, min_depth: float = 1e-3,
+                    max_depth: float = math.inf) -> TaskMetrics:
+    """The metrics accumulator of one task (depth range, semantic class set as given)."""
+    if task == DEPTH:
+        return DepthMetrics(min_depth, max_depth)
+    if task == SEMANTIC:
+        return SemanticMetrics(num_classes, ignore_index, class_names)
+    if task == NORMALS:
+        return NormalsMetrics()
+    raise ValueError(f"no metrics for task '{task}'")
+
+
 class MultiTaskMetrics:
     """One accumulator per enabled task, fed with model outputs and a batch in the package conventions."""
 
@@ -295,14 +311,9 @@ class MultiTaskMetrics:
                  class_names: Sequence[str] | None = None, min_depth: float = 1e-3,
                  max_depth: float = math.inf) -> None:
         self.tasks = validate_tasks(list(tasks))
-        self.parts: dict[str, DepthMetrics | SemanticMetrics | NormalsMetrics] = {}
-        for task in self.tasks:
-            if task == DEPTH:
-                self.parts[task] = DepthMetrics(min_depth, max_depth)
-            elif task == SEMANTIC:
-                self.parts[task] = SemanticMetrics(num_classes, ignore_index, class_names)
-            else:
-                self.parts[task] = NormalsMetrics()
+        self.parts: dict[str, TaskMetrics] = {
+            task: new_accumulator(task, num_classes, ignore_index, class_names, min_depth, max_depth) for task in self.tasks
+        }
 
     def update(self, outputs: Mapping[str, Any], batch: Mapping[str, Any]) -> None:
         """Add a batch: ``outputs[task]`` (model forward) against ``batch[task]`` (ground truth)."""
@@ -353,6 +364,21 @@ def flatten_metrics(results: Mapping[str, Mapping[str, float]]) -> dict[str, flo
     return {f"{task}/{key}": value for task, values in results.items() for key, value in values.items()}
 
 
+# The direction of every figure the package reports, by key: these are better when lower (errors, the loss,
+# change between consecutive frames, latency); every other figure (delta1, miou, pixel_acc, within_*, iou/*,
+# depth coverage) is better when higher. Training's best-checkpoint choice, Δm and the reports all read it.
+LOWER_IS_BETTER = frozenset({
+    "abs_rel", "sq_rel", "rmse", "rmse_log", "mean", "median", "loss",
+    "depth_rel_change", "label_flip_fraction", "normal_change_deg",
+    "mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+})
+
+
+def lower_is_better(key: str) -> bool:
+    """True when a smaller value of the figure ``key`` (e.g. ``rmse``, ``p50_ms``) is better."""
+    return key in LOWER_IS_BETTER
+
+
 class Headline(NamedTuple):
     """The one metric that stands for a task, and its direction."""
 
@@ -361,9 +387,9 @@ class Headline(NamedTuple):
 
 
 HEADLINE: dict[str, Headline] = {
-    DEPTH: Headline("rmse", True),
-    SEMANTIC: Headline("miou", False),
-    NORMALS: Headline("mean", True),
+    DEPTH: Headline("rmse", lower_is_better("rmse")),
+    SEMANTIC: Headline("miou", lower_is_better("miou")),
+    NORMALS: Headline("mean", lower_is_better("mean")),
 }
 
 

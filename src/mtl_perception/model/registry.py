@@ -1,0 +1,51 @@
+"""The architecture registry and the base class every architecture derives from.
+
+``@register("name")`` adds a ``MultiTaskNet`` subclass to ``ARCHITECTURES``. The registry is filled by
+explicit imports: ``model/network.py`` defines ``hard`` and ``single`` and imports ``model/interaction``,
+whose ``__init__`` imports every interaction architecture; importing ``mtl_perception.model.network``
+therefore gives the full registry.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from mtl_perception.config import ModelConfig
+
+
+class MultiTaskNet(nn.Module):
+    """A network whose forward maps an image batch to ``{task: tensor}``.
+
+    Besides ``forward``, it tells the trainer which parameters the tasks share last (gradient-based loss
+    weighting such as GradNorm) and how to group its parameters for the optimiser.
+    """
+
+    tasks: list[str]
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the last layer every task shares; none for independent networks."""
+        return []
+
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups: by default every parameter at ``base_lr``."""
+        return [{"params": list(self.parameters()), "lr": base_lr}]
+
+
+ARCHITECTURES: dict[str, Callable[[ModelConfig], MultiTaskNet]] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator adding a ``MultiTaskNet`` subclass to the registry under ``name``."""
+
+    def wrap(cls: type) -> type:
+        if not issubclass(cls, MultiTaskNet):
+            raise TypeError(f"architecture '{name}' ({cls.__name__}) must subclass MultiTaskNet")
+        ARCHITECTURES[name] = cls
+        return cls
+
+    return wrap
