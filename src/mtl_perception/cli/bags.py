@@ -77,6 +77,8 @@ def bag_make_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- bag-eval
 
 def add_bag_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from mtl_perception.inference.backends import BACKENDS
+
     parser.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 folders (or .db3/.mcap files), sqlite3 or mcap")
     source = parser.add_argument_group("prediction source (exactly one)")
     source.add_argument("--model",
@@ -86,7 +88,7 @@ def add_bag_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="score prediction topics already in the bag (e.g. the node's outputs recorded by `replay "
                              "--record`)")
     model = parser.add_argument_group("model")
-    model.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), default="onnxruntime",
+    model.add_argument("--backend", choices=sorted(BACKENDS), default="onnxruntime",
                        help="inference backend")
     model.add_argument("--provider", default=None,
                        help="onnxruntime execution provider (auto, cpu, cuda, tensorrt); default: the backend's")

@@ -143,9 +143,8 @@ def run_entry(config: ExperimentConfig, eval_count: int) -> dict[str, Any]:
 
     trainer = Trainer(config, progress=False)
     result = trainer.fit()
-    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
     with torch.inference_mode():
-        metrics = evaluate_model(model, DataLoader(_held_out(config, eval_count), batch_size=8), config.model.tasks,
+        metrics = evaluate_model(trainer.network, DataLoader(_held_out(config, eval_count), batch_size=8), config.model.tasks,
                                  config.model.num_classes, trainer.info.class_names, trainer.device)
     return {"metrics": metrics, "train_seconds": result.seconds, "steps": result.steps}
 
@@ -156,31 +155,31 @@ def measure_costs(configs: dict[str, ExperimentConfig], runs: int, out: Path) ->
     All models are exported first, then timed round-robin (one run of each in turn), so that a noisy
     machine slows them alike and the latency ratios stay fair.
     """
-    import onnxruntime as ort
-
+    from mtl_perception.inference.backends import create_backend
     from mtl_perception.inference.checkpoint_model import load_for_inference
     from mtl_perception.inference.export import export_model
     from mtl_perception.model.flops import profile_model
 
     costs: dict[str, dict[str, float]] = {}
-    sessions: dict[str, tuple[Any, str, np.ndarray]] = {}
+    backends: dict[str, tuple[Any, np.ndarray]] = {}
     for name, config in configs.items():
         model, meta = load_for_inference(Path(config.train.out_dir) / "last.pt")
         profile = profile_model(model, config.data.height, config.data.width)
         report = export_model(model, meta, out / name / "model.onnx")
         costs[name] = {"params_m": profile.parameters / 1e6, "gflops": profile.gflops, "export_max_abs_diff": report.worst_diff}
-        session = ort.InferenceSession(str(out / name / "model.onnx"), providers=["CPUExecutionProvider"])
+        backend = create_backend("onnxruntime", out / name / "model.onnx", provider="cpu")
         batch = np.random.default_rng(0).standard_normal((1, 3, config.data.height, config.data.width)).astype(np.float32)
-        sessions[name] = (session, session.get_inputs()[0].name, batch)
-    times: dict[str, list[float]] = {name: [] for name in sessions}
+        backends[name] = (backend, batch)
+    times: dict[str, list[float]] = {name: [] for name in backends}
     for round_index in range(runs + 3):  # the first 3 rounds warm up
-        for name, (session, input_name, batch) in sessions.items():
+        for name, (backend, batch) in backends.items():
             start = time.perf_counter()
-            session.run(None, {input_name: batch})
+            backend.infer(batch)
             if round_index >= 3:
                 times[name].append((time.perf_counter() - start) * 1000)
-    for name in costs:
+    for name, (backend, _) in backends.items():
         costs[name]["latency_ms"] = float(np.median(times[name]))
+        backend.close()
     return costs
 
 

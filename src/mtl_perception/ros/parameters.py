@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from mtl_perception.inference.backends import BACKENDS as BACKEND_MODULES
 from mtl_perception.inference.frame_pipeline import FrameSettings
 
 
@@ -48,7 +49,7 @@ OUTPUT_TOPICS: dict[str, str] = {
 }
 CLASS_TABLE_TOPIC = "semantic/classes"
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = tuple(sorted(BACKEND_MODULES))
 
 SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("autostart", True, "Configure and activate by itself at start-up; false waits for a lifecycle manager", read_only=True),

@@ -210,6 +210,11 @@ class Trainer:
                               self.device, self.dist)
 
     @property
+    def network(self) -> MultiTaskNet:
+        """The network itself (under its DistributedDataParallel wrapper when there is one)."""
+        return _unwrap(self.model)
+
+    @property
     def pin_memory(self) -> bool:
         return self.device.type == "cuda"
 

@@ -12,7 +12,13 @@ from torch import nn
 from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import PyramidDecoder
 from mtl_perception.model.encoders import build_encoder
-from mtl_perception.model.interaction.blocks import GatedDistillation, aux_key, read_options, require_multitask, task_branch
+from mtl_perception.model.interaction.blocks import (
+    GatedDistillation,
+    initial_predictions,
+    read_options,
+    require_multitask,
+    task_branch,
+)
 from mtl_perception.model.heads import make_task_output
 from mtl_perception.model.registry import MultiTaskNet, register
 
@@ -40,9 +46,7 @@ class PADNet(MultiTaskNet):
         distilled = self.distill(branch)
         out = {t: self.outputs[t](distilled[t], size) for t in self.tasks}
         if self.training:
-            branch_size = (shared.shape[-2], shared.shape[-1])
-            for t in self.tasks:
-                out[aux_key("initial", t)] = self.initial_outputs[t](branch[t], branch_size)
+            out.update(initial_predictions(self.initial_outputs, branch, shared))
         return out
 
     def last_shared_parameters(self) -> list[nn.Parameter]:

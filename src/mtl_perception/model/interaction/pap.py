@@ -30,7 +30,13 @@ from torch import nn
 from mtl_perception.config import ModelConfig
 from mtl_perception.model.decoder import PyramidDecoder, conv_bn_relu
 from mtl_perception.model.encoders import build_encoder
-from mtl_perception.model.interaction.blocks import aux_key, read_options, require_multitask, task_branch, upsample_to
+from mtl_perception.model.interaction.blocks import (
+    initial_predictions,
+    read_options,
+    require_multitask,
+    task_branch,
+    upsample_to,
+)
 from mtl_perception.model.heads import make_task_output
 from mtl_perception.model.registry import MultiTaskNet, register
 
@@ -120,9 +126,7 @@ class PAPNet(MultiTaskNet):
             fused = self.fusions[t](torch.cat([branch[t], upsample_to(diffused[t], branch[t])], dim=1))
             out[t] = self.outputs[t](fused, size)
         if self.training:
-            branch_size = (shared.shape[-2], shared.shape[-1])
-            for t in self.tasks:
-                out[aux_key("initial", t)] = self.initial_outputs[t](branch[t], branch_size)
+            out.update(initial_predictions(self.initial_outputs, branch, shared))
         return out
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
