@@ -1,23 +1,24 @@
 """One line with the key figures of a bag-evaluation summary (printed by ``bag-eval`` and the demo)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from mtl_perception.bags.evaluation.summary import BagSummary, Figures
 
-from mtl_perception.bags.evaluation.summary import lookup
+# (label, the figure in the pooled figures, unit)
+HEADLINE_FIGURES = (
+    ("depth AbsRel", lambda f: f.metric("depth", "abs_rel"), ""),
+    ("RMSE", lambda f: f.metric("depth", "rmse"), " m"),
+    ("mIoU", lambda f: f.metric("semantic", "miou"), ""),
+    ("normals mean", lambda f: f.metric("normals", "mean"), "°"),
+    ("latency p50", lambda f: f.latency_ms("total", "p50_ms"), " ms"),
+)
 
-# (label, path in the summary's aggregate, unit)
-HEADLINE_FIGURES = (("depth AbsRel", ("metrics", "depth", "abs_rel"), ""), ("RMSE", ("metrics", "depth", "rmse"), " m"),
-                    ("mIoU", ("metrics", "semantic", "miou"), ""),
-                    ("normals mean", ("metrics", "normals", "mean"), "°"),
-                    ("latency p50", ("latency", "total", "p50_ms"), " ms"))
 
-
-def headline(summary: Mapping[str, Any]) -> str:
+def headline(summary: BagSummary) -> str:
     """One line with the key figures of an evaluation summary."""
-    aggregate = summary["aggregate"]
-    parts = [f"{aggregate['frames_evaluated']} frames"]
-    for label, path, unit in HEADLINE_FIGURES:
-        value = lookup(aggregate, path)
+    figures: Figures = summary.aggregate.figures
+    parts = [f"{summary.aggregate.frames_evaluated} frames"]
+    for label, figure, unit in HEADLINE_FIGURES:
+        value = figure(figures)
         if value is not None:
             parts.append(f"{label} {value:.4g}{unit}")
     return ", ".join(parts)

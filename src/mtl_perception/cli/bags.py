@@ -7,12 +7,16 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtl_perception.bags.conventions import PREDICTION_NAMESPACE
 from mtl_perception.bags.io import STORAGES
 from mtl_perception.cli.errors import command
 from mtl_perception.schemas import flag
 from mtl_perception.tasks import DEPTH, NORMALS, SEMANTIC
+
+if TYPE_CHECKING:  # imported when a command runs: --help stays fast
+    from mtl_perception.bags.evaluation.summary import BagSummary
 
 
 # ---------------------------------------------------------------------------------------------- bag-make
@@ -176,22 +180,16 @@ def bag_eval_settings(args: argparse.Namespace) -> "BagEvalSettings":  # noqa: F
     ).validate()
 
 
-def check_evaluable(summary: dict) -> None:
+def check_evaluable(summary: BagSummary) -> None:
     """ValueError (exit 2, no report written) when not one frame of any bag could be evaluated: says why."""
-    if summary["aggregate"].get("frames_evaluated", 0) > 0:
+    if summary.aggregate.frames_evaluated > 0:
         return
     reasons = []
-    for bag in summary.get("bags", []):
-        frames = bag.get("frames", {})
-        failures = frames.get("failures") or {}
-        if isinstance(failures, dict):
-            detail = "; ".join(f"{count} x {reason}" for reason, count in list(failures.items())[:2])
-        else:
-            detail = str(failures)[:200]
-        reasons.append(f"{Path(str(bag.get('bag', '?'))).name}: "
-                       f"{frames.get('failed', 0)} of {frames.get('planned', '?')} frames failed"
+    for bag in summary.bags:
+        detail = "; ".join(f"{count} x {reason}" for reason, count in list(bag.frames.failures.items())[:2])
+        reasons.append(f"{Path(bag.bag).name}: {bag.frames.failed} of {bag.frames.planned} frames failed"
                        + (f": {detail[:300]}" if detail else "")
-                       + (f"; {bag['notes'][0][:200]}" if bag.get("notes") else ""))
+                       + (f"; {bag.notes[0][:200]}" if bag.notes else ""))
     raise ValueError("no frame could be evaluated" + (f" ({', '.join(reasons)})" if reasons else "")
                      + "; check the camera topic's images (size, encoding), the ground-truth topics and "
                        "--stamp-tolerance")
@@ -220,14 +218,13 @@ def bag_eval_main(args: argparse.Namespace) -> int:
     check_evaluable(summary)
     files = write_report(args.out, summary, results, args.format)
     print(headline(summary))
-    for bag in summary["bags"]:
-        for note in bag["notes"]:
-            print(f"note ({Path(bag['bag']).name}): {note}")
-        if bag["frames"]["failed"]:
-            print(f"warning ({Path(bag['bag']).name}): {bag['frames']['failed']} frames failed: "
-                  f"{bag['frames']['failures']}")
-        if bag["output_bag"]:
-            print(f"prediction bag: {bag['output_bag']}")
+    for bag in summary.bags:
+        for note in bag.notes:
+            print(f"note ({Path(bag.bag).name}): {note}")
+        if bag.frames.failed:
+            print(f"warning ({Path(bag.bag).name}): {bag.frames.failed} frames failed: {bag.frames.failures}")
+        if bag.output_bag:
+            print(f"prediction bag: {bag.output_bag}")
     print(f"summary: {files.json}")
     for document in files.documents:
         print(f"report: {document}")

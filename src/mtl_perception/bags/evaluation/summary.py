@@ -30,16 +30,6 @@ def finite(value: Any) -> float | None:
     return float(value)
 
 
-def lookup(document: Mapping[str, Any], path: Sequence[str]) -> float | None:
-    """A figure of a summary's JSON document by its keys (``("metrics", "depth", "rmse")``), None when absent."""
-    value: Any = document
-    for key in path:
-        if not isinstance(value, Mapping) or key not in value:
-            return None
-        value = value[key]
-    return finite(value)
-
-
 @dataclass(frozen=True)
 class LatencyStats:
     """Milliseconds over the latency samples of one stage; the statistics are None without samples."""
