@@ -14,7 +14,7 @@ setup(
     license="Apache-2.0",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={PACKAGE: ["data/resources/*.json", "inference/resources/*.json"]},
+    package_data={PACKAGE: ["data/resources/*.json", "inference/resources/*.json", "evaluation/resources/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

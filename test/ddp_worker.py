@@ -11,6 +11,15 @@ from mtl_perception.training.trainer import Trainer, _unwrap
 from mtl_perception.distributed import shutdown_distributed
 
 
+def _tensors(state: object, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    """Every tensor of a (nested) state dict, with its path: module state and an optimiser's (FAMO's Adam)."""
+    if torch.is_tensor(state):
+        return [(prefix, state)]
+    if isinstance(state, dict):
+        return [item for key in sorted(state, key=str) for item in _tensors(state[key], f"{prefix}/{key}")]
+    return []
+
+
 def main() -> None:
     torch.set_num_threads(1)
     config = load_config(None, sys.argv[1:])
@@ -22,8 +31,8 @@ def main() -> None:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     rank = int(os.environ.get("RANK", "0"))
     (Path(config.train.out_dir) / f"weights_rank{rank}.sha256").write_text(digest.hexdigest())
-    weighting = hashlib.sha256()  # the loss-weighting parameters live outside DDP: they must agree too
-    for name, tensor in sorted(trainer.weighting.state_dict().items()):
+    weighting = hashlib.sha256()  # the loss-weighting state lives outside DDP: it must agree too
+    for name, tensor in _tensors(trainer.weighting.state_dict()):
         weighting.update(name.encode())
         weighting.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     (Path(config.train.out_dir) / f"weighting_rank{rank}.sha256").write_text(weighting.hexdigest())

@@ -62,3 +62,25 @@ def test_hash_ignores_training_settings():
     b = load_config(None, ["train.lr=0.2"])
     c = load_config(None, ["model.encoder=resnet34"])
     assert a.hash() == b.hash() != c.hash()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_build_their_model(path):
+    from mtl_perception.model.network import build_model
+
+    config = load_config(path, ["model.pretrained=null"])  # the weights file is the user's download
+    model = build_model(config.model)
+    assert list(model.tasks) == config.model.tasks
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("nyuv2_*.yaml")), ids=lambda p: p.name)
+def test_nyuv2_configs_follow_the_standard_protocol(path):
+    """40 classes on the official split at full resolution, from torchvision's ImageNet weights for the encoder."""
+    from mtl_perception.model.encoders.weights import KNOWN_WEIGHTS
+
+    config = load_config(path)
+    assert (config.data.dataset, config.data.nyu_classes, config.model.num_classes) == ("nyuv2", 40, 40)
+    assert (config.data.height, config.data.width, config.train.batch_size) == (480, 640, 8)
+    assert config.model.tasks == ["depth", "semantic"]
+    known = {entry.file_name for entry in KNOWN_WEIGHTS if entry.encoder == config.model.encoder}
+    assert Path(config.model.pretrained).name in known

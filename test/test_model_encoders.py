@@ -1,15 +1,27 @@
 """Encoders: feature pyramid shapes, full-network forward shapes, and ImageNet weight loading."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import logging
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from mtl_perception.config import ModelConfig
+from mtl_perception.fileio import file_sha256
 from mtl_perception.model.encoders import ENCODERS, Encoder, build_encoder, load_pretrained
-from mtl_perception.model.encoders.weights import KeyMapper, resnet_key, timm_mobilenet_key, torchvision_mobilenet_key
+from mtl_perception.model.encoders.weights import (
+    KNOWN_WEIGHTS,
+    KeyMapper,
+    KnownWeights,
+    resnet_key,
+    timm_mobilenet_key,
+    torchvision_mobilenet_key,
+    verify_weights_file,
+)
 from mtl_perception.model.network import build_model
 
 torch.set_num_threads(1)
@@ -241,3 +253,66 @@ def test_safetensors_without_package_explains(tmp_path: Path) -> None:
     path.write_bytes(b"\0" * 16)
     with pytest.raises(ValueError, match="pip install safetensors"):
         load_pretrained(build_encoder("resnet18"), path)
+
+
+# ---- SHA-256 check of torchvision ImageNet weight files (NYUv2 recipe) --------------------------------
+
+
+def _save_torchvision_resnet18(path: Path) -> Encoder:
+    """A real resnet18 state dict in the torchvision layout at ``path``; returns the encoder it holds."""
+    source = build_encoder("resnet18")
+    _randomise_batch_norm_statistics(source)
+    torch.save(_external_state(source, resnet_key), path)
+    return source
+
+
+def test_known_weights_table_matches_torchvision_names() -> None:
+    """Every entry's digest starts with the hex its file name embeds, for an encoder of the registry."""
+    assert {entry.encoder for entry in KNOWN_WEIGHTS} == set(ENCODERS)
+    for entry in KNOWN_WEIGHTS:
+        embedded = re.fullmatch(r"[a-z0-9_]+-([0-9a-f]{8})\.pth", entry.file_name)
+        assert embedded is not None, entry.file_name
+        assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256), entry.file_name
+        assert entry.sha256.startswith(embedded.group(1)), entry.file_name
+        assert entry.url == f"https://download.pytorch.org/models/{entry.file_name}"
+
+
+def test_known_name_with_wrong_content_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18-f37072fd.pth"
+    _save_torchvision_resnet18(path)
+    digest = file_sha256(path)
+    with pytest.raises(ValueError) as info:
+        build_encoder("resnet18", str(path))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "expected SHA-256 f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec" in message
+    assert f"got {digest}" in message
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+
+
+def test_unrelated_file_name_is_loaded_with_its_digest_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "my_resnet18_imagenet.pth"
+    source = _save_torchvision_resnet18(path)
+    target = build_encoder("resnet18")
+    with caplog.at_level(logging.WARNING, logger="mtl_perception.model.encoders.weights"):
+        report = load_pretrained(target, path)
+    assert report.sha256 == file_sha256(path)
+    assert report.release is None
+    assert report.sha256 in caplog.text
+    _assert_same_state_except_counters(source, target)
+
+
+@pytest.mark.parametrize("digits", [8, 64], ids=["prefix", "full"])
+def test_known_digest_or_prefix_is_checked(tmp_path: Path, digits: int) -> None:
+    path = tmp_path / "resnet18-testfile.pth"
+    _save_torchvision_resnet18(path)
+    digest = file_sha256(path)
+    matching = KnownWeights(path.name, "resnet18", "test release", digest[:digits], path.stat().st_size)
+    assert verify_weights_file(path, (matching,)) == (digest, matching)
+
+    flipped = ("0" if digest[0] != "0" else "1") + digest[1:digits]
+    with pytest.raises(ValueError, match=f"expected SHA-256 {flipped} .*got {digest}"):
+        verify_weights_file(path, (dataclasses.replace(matching, sha256=flipped),))
+    other_name = tmp_path / "renamed.pth"
+    path.rename(other_name)
+    assert verify_weights_file(other_name, (matching,)) == (digest, None)  # the check goes by file name

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from mtl_perception.config import ModelConfig
-from mtl_perception.model.flops import branch_of, count_macs, format_profile, profile_model
+from mtl_perception.model.flops import BranchProfile, ModelProfile, branch_of, count_macs, format_profile, profile_model
 from mtl_perception.model.network import build_model, count_parameters
 
 torch.set_num_threads(1)
@@ -50,6 +50,8 @@ def test_branch_of_assigns_task_components() -> None:
     assert branch_of("outputs.normals.head.proj.weight", tasks) == "normals"
     assert branch_of("nets.semantic.encoder.stem.conv1", tasks) == "semantic"
     assert branch_of("cross_stitch.1.weight", tasks) == "cross_stitch"
+    assert branch_of("neck.fuse.0.weight", tasks) == "neck"
+    assert branch_of("decoder.lateral.0.weight", tasks) == "neck"  # padnet's and pap's shared decoder
 
 
 def test_hard_sharing_branches_sum_to_totals() -> None:
@@ -76,6 +78,15 @@ def test_single_task_branches_hold_whole_networks() -> None:
     assert profile.branch("depth").parameters == count_parameters(model.nets["depth"])
 
 
+def test_hard_neck_sharing_reports_the_neck_branch() -> None:
+    config = ModelConfig(architecture="hard", sharing="neck", encoder="resnet18", tasks=["depth", "normals"], num_classes=7)
+    model = build_model(config)
+    profile = profile_model(model, 64, 64)
+    assert [b.name for b in profile.branches] == ["encoder", "neck", "depth", "normals"]
+    assert profile.branch("neck").parameters == count_parameters(model.neck)
+    assert profile.branch("depth").parameters == count_parameters(model.outputs["depth"])
+
+
 def test_format_profile_table() -> None:
     profile = profile_model(Wrap(nn.Conv2d(3, 8, 3, padding=1)), 16, 16)
     text = format_profile(profile)
@@ -84,3 +95,12 @@ def test_format_profile_table() -> None:
     assert lines[3].split()[0] == "encoder"
     assert lines[-1].split()[0] == "total"
     assert f"{profile.gflops:.3f}" in lines[-1]
+
+
+def test_format_profile_compares_with_single_task_networks() -> None:
+    shared = profile_model(Wrap(nn.Conv2d(3, 8, 3, padding=1)), 16, 16)  # 16 * 16 * 8 * 27 MACs, 224 parameters
+    single = ModelProfile(16, 16, (BranchProfile("depth", 448, 16 * 16 * 8 * 27),
+                                   BranchProfile("normals", 672, 3 * 16 * 16 * 8 * 27)))
+    lines = format_profile(shared, single).splitlines()
+    assert lines[-2].split()[:2] == ["single-task", "x2"]
+    assert lines[-1] == "total / 2 single-task networks: GFLOPs 0.25, params 0.20"

@@ -1,4 +1,5 @@
-"""Cross-task interaction architectures: outputs, deep supervision, gradients, options, ONNX parity."""
+"""Cross-task interaction architectures on both sharing depths: outputs, deep supervision, gradients, options,
+ONNX parity."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,9 @@ from mtl_perception.training.weighting import build_weighting
 torch.set_num_threads(1)
 
 INTERACTION = ("cross_stitch", "padnet", "mti", "pap")
+# (architecture, model.sharing): every interaction design on every depth it offers (cross-stitch has no shared decoder)
+DEPTH_CASES = [(a, "encoder") for a in INTERACTION] + [(a, "neck") for a in ("padnet", "mti", "pap")]
+DEPTH_IDS = [f"{a}-{s}" for a, s in DEPTH_CASES]
 SIZE = 64
 NUM_CLASSES = 5
 EXPECTED_AUX_STAGES = {"cross_stitch": [], "padnet": ["initial"], "mti": ["s4", "s8", "s16", "s32"], "pap": ["initial"]}
@@ -28,9 +32,9 @@ EXPECTED_AUX_STAGES = {"cross_stitch": [], "padnet": ["initial"], "mti": ["s4", 
 ALL = ("depth", "semantic", "normals")
 
 
-def make_config(architecture: str, tasks: tuple[str, ...] = ALL, **options: object) -> ModelConfig:
-    return ModelConfig(architecture=architecture, encoder="resnet18", tasks=list(tasks), num_classes=NUM_CLASSES,
-                       decoder_channels=32, head_channels=32, options=dict(options))
+def make_config(architecture: str, tasks: tuple[str, ...] = ALL, sharing: str = "encoder", **options: object) -> ModelConfig:
+    return ModelConfig(architecture=architecture, sharing=sharing, encoder="resnet18", tasks=list(tasks),
+                       num_classes=NUM_CLASSES, decoder_channels=32, head_channels=32, options=dict(options))
 
 
 def make_model(architecture: str, **kwargs: object) -> torch.nn.Module:
@@ -68,9 +72,9 @@ def test_all_interaction_architectures_are_registered() -> None:
     assert set(INTERACTION) <= set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize("architecture", INTERACTION)
-def test_eval_returns_final_outputs_only(architecture: str) -> None:
-    model = make_model(architecture).eval()
+@pytest.mark.parametrize(("architecture", "sharing"), DEPTH_CASES, ids=DEPTH_IDS)
+def test_eval_returns_final_outputs_only(architecture: str, sharing: str) -> None:
+    model = make_model(architecture, sharing=sharing).eval()
     with torch.no_grad():
         out = model(images())
     assert list(out) == ["depth", "semantic", "normals"]
@@ -78,9 +82,9 @@ def test_eval_returns_final_outputs_only(architecture: str) -> None:
         check_task_tensor(task, x, 2, (SIZE, SIZE))
 
 
-@pytest.mark.parametrize("architecture", INTERACTION)
-def test_train_adds_activated_aux_outputs(architecture: str) -> None:
-    model = make_model(architecture).train()
+@pytest.mark.parametrize(("architecture", "sharing"), DEPTH_CASES, ids=DEPTH_IDS)
+def test_train_adds_activated_aux_outputs(architecture: str, sharing: str) -> None:
+    model = make_model(architecture, sharing=sharing).train()
     out = model(images())
     tasks = ["depth", "semantic", "normals"]
     expected = {f"{AUX_PREFIX}{stage}/{t}" for stage in EXPECTED_AUX_STAGES[architecture] for t in tasks}
@@ -110,9 +114,9 @@ def test_unknown_option_is_an_error(architecture: str) -> None:
         make_model(architecture, colour=3)
 
 
-@pytest.mark.parametrize("architecture", INTERACTION)
-def test_backward_reaches_every_parameter(architecture: str) -> None:
-    model = make_model(architecture).train()
+@pytest.mark.parametrize(("architecture", "sharing"), DEPTH_CASES, ids=DEPTH_IDS)
+def test_backward_reaches_every_parameter(architecture: str, sharing: str) -> None:
+    model = make_model(architecture, sharing=sharing).train()
     randomise_batchnorm(model)  # the ResNet zero-initialises each block's last BN scale, which would block its branch
     losses = compute_losses(model(images()), ground_truth(), model.tasks)
     sum(losses.values()).backward()
@@ -123,9 +127,10 @@ def test_backward_reaches_every_parameter(architecture: str) -> None:
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("architecture", ("hard", *INTERACTION))
-def test_last_shared_parameters_drive_gradnorm(architecture: str) -> None:
-    model = make_model(architecture).train()
+@pytest.mark.parametrize(("architecture", "sharing"), [("hard", "encoder"), ("hard", "neck"), *DEPTH_CASES],
+                         ids=["hard-encoder", "hard-neck", *DEPTH_IDS])
+def test_last_shared_parameters_drive_gradnorm(architecture: str, sharing: str) -> None:
+    model = make_model(architecture, sharing=sharing).train()
     shared = model.last_shared_parameters()
     assert shared and {id(p) for p in shared} <= {id(p) for p in model.parameters()}
     weighting = build_weighting("gradnorm", list(model.tasks), {})

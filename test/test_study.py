@@ -29,7 +29,11 @@ def test_tiny_study_covers_every_architecture_and_weighting(tmp_path):
         assert row["latency_ms"] > 0 and row["params_m"] > 0 and row["gflops"] > 0
         if len(config.model.tasks) > 1:
             assert "delta_m" in row
-    assert rows["single-task (3 nets)"]["delta_m"] == 0.0
+    single = rows["single-task (3 nets)"]
+    assert single["delta_m"] == 0.0
+    assert single["latency_ms"] == sum(rows[f"single_{t}"]["latency_ms"] for t in ("depth", "semantic", "normals"))
+    for row in rows.values():
+        assert row["latency_vs_single"] == row["latency_ms"] / single["latency_ms"]
     table = (tmp_path / "study.md").read_text()
     assert all(f"| {name} |" in table for name in rows)
     assert json.loads((tmp_path / "study.json").read_text())["rows"]

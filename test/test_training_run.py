@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from mtl_perception.config import load_config
@@ -54,7 +55,8 @@ def test_short_training_reduces_loss_and_beats_trivial_baselines(tmp_path):
     config = tiny_config(tmp_path, "data.train_count=256", "data.val_count=16", "train.steps=150", "train.batch_size=4",
                          "train.lr=0.003", "train.val_every=150", "train.ckpt_every=150")
     result = train(config, progress=False)
-    first, last = np.mean(result.loss_history[:10]), np.mean(result.loss_history[-10:])
+    totals = [sum(losses.values()) for losses in result.loss_history]
+    first, last = np.mean(totals[:10]), np.mean(totals[-10:])
     assert last < 0.8 * first, f"loss went from {first:.3f} to {last:.3f}"
     baseline = _baseline_metrics(config)
     assert result.metrics["depth"]["rmse"] < baseline["depth"]["rmse"]
@@ -68,23 +70,61 @@ def test_short_training_reduces_loss_and_beats_trivial_baselines(tmp_path):
     assert state["dataset"]["class_names"][0] == "floor"
 
 
-def _weights(state_dict: dict) -> dict:
-    return {k: v.clone() for k, v in state_dict.items()}
+@pytest.mark.parametrize("weighting", ["famo", "aligned_mtl"])
+def test_short_run_with_the_weighting_reduces_every_task_loss(tmp_path, weighting):
+    trainer = Trainer(tiny_config(tmp_path, "data.height=32", "data.width=48", "data.train_count=8", "train.steps=30", "train.lr=0.003",
+                                  "train.val_every=100", "train.ckpt_every=100", f"train.loss_weighting={weighting}"), progress=False)
+    history = trainer.fit().loss_history
+    for task in trainer.tasks:
+        first, last = np.mean([step[task] for step in history[:5]]), np.mean([step[task] for step in history[-5:]])
+        assert last < 0.9 * first, f"{weighting}: the {task} loss went from {first:.3f} to {last:.3f}"
+    weights = trainer.weighting.weights()
+    assert set(weights) == set(trainer.tasks)
+    assert max(weights.values()) - min(weights.values()) > 1e-3, f"{weighting} never moved its task weights: {weights}"
 
 
-def test_resumed_run_matches_uninterrupted_run(tmp_path):
-    straight = Trainer(tiny_config(tmp_path / "a", "train.steps=4", "train.val_every=100"), progress=False)
+def test_losses_after_the_step_leave_the_network_as_it_was(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, "train.steps=1", "train.loss_weighting=famo"), progress=False)
+    batch = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=2)))
+    state = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    first = trainer._losses_after_step(batch)
+    assert trainer._losses_after_step(batch) == first, "BatchNorm running statistics moved between the two passes"
+    for key, value in trainer.network.state_dict().items():
+        assert torch.equal(value, state[key]), f"{key} changed"
+    with torch.no_grad():
+        step_losses = {k: float(v) for k, v in trainer._losses(trainer.model, batch).items()}
+    assert step_losses == pytest.approx(first, rel=1e-6), "the same batch in training mode gives the step's own losses"
+
+
+def _assert_same_weighting_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if key == "_extra_state":  # FAMO's Adam state
+            assert a[key]["param_groups"] == b[key]["param_groups"]
+            for index, moments in a[key]["state"].items():
+                for name, value in moments.items():
+                    torch.testing.assert_close(value, b[key]["state"][index][name], rtol=1e-5, atol=1e-7, msg=f"Adam {name} differs")
+        else:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=f"weighting {key} differs after resume")
+
+
+@pytest.mark.parametrize("weighting", ["fixed", "famo", "aligned_mtl"])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, weighting):
+    options = ["train.steps=4", "train.val_every=100", f"train.loss_weighting={weighting}"]
+    straight = Trainer(tiny_config(tmp_path / "a", *options), progress=False)
     straight.fit()
-    first_half = Trainer(tiny_config(tmp_path / "b", "train.steps=4", "train.val_every=100"), progress=False)
+    first_half = Trainer(tiny_config(tmp_path / "b", *options), progress=False)
     first_half.config.train.steps = 2  # stop early; the LR schedule was built for 4 steps, like the straight run's
     first_half.fit()
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
-    resumed = Trainer(tiny_config(tmp_path / "b", "train.steps=4", "train.val_every=100"), resume="auto", progress=False)
+    resumed = Trainer(tiny_config(tmp_path / "b", *options), resume="auto", progress=False)
     assert resumed.step == 2
+    _assert_same_weighting_state(first_half.weighting.state_dict(), resumed.weighting.state_dict())
     resumed.fit()
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=f"{key} differs after resume")
+    _assert_same_weighting_state(straight.weighting.state_dict(), resumed.weighting.state_dict())
 
 
 def _cli(*args: str) -> list[str]:
@@ -109,17 +149,19 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert load_checkpoint(checkpoint)["step"] == saved_step + 2
 
 
-def test_torchrun_two_processes_keep_identical_weights(tmp_path):
+@pytest.mark.parametrize("weighting", ["uncertainty", "famo", "aligned_mtl"])
+def test_torchrun_two_processes_keep_identical_weights(tmp_path, weighting):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
                str(ROOT / "test" / "ddp_worker.py"), *TINY, f"train.out_dir={tmp_path}", "train.steps=3", "train.val_every=3",
-               "train.ckpt_every=3", "train.loss_weighting=uncertainty"]
+               "train.ckpt_every=3", f"train.loss_weighting={weighting}"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     digests = [(tmp_path / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
-    # each rank sees other frames, so without averaging their gradients the learned log-variances would differ
-    weighting = [(tmp_path / f"weighting_rank{r}.sha256").read_text() for r in (0, 1)]
-    assert weighting[0] == weighting[1], "the loss-weighting parameters drifted apart between ranks"
+    # each rank sees other frames, so without averaging (the log-variances' gradients, FAMO's losses, Aligned-MTL's
+    # task gradients) the weighting states would differ
+    states = [(tmp_path / f"weighting_rank{r}.sha256").read_text() for r in (0, 1)]
+    assert states[0] == states[1], f"the {weighting} weighting state drifted apart between ranks"
     model, _, state = model_from_checkpoint(tmp_path / "last.pt")
     assert state["step"] == 3

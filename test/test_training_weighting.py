@@ -1,19 +1,24 @@
 """Loss weighting schemes against hand-computed cases."""
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from mtl_perception.training.weighting import (WEIGHTINGS, DynamicWeightAveraging, FixedWeighting, GradNorm, UncertaintyWeighting,
-                                               build_weighting)
+from mtl_perception.training.weighting import (FAMO, WEIGHTINGS, AlignedMTL, DynamicWeightAveraging, FixedWeighting, GradNorm,
+                                               UncertaintyWeighting, build_weighting)
 
 TASKS = ["depth", "semantic"]
 
 
 def test_registry_and_option_errors() -> None:
-    assert set(WEIGHTINGS) == {"fixed", "uncertainty", "dwa", "gradnorm"}
+    assert set(WEIGHTINGS) == {"fixed", "uncertainty", "dwa", "gradnorm", "famo", "aligned_mtl"}
     assert isinstance(build_weighting("dwa", TASKS, {}, dwa_window=3), DynamicWeightAveraging)
     with pytest.raises(ValueError, match="valid: \\['dwa_temperature', 'dwa_window'\\]"):
         build_weighting("dwa", TASKS, {}, dwa_windw=3)
@@ -23,6 +28,12 @@ def test_registry_and_option_errors() -> None:
         build_weighting("dwa", TASKS, {}, dwa_window=2.5)
     with pytest.raises(ValueError, match="must be positive"):
         build_weighting("uncertainty", TASKS, {"depth": 0.0})
+    with pytest.raises(ValueError, match="famo_lr must be positive"):
+        build_weighting("famo", TASKS, {}, famo_lr=0.0)
+    with pytest.raises(ValueError, match="valid: \\['famo_lr', 'famo_weight_decay'\\]"):
+        build_weighting("famo", TASKS, {}, famo_gamma=0.1)
+    with pytest.raises(ValueError, match="valid: \\[\\]"):
+        build_weighting("aligned_mtl", TASKS, {}, tolerance=1e-6)
 
 
 def test_fixed_weights() -> None:
@@ -134,3 +145,162 @@ def test_gradnorm_without_shared_parameters_or_gradients() -> None:
     with torch.no_grad():
         total = scheme(net((1.0, 3.0)), [net.shared])
     assert float(total.detach()) == pytest.approx(4.0), "without autograd (validation) it is the plain weighted sum"
+
+
+class PlaneTasks(torch.nn.Module):
+    """A two-parameter 'network' whose task losses are ``g_t . W + 5``: the task gradients are the rows ``g_t``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, gradients: list[list[float]]) -> dict[str, torch.Tensor]:
+        return {t: (torch.tensor(g) * self.shared).sum() + 5.0 for t, g in zip(TASKS, gradients)}
+
+
+def _softmax(logits: list[float]) -> list[float]:
+    exps = [math.exp(x) for x in logits]
+    return [e / sum(exps) for e in exps]
+
+
+def test_famo_network_gradient_is_the_log_objective_normalised() -> None:
+    scheme = FAMO(TASKS, {"depth": 1.0, "semantic": 3.0})  # z starts proportional to the task weights
+    assert scheme.weights() == pytest.approx({"depth": 0.25, "semantic": 0.75}, rel=1e-6)
+    net = LinearTasks()
+    losses = net((2.0, 0.5))  # L = (2, 0.5) with dL/dW = (2, 0.5)
+    scheme(losses, [net.shared]).backward()
+    # k_t = z_t / (c L_t), c = sum z_t / L_t = 0.125 + 1.5
+    k = [0.125 / 1.625, 1.5 / 1.625]
+    assert net.shared.grad.tolist() == pytest.approx([k[0] * 2.0 + k[1] * 0.5], rel=1e-6)
+    paper = LinearTasks()  # the paper's form: grad of sum z_t log(L_t + eps) / c with c held constant
+    z, values = torch.tensor([0.25, 0.75]), paper((2.0, 0.5))
+    c = float(sum(z[i] / (values[t].detach() + 1e-8) for i, t in enumerate(TASKS)))
+    (sum(z[i] * torch.log(values[t] + 1e-8) for i, t in enumerate(TASKS)) / c).backward()
+    assert net.shared.grad.tolist() == pytest.approx(paper.shared.grad.tolist(), rel=1e-6)
+
+
+def test_famo_logit_update_matches_softmax_jacobian_and_first_adam_step() -> None:
+    lr, decay = 0.025, 0.001
+    scheme = FAMO(TASKS, {"depth": 1.0, "semantic": 3.0}, famo_lr=lr, famo_weight_decay=decay)
+    xi = [-math.log(3.0) / 2, math.log(3.0) / 2]  # log weights, centred
+    assert scheme.logits.tolist() == pytest.approx(xi, rel=1e-6)
+    before, after = {"depth": 2.0, "semantic": 1.0}, {"depth": 1.0, "semantic": 0.9}
+    scheme.after_recompute(before, after)
+    eps = 1e-8
+    delta = [math.log(before[t] + eps) - math.log(after[t] + eps) for t in TASKS]
+    z = _softmax(xi)
+    mean = sum(zi * di for zi, di in zip(z, delta))
+    grad = [zi * (di - mean) for zi, di in zip(z, delta)]  # (diag(z) - z z^T) delta
+    grad = [g + decay * x for g, x in zip(grad, xi)]  # Adam's L2 weight decay
+    # first Adam step: m_hat = g, v_hat = g^2, so the step is lr * g / (|g| + eps)
+    expected = [x - lr * g / (abs(g) + 1e-8) for x, g in zip(xi, grad)]
+    assert scheme.logits.tolist() == pytest.approx(expected, rel=1e-6)
+    assert scheme.weights()["depth"] < 0.25, "depth's loss fell more (halved), so its weight must fall"
+    assert scheme.logits.grad is None and not scheme.logits.requires_grad, "the trainer's optimiser must not see the logits"
+
+
+def test_famo_state_dict_holds_logits_and_adam_moments() -> None:
+    scheme = FAMO(TASKS, {})
+    steps = [({"depth": 2.0, "semantic": 1.0}, {"depth": 1.5, "semantic": 0.99}),
+             ({"depth": 1.5, "semantic": 1.0}, {"depth": 1.4, "semantic": 0.8})]
+    for before, after in steps:
+        scheme.after_recompute(before, after)
+    restored = FAMO(TASKS, {})
+    restored.load_state_dict(scheme.state_dict())
+    assert restored.logits.tolist() == scheme.logits.tolist()
+    fresh = FAMO(TASKS, {})  # same logits, no Adam history: its next step differs
+    fresh.load_state_dict({"logits": scheme.logits.detach().clone(), "_extra_state": FAMO(TASKS, {}).optimizer.state_dict()})
+    third = ({"depth": 1.4, "semantic": 0.8}, {"depth": 1.3, "semantic": 0.79})
+    for model in (scheme, restored, fresh):
+        model.after_recompute(*third)
+    assert restored.logits.tolist() == scheme.logits.tolist()
+    assert fresh.logits.tolist() != pytest.approx(scheme.logits.tolist(), rel=1e-4)
+
+
+def _aligned_weights_by_hand(g1: tuple[float, float], g2: tuple[float, float], preferences: tuple[float, float]) -> list[float]:
+    """w = V diag(sqrt(lambda_min / lambda)) V^T p for the 2x2 Gram matrix [[a, b], [b, d]] (b != 0)."""
+    a, b, d = g1[0] ** 2 + g1[1] ** 2, g1[0] * g2[0] + g1[1] * g2[1], g2[0] ** 2 + g2[1] ** 2
+    root = math.sqrt((a - d) ** 2 + 4 * b * b)
+    eigenvalues = [(a + d - root) / 2, (a + d + root) / 2]
+    vectors = []
+    for lam in eigenvalues:  # (a - lam) v1 + b v2 = 0
+        v = (b, lam - a)
+        norm = math.hypot(*v)
+        vectors.append((v[0] / norm, v[1] / norm))
+    weights = [0.0, 0.0]
+    for lam, v in zip(eigenvalues, vectors):
+        along = math.sqrt(eigenvalues[0] / lam) * (v[0] * preferences[0] + v[1] * preferences[1])
+        weights = [weights[0] + along * v[0], weights[1] + along * v[1]]
+    return weights
+
+
+def test_aligned_mtl_weights_match_the_hand_eigendecomposition() -> None:
+    gradients = [[3.0, 0.0], [1.0, 1.0]]
+    scheme = AlignedMTL(TASKS, {})
+    net = PlaneTasks()
+    total = scheme(net(gradients), [net.shared])
+    expected = _aligned_weights_by_hand((3.0, 0.0), (1.0, 1.0), (1.0, 1.0))
+    weights = scheme.weights()
+    assert [weights["depth"], weights["semantic"]] == pytest.approx(expected, rel=1e-9)
+    assert float(total.detach()) == pytest.approx(5.0 * sum(expected), rel=1e-6)
+    total.backward()
+    G = torch.tensor(gradients, dtype=torch.float64)
+    combined = net.shared.grad.double()
+    torch.testing.assert_close(combined, G.T @ torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=1e-9)
+    # the aligned task gradients W_a G are orthogonal, all of length sqrt(lambda_min), and the step (their sum)
+    # projects equally, lambda_min, onto each of them
+    lam_min = float(torch.linalg.eigvalsh(G @ G.T)[0])
+    eigenvalues, vectors = torch.linalg.eigh(G @ G.T)
+    aligned = vectors @ torch.diag((eigenvalues[0] / eigenvalues).sqrt()) @ vectors.T @ G
+    torch.testing.assert_close(aligned @ aligned.T, lam_min * torch.eye(2, dtype=torch.float64))
+    torch.testing.assert_close(aligned @ combined, torch.full((2,), lam_min, dtype=torch.float64), rtol=1e-6, atol=1e-9)
+
+
+def test_aligned_mtl_uses_task_weights_as_preferences_and_ignores_gradient_scale() -> None:
+    scheme = AlignedMTL(TASKS, {"depth": 2.0, "semantic": 0.5})
+    net = PlaneTasks()
+    scheme(net([[30.0, 0.0], [10.0, 10.0]]), [net.shared])  # 10x the gradients: the same weights
+    weights = scheme.weights()
+    assert [weights["depth"], weights["semantic"]] == pytest.approx(_aligned_weights_by_hand((3.0, 0.0), (1.0, 1.0), (2.0, 0.5)), rel=1e-9)
+
+
+def test_aligned_mtl_rank_deficient_and_zero_gradients() -> None:
+    scheme = AlignedMTL(TASKS, {})
+    net = PlaneTasks()
+    scheme(net([[1.0, 0.0], [2.0, 0.0]]), [net.shared])  # parallel: Gram [[1, 2], [2, 4]] has eigenvalues 0 and 5
+    # only the eigenvector (1, 2)/sqrt(5) is kept, with scale 1: w = v (v . 1) = (3/5, 6/5)
+    assert list(scheme.weights().values()) == pytest.approx([0.6, 1.2], rel=1e-9)
+    scheme(net([[0.0, 0.0], [0.0, 0.0]]), [net.shared])
+    assert scheme.weights() == {"depth": 1.0, "semantic": 1.0}, "no gradient on the shared layer: the task weights"
+    with pytest.raises(ValueError, match="last shared parameters"):
+        scheme(net([[1.0, 0.0], [0.0, 1.0]]), [])
+    with torch.no_grad():
+        total = scheme(net([[1.0, 0.0], [0.0, 1.0]]), [net.shared])
+    assert float(total) == pytest.approx(10.0), "without autograd (validation) the last weights apply"
+
+
+RANK_GRADIENTS = [[[3.0, 0.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 3.0]]]  # each process's own batch: mean [[2, 0], [1, 2]]
+RANK_SLOPES = [(2.0, 0.5), (4.0, 1.5)]  # FAMO: losses (2, 0.5) and (4, 1.5), mean (3, 1)
+
+
+def _two_rank_weighting_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    aligned, plane = AlignedMTL(TASKS, {}), PlaneTasks()
+    aligned(plane(RANK_GRADIENTS[rank]), [plane.shared]).backward()
+    famo, line = FAMO(TASKS, {}), LinearTasks()
+    famo(line(RANK_SLOPES[rank]), [line.shared]).backward()
+    result = {"aligned": list(aligned.weights().values()), "famo_grad": line.shared.grad.tolist()}
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def test_two_processes_weight_with_the_global_batch(tmp_path: Path) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_two_rank_weighting_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    expected = _aligned_weights_by_hand((2.0, 0.0), (1.0, 2.0), (1.0, 1.0))
+    assert results[0]["aligned"] == results[1]["aligned"], "the ranks computed different Aligned-MTL weights"
+    assert results[0]["aligned"] == pytest.approx(expected, rel=1e-9), "weights of the averaged gradients"
+    # FAMO's coefficients from the mean losses (3, 1) with z = (1/2, 1/2): k = (1/6, 1/2) / (2/3) = (1/4, 3/4)
+    for rank, (depth, semantic) in enumerate(RANK_SLOPES):
+        assert results[rank]["famo_grad"] == pytest.approx([0.25 * depth + 0.75 * semantic], rel=1e-6)

@@ -45,6 +45,7 @@ class ModelConfig:
     __pydantic_config__ = _SECTION
 
     architecture: Word = "hard"  # single | hard | cross_stitch | padnet | mti | pap
+    sharing: Literal["encoder", "neck"] = "encoder"  # what the tasks share: the encoder, or also one multi-scale decoder (hard, padnet, mti, pap)
     encoder: Word = "resnet18"  # resnet18 | resnet34 | resnet50 | mobilenetv3_large
     tasks: Annotated[list[Word], Field(max_length=8)] = field(default_factory=lambda: list(ALL_TASKS))  # any subset of depth, semantic, normals
     num_classes: Annotated[int, Strict(), Field(ge=2, le=1024)] = 7  # semantic classes (without the ignore id)
@@ -94,7 +95,7 @@ class TrainConfig:
     seed: Seed = 0  # seed of weights, data order and augmentation
     depth_loss: Word = "log_l1"  # log_l1 | silog
     normals_loss: Word = "cosine"  # cosine | angular
-    loss_weighting: Word = "fixed"  # fixed | uncertainty | dwa | gradnorm
+    loss_weighting: Word = "fixed"  # fixed | uncertainty | dwa | gradnorm | famo | aligned_mtl
     task_weights: Weights = field(default_factory=lambda: {t: 1.0 for t in ALL_TASKS})  # initial/fixed weights
     weighting_options: Annotated[dict[Word, Annotated[float, Strict(), Field(allow_inf_nan=False)]], Field(max_length=16)] = field(default_factory=dict)  # options of the weighting scheme (see training/weighting.py)
     aux_weight: NonNegFloat = 0.5  # weight of deep-supervision (intermediate) losses, where the architecture has them

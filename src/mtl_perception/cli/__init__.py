@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a network from a YAML config (torchrun for DDP)"),
     "evaluate": ("evaluate", "evaluate a checkpoint: metrics JSON and a contact sheet"),
     "study": ("evaluate", "train and compare single-task baselines and multi-task architectures (Δm)"),
+    "sim-to-real": ("evaluate", "score a model file on real frames with depth: metric and median-scaled depth, floor/wall IoU"),
     "model-info": ("model", "parameters and GFLOPs per task branch of a config's network"),
     "synth": ("data", "render the synthetic indoor dataset to a folder"),
     "export": ("inference", "export a checkpoint to a self-describing ONNX file"),

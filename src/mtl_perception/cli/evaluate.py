@@ -9,6 +9,9 @@ the ground truth's 480x640, depth capped at 10 m (``--max-depth``), the Eigen cr
 model's) are skipped with a line saying so.
 
 ``study``: single-task baselines against every multi-task architecture (Δm, cost); see ``evaluation/study.py``.
+
+``sim-to-real``: a model file on the real frames with depth of ``realdata/`` (and the NYUv2 test split with
+``--nyu-mat``) through the node's pipeline; see ``evaluation/sim_to_real.py`` and ``docs/sim_to_real.md``.
 """
 from __future__ import annotations
 
@@ -303,4 +306,74 @@ def study_main(args: argparse.Namespace) -> int:
     from mtl_perception.evaluation.study import StudyConfig, run_study
 
     run_study(StudyConfig.load(args.config, args.overrides))
+    return 0
+
+
+DEFAULT_REALDATA = "../shared/realdata"
+
+
+def add_sim_to_real_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="the model file (.onnx) to score, e.g. models/default.onnx")
+    parser.add_argument("--compare", default=None,
+                        help="a second model file scored on the same frames; its columns sit beside --model's")
+    parser.add_argument("--realdata", default=None,
+                        help=f"the realdata folder (nyu_demo, realsense_d435i, kitti_demo layouts; see "
+                             f"docs/sim_to_real.md); default: {DEFAULT_REALDATA} when it exists")
+    parser.add_argument("--nyu-mat", default=None,
+                        help="nyu_depth_v2_labeled.mat: also score the official 654 test frames, floor/wall IoU "
+                             "against NYU's own 40-class labels")
+    parser.add_argument("--out", default="sim_to_real", help="directory for report.json, report.md and strips/")
+
+
+def _model_tags(paths: list[Path]) -> list[str]:
+    """Column names of the models: file stems, made unique by their position."""
+    stems = [path.stem for path in paths]
+    return stems if len(set(stems)) == len(stems) else [f"{stem}#{i + 1}" for i, stem in enumerate(stems)]
+
+
+@command
+def sim_to_real_main(args: argparse.Namespace) -> int:
+    from itertools import chain
+
+    from tqdm import tqdm
+
+    from mtl_perception.evaluation.real_frames import NyuTestFrames, realdata_frames
+    from mtl_perception.evaluation.sim_to_real import ModelOnFrames, markdown_report, report_json, run_sim_to_real
+    from mtl_perception.fileio import atomic_write_bytes, check_output_dir, json_safe
+    from mtl_perception.safeload import check_path
+
+    out = check_output_dir(check_path(args.out, "--out"))
+    paths = [check_path(args.model, "--model")] + ([check_path(args.compare, "--compare")] if args.compare else [])
+    for flag_name, path in zip(("--model", "--compare"), paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"{flag_name} {path}: no such model file")
+    notes: list[str] = []
+    root = Path(args.realdata or DEFAULT_REALDATA)
+    if not root.is_dir():
+        if args.realdata:
+            raise NotADirectoryError(f"--realdata {root}: no such folder")
+        frames, skipped = [], [f"realdata: {root} is absent, real frames skipped (give --realdata DIR)"]
+    else:
+        frames, skipped = realdata_frames(root)
+    notes += skipped
+    nyu = NyuTestFrames(check_path(args.nyu_mat, "--nyu-mat")) if args.nyu_mat else None
+    count = len(frames) + (len(nyu) if nyu is not None else 0)
+    if count == 0:
+        raise ValueError("no real frames to score: " + "; ".join(skipped) + "; or give --nyu-mat")
+    models = []
+    try:
+        for path, tag in zip(paths, _model_tags(paths)):
+            models.append(ModelOnFrames(path, tag))
+        source = chain(frames, nyu if nyu is not None else ())
+        reports = run_sim_to_real(models, source, out, progress=lambda it: tqdm(it, total=count, desc="frames"))
+    finally:
+        for model in models:
+            model.close()
+    markdown = markdown_report(reports, notes)
+    atomic_write_bytes(out / "report.json", json.dumps(json_safe(report_json(reports, notes)), indent=2,
+                                                       allow_nan=False).encode())
+    atomic_write_bytes(out / "report.md", markdown.encode())
+    print(markdown, end="")
+    print(f"scored {count} frames with {len(models)} model(s); wrote {out / 'report.json'}, {out / 'report.md'} "
+          f"and {out / 'strips'}")
     return 0

@@ -1,4 +1,5 @@
-"""``mtl-perception model-info``: parameters and GFLOPs per task branch at a given resolution."""
+"""``mtl-perception model-info``: parameters and GFLOPs per branch (encoder, neck, each task) at a given
+resolution, and the ratio to one single-task network per task with the same settings."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,8 @@ def add_model_info_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command
 def model_info_main(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from mtl_perception.config import load_config
     from mtl_perception.model.flops import format_profile, profile_model
     from mtl_perception.model.network import build_model
@@ -31,9 +34,14 @@ def model_info_main(args: argparse.Namespace) -> int:
     height, width = args.height or config.data.height, args.width or config.data.width
     check_allocation(height * width * PROFILE_BYTES_PER_PIXEL, f"profiling the network at {height}x{width}",
                      "give a smaller --height/--width")
-    model = build_model(config.model).eval()
-    print(f"architecture={config.model.architecture} encoder={config.model.encoder} "
+    untrained = dataclasses.replace(config.model, pretrained=None)  # counting needs no weights file
+    model = build_model(untrained).eval()
+    single_task = None
+    if config.model.architecture != "single":
+        baseline = build_model(dataclasses.replace(untrained, architecture="single", sharing="encoder", options={}))
+        single_task = profile_model(baseline, height, width)
+    print(f"architecture={config.model.architecture} sharing={config.model.sharing} encoder={config.model.encoder} "
           f"tasks={','.join(config.model.tasks)} "
           f"input={height}x{width}")
-    print(format_profile(profile_model(model, height, width)))
+    print(format_profile(profile_model(model, height, width), single_task))
     return 0

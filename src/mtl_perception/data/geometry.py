@@ -6,8 +6,11 @@ of REP-103 (x right, y down, z forward). Rays are cast with camera-frame directi
 
 Every primitive answers three questions, all vectorised over rays or points:
 ``hull_points()`` (world points whose convex hull contains it, for screen-space culling),
-``intersect(origin, dirs)`` (ray parameter of the nearest hit in front of the origin, ``inf`` on a miss)
-and ``surface(points)`` (outward world normals and 2-D texture coordinates in metres at hit points).
+``intersect(origin, dirs)`` (ray parameter of the nearest hit in front of the origin, ``inf`` on a miss;
+rays are given component-first: ``dirs`` (3, ...) and ``origin`` (3,) or (3, ...), which keeps every
+NumPy operation on contiguous planes)
+and ``surface(points)`` (outward world normals and 2-D texture coordinates in metres at hit points) and
+``distance(points)`` (distance from world points to the solid, 0 inside; the renderer's ambient occlusion).
 """
 from __future__ import annotations
 
@@ -80,13 +83,13 @@ class Camera:
 
 
 def camera_rays(K: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Camera-frame ray directions (H, W, 3) float32 with unit z component."""
+    """Camera-frame ray directions, component-first (3, H, W) float32, with unit z component."""
     u = (np.arange(width, dtype=np.float64) - K[0, 2]) / K[0, 0]
     v = (np.arange(height, dtype=np.float64) - K[1, 2]) / K[1, 1]
-    rays = np.empty((height, width, 3), np.float32)
-    rays[:, :, 0] = u[None, :]
-    rays[:, :, 1] = v[:, None]
-    rays[:, :, 2] = 1.0
+    rays = np.empty((3, height, width), np.float32)
+    rays[0] = u[None, :]
+    rays[1] = v[:, None]
+    rays[2] = 1.0
     return rays
 
 
@@ -98,6 +101,13 @@ def _rotate_z(vectors: np.ndarray, angle: float) -> np.ndarray:
     out[..., 1] = s * vectors[..., 0] + c * vectors[..., 1]
     out[..., 2] = vectors[..., 2]
     return out
+
+
+def _planes(origin: np.ndarray, center: Sequence[float], like: np.ndarray) -> np.ndarray:
+    """``origin - center`` component-first, shaped to broadcast against ray planes like ``like`` (3, ...)."""
+    o = np.asarray(origin, np.float32)
+    c = np.asarray(center, np.float32).reshape((3,) + (1,) * (o.ndim - 1))
+    return (o - c).reshape((3,) + (1,) * (like.ndim - 1)) if o.ndim == 1 else o - c
 
 
 def _first_positive(*candidates: np.ndarray) -> np.ndarray:
@@ -123,15 +133,19 @@ class Box:
         return _rotate_z(signs * np.asarray(self.half_size, np.float32), self.yaw) + np.asarray(self.center, np.float32)
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        o = _rotate_z(np.asarray(origin, np.float32) - np.asarray(self.center, np.float32), -self.yaw)
-        d = _rotate_z(dirs, -self.yaw)
-        half = np.asarray(self.half_size, np.float32)
+        o = _planes(origin, self.center, dirs)
+        c, s = np.float32(np.cos(self.yaw)), np.float32(np.sin(self.yaw))
+        local_o = (c * o[0] + s * o[1], c * o[1] - s * o[0], o[2])
+        local_d = (c * dirs[0] + s * dirs[1], c * dirs[1] - s * dirs[0], dirs[2])
+        t_near = t_far = None
         with np.errstate(divide="ignore", invalid="ignore"):
-            inv = np.float32(1.0) / d
-            t_lo = (-half - o) * inv
-            t_hi = (half - o) * inv
-        t_near = np.minimum(t_lo, t_hi).max(axis=-1)
-        t_far = np.maximum(t_lo, t_hi).min(axis=-1)
+            for axis, half in enumerate(self.half_size):
+                inv = np.float32(1.0) / local_d[axis]
+                t_lo = (np.float32(-half) - local_o[axis]) * inv
+                t_hi = (np.float32(half) - local_o[axis]) * inv
+                near, far = np.minimum(t_lo, t_hi), np.maximum(t_lo, t_hi)
+                t_near = near if t_near is None else np.maximum(t_near, near, out=near)
+                t_far = far if t_far is None else np.minimum(t_far, far, out=far)
         hit = (t_near <= t_far) & (t_near > HIT_EPS)
         return np.where(hit, t_near, np.float32(np.inf)).astype(np.float32, copy=False)
 
@@ -145,6 +159,11 @@ class Box:
         in_plane = np.array([[1, 2], [0, 2], [0, 1]])[axis]
         uv = np.take_along_axis(local + half, in_plane, axis=1)
         return _rotate_z(normals, self.yaw), uv
+
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        local = _rotate_z(points - np.asarray(self.center, np.float32), -self.yaw)
+        outside = np.maximum(np.abs(local) - np.asarray(self.half_size, np.float32), np.float32(0.0))
+        return np.sqrt(np.einsum("ij,ij->i", outside, outside))
 
 
 @dataclass(frozen=True)
@@ -161,10 +180,10 @@ class Sphere:
         return signs * np.float32(self.radius) + np.asarray(self.center, np.float32)
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        oc = np.asarray(origin, np.float32) - np.asarray(self.center, np.float32)
-        a = np.einsum("...i,...i->...", dirs, dirs)
-        b = np.einsum("...i,...i->...", dirs, oc)
-        c = np.einsum("...i,...i->...", oc, oc) - np.float32(self.radius) ** 2
+        oc = _planes(origin, self.center, dirs)
+        a = dirs[0] * dirs[0] + dirs[1] * dirs[1] + dirs[2] * dirs[2]
+        b = dirs[0] * oc[0] + dirs[1] * oc[1] + dirs[2] * oc[2]
+        c = oc[0] * oc[0] + oc[1] * oc[1] + oc[2] * oc[2] - np.float32(self.radius) ** 2
         disc = b * b - a * c
         with np.errstate(invalid="ignore"):
             root = np.sqrt(disc)
@@ -177,6 +196,10 @@ class Sphere:
         lon = np.arctan2(normals[:, 1], normals[:, 0]) * np.float32(self.radius)
         lat = np.arcsin(np.clip(normals[:, 2], -1.0, 1.0)) * np.float32(self.radius)
         return normals, np.stack([lon, lat], axis=1).astype(np.float32)
+
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        gap = np.linalg.norm(points - np.asarray(self.center, np.float32), axis=1) - np.float32(self.radius)
+        return np.maximum(gap, np.float32(0.0))
 
 
 @dataclass(frozen=True)
@@ -197,9 +220,8 @@ class Cylinder:
                          for z in (self.z_min, self.z_max)], np.float32)
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-        o = np.asarray(origin, np.float32) - np.array([self.x, self.y, 0.0], np.float32)
-        ox, oy, oz = o[..., 0], o[..., 1], o[..., 2]
-        dx, dy, dz = dirs[..., 0], dirs[..., 1], dirs[..., 2]
+        ox, oy, oz = _planes(origin, (self.x, self.y, 0.0), dirs)
+        dx, dy, dz = dirs[0], dirs[1], dirs[2]
         r2 = np.float32(self.radius) ** 2
         a = dx * dx + dy * dy
         b = ox * dx + oy * dy
@@ -235,6 +257,12 @@ class Cylinder:
         uv = np.stack([np.where(cap, rel[:, 0], angle), np.where(cap, rel[:, 1], rel[:, 2])], axis=1)
         return normals, uv.astype(np.float32)
 
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        radial = np.maximum(np.hypot(points[:, 0] - np.float32(self.x), points[:, 1] - np.float32(self.y))
+                            - np.float32(self.radius), np.float32(0.0))
+        axial = np.maximum(np.maximum(np.float32(self.z_min) - points[:, 2], points[:, 2] - np.float32(self.z_max)), np.float32(0.0))
+        return np.hypot(radial, axial)
+
 
 Primitive = Box | Sphere | Cylinder
 
@@ -244,27 +272,35 @@ FLOOR_FACE, CEILING_FACE = 4, 5
 
 @dataclass(frozen=True)
 class Room:
-    """The inside of an axis-aligned box [0, Lx] x [0, Ly] x [0, Lz] (metres): floor, 4 walls, ceiling."""
+    """The inside of an axis-aligned box [0, Lx] x [0, Ly] x [0, Lz] (metres): floor, 4 walls, ceiling.
+
+    Wall texture coordinates are (position along the wall, height above the floor), floor and ceiling (x, y).
+    """
 
     size: tuple[float, float, float]
     floor: Material = field(default_factory=Material)
     walls: tuple[Material, Material, Material, Material] = (Material(),) * 4  # faces x=0, x=Lx, y=0, y=Ly
     ceiling: Material = field(default_factory=Material)
+    kind: str = "room"  # what the room is used as (the scene sampler furnishes it accordingly)
 
     def contains(self, point: np.ndarray, margin: float = 0.0) -> bool:
         p = np.asarray(point, np.float64)
         return bool(np.all(p >= margin) and np.all(p <= np.asarray(self.size) - margin))
 
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exit parameter (N,) and face id (N,) of rays starting inside the room."""
+        """Exit parameter (...) and face id (...) of rays (3, ...) starting inside the room at ``origin`` (3,)."""
         o = np.asarray(origin, np.float32)
-        size = np.asarray(self.size, np.float32)
+        t = np.full(dirs.shape[1:], np.inf, np.float32)
+        face = np.zeros(dirs.shape[1:], np.int16)
         with np.errstate(divide="ignore", invalid="ignore"):
-            t_axes = np.where(dirs > 0, (size - o) / dirs, np.where(dirs < 0, -o / dirs, np.float32(np.inf)))
-        axis = np.argmin(t_axes, axis=-1)
-        t = np.take_along_axis(t_axes, axis[..., None], axis=-1)[..., 0]
-        positive = np.take_along_axis(dirs, axis[..., None], axis=-1)[..., 0] > 0
-        return t.astype(np.float32, copy=False), (2 * axis + positive).astype(np.int16)
+            for axis in range(3):
+                d = dirs[axis]
+                positive = d > 0
+                t_axis = np.where(positive, (np.float32(self.size[axis]) - o[axis]) / d, -o[axis] / d)
+                closer = (t_axis < t) & (d != 0)
+                t = np.where(closer, t_axis, t)
+                face = np.where(closer, (2 * axis + positive).astype(np.int16), face)
+        return t, face
 
     def face_material(self, face: int) -> Material:
         if face == FLOOR_FACE:

@@ -1,4 +1,5 @@
-"""Multi-scale decoder: fuses a stride 4-32 feature pyramid into one stride-4 feature map."""
+"""Multi-scale decoders over a stride 4-32 feature pyramid: its per-level maps (``FeaturePyramid``) or one
+fused stride-4 map (``PyramidDecoder``)."""
 from __future__ import annotations
 
 import torch
@@ -15,23 +16,18 @@ def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3) -> nn.Sequential:
     )
 
 
-class PyramidDecoder(nn.Module):
-    """FPN-style top-down decoder.
-
-    Each pyramid level is projected to ``channels``, merged top-down (coarse upsampled and added to
-    fine), smoothed, and every level is then upsampled to stride 4 and summed. Returns the fused
-    stride-4 map; ``forward_levels`` also returns the per-level maps for architectures that need them.
-    """
+class FeaturePyramid(nn.Module):
+    """FPN-style top-down pathway: each pyramid level projected to ``channels`` (1x1), merged top-down
+    (coarse upsampled and added to fine) and smoothed (3x3 conv-bn-relu). Returns the per-level maps,
+    finest first (MTI-Net's shared neck reads them as each scale's base features)."""
 
     def __init__(self, in_channels: tuple[int, ...] | list[int], channels: int = 64) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
         self.smooth = nn.ModuleList(conv_bn_relu(channels, channels) for _ in in_channels)
-        self.fuse = conv_bn_relu(channels, channels)
         self.out_channels = channels
 
-    def forward_levels(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Top-down merged and smoothed maps, finest first."""
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         merged: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
         top = self.lateral[-1](features[-1])
         merged[-1] = top
@@ -40,8 +36,17 @@ class PyramidDecoder(nn.Module):
             merged[i] = top
         return [smooth(m) for smooth, m in zip(self.smooth, merged)]
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        levels = self.forward_levels(features)
+
+class PyramidDecoder(FeaturePyramid):
+    """The feature pyramid's levels upsampled to stride 4, summed and fused (3x3 conv-bn-relu): one
+    stride-4 map."""
+
+    def __init__(self, in_channels: tuple[int, ...] | list[int], channels: int = 64) -> None:
+        super().__init__(in_channels, channels)
+        self.fuse = conv_bn_relu(channels, channels)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        levels = super().forward(features)
         size = levels[0].shape[-2:]
         total = levels[0]
         for level in levels[1:]:

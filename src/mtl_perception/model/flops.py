@@ -1,4 +1,4 @@
-"""Parameter and compute counts of a network, per branch (shared encoder, each task, other modules).
+"""Parameter and compute counts of a network, per branch (shared encoder, shared neck, each task, other modules).
 
 Compute is counted as multiply-accumulates (MACs) of convolution, transposed-convolution and linear
 layers, measured with forward hooks on one image of the given size; bias additions, normalisation,
@@ -6,7 +6,8 @@ activations, pooling and resampling are not counted. GFLOPs are reported as 2 * 
 
 Branches: a module or parameter whose dotted path contains a task name belongs to that task
 (``decoders.depth.*`` and ``outputs.depth.*`` -> ``depth``; ``nets.depth.encoder.*`` -> ``depth``);
-anything else belongs to the first component of its path (``encoder``, ``cross_stitch``, ...).
+anything else belongs to the first component of its path (``encoder``, ``neck``, ``cross_stitch``, ...), where
+``decoder`` (the shared decoder of ``padnet`` and ``pap``, named so in their checkpoints) is reported as ``neck``.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from torch import nn
 from mtl_perception.tasks import ALL_TASKS
 
 COUNTED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+BRANCH_NAMES = {"decoder": "neck"}  # top-level module name -> the branch it is reported as
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,14 @@ def layer_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torc
 
 
 def branch_of(path: str, tasks: Iterable[str]) -> str:
-    """Branch of a dotted module/parameter path: the first component that is a task, else the first component."""
+    """Branch of a dotted module/parameter path: the first component that is a task, else the first component
+    (renamed by ``BRANCH_NAMES``)."""
     parts = path.split(".")
     task_set = set(tasks)
     for part in parts:
         if part in task_set:
             return part
-    return parts[0] if parts[0] else "model"
+    return BRANCH_NAMES.get(parts[0], parts[0]) if parts[0] else "model"
 
 
 def count_macs(model: nn.Module, image: torch.Tensor) -> dict[str, int]:
@@ -143,14 +146,23 @@ def profile_model(model: nn.Module, height: int, width: int, tasks: Iterable[str
     return ModelProfile(height, width, branches)
 
 
-def format_profile(profile: ModelProfile) -> str:
-    """A text table: branch, parameters (millions), GMACs and GFLOPs, with a total row."""
+def format_profile(profile: ModelProfile, single_task: ModelProfile | None = None) -> str:
+    """A text table: branch, parameters (millions), GMACs and GFLOPs, with a total row; with ``single_task``
+    (the profile of one single-task network per task, same settings), also their totals and the ratios."""
     header = f"{'branch':<16}{'params (M)':>12}{'GMACs':>10}{'GFLOPs':>10}"
     rule = "-" * len(header)
-    rows = [f"{b.name:<16}{b.parameters / 1e6:>12.3f}{b.macs / 1e9:>10.3f}{b.gflops:>10.3f}" for b in profile.branches]
-    total = f"{'total':<16}{profile.parameters / 1e6:>12.3f}{profile.macs / 1e9:>10.3f}{profile.gflops:>10.3f}"
+
+    def row(name: str, parameters: int, macs: int) -> str:
+        return f"{name:<16}{parameters / 1e6:>12.3f}{macs / 1e9:>10.3f}{2 * macs / 1e9:>10.3f}"
+
+    rows = [row(b.name, b.parameters, b.macs) for b in profile.branches]
     note = f"input 1x3x{profile.height}x{profile.width}; MACs of conv/linear layers; GFLOPs = 2 x MACs / 1e9"
-    return "\n".join([note, header, rule, *rows, rule, total])
+    lines = [note, header, rule, *rows, rule, row("total", profile.parameters, profile.macs)]
+    if single_task is not None:
+        lines += [row(f"single-task x{len(single_task.branches)}", single_task.parameters, single_task.macs),
+                  f"total / {len(single_task.branches)} single-task networks: GFLOPs {profile.macs / single_task.macs:.2f}, "
+                  f"params {profile.parameters / single_task.parameters:.2f}"]
+    return "\n".join(lines)
 
 
 __all__ = ["BranchProfile", "ModelProfile", "profile_model", "format_profile", "count_macs", "layer_macs", "branch_of"]

@@ -13,10 +13,10 @@ from torch import nn
 
 from mtl_perception.config import ModelConfig
 from mtl_perception.model import interaction  # noqa: F401  (registers every interaction architecture)
-from mtl_perception.model.decoder import PyramidDecoder
 from mtl_perception.model.encoders import build_encoder
 from mtl_perception.model.heads import make_task_output
 from mtl_perception.model.registry import ARCHITECTURES, MultiTaskNet, register
+from mtl_perception.model.sharing import BOTH_DEPTHS, build_decoders, decode, last_shared_layer
 from mtl_perception.tasks import validate_tasks
 
 __all__ = ["ARCHITECTURES", "HardSharingNet", "MultiTaskNet", "SingleTaskNets", "build_model", "count_parameters",
@@ -25,23 +25,26 @@ __all__ = ["ARCHITECTURES", "HardSharingNet", "MultiTaskNet", "SingleTaskNets", 
 
 @register("hard")
 class HardSharingNet(MultiTaskNet):
-    """Hard parameter sharing: one shared encoder, one pyramid decoder and head per task."""
+    """Hard parameter sharing: one shared encoder, then per ``sharing`` either a pyramid decoder per task
+    (``encoder``) or one shared pyramid decoder, the neck (``neck``); a light head per task."""
+
+    sharing_depths = BOTH_DEPTHS
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.tasks = validate_tasks(config.tasks)
         self.encoder = build_encoder(config.encoder, config.pretrained)
-        self.decoders = nn.ModuleDict({t: PyramidDecoder(self.encoder.out_channels, config.decoder_channels) for t in self.tasks})
+        self.neck, self.decoders = build_decoders(config, self.encoder.out_channels)
         self.outputs = nn.ModuleDict({t: make_task_output(config, t, config.decoder_channels) for t in self.tasks})
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         size = (image.shape[-2], image.shape[-1])
-        features = self.encoder(image)
-        return {t: self.outputs[t](self.decoders[t](features), size) for t in self.tasks}
+        decoded = decode(self.neck, self.decoders, self.encoder(image), self.tasks)
+        return {t: self.outputs[t](decoded[t], size) for t in self.tasks}
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
-        """The encoder's last stage: the last layers every task shares (for GradNorm)."""
-        return list(self.encoder.stages[-1].parameters())
+        """The last layers every task shares (for GradNorm): the neck's fusion layer, else the encoder's last stage."""
+        return last_shared_layer(self.encoder, self.neck)
 
 
 @register("single")
@@ -64,10 +67,16 @@ class SingleTaskNets(MultiTaskNet):
 
 
 def build_model(config: ModelConfig) -> MultiTaskNet:
-    """Build the network a ModelConfig describes; raise ValueError listing valid architectures."""
+    """Build the network a ModelConfig describes; ValueError listing the valid architectures (for an unknown
+    one, or for a sharing depth the architecture does not offer)."""
     if config.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{config.architecture}'; valid: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[config.architecture](config)
+    architecture = ARCHITECTURES[config.architecture]
+    if config.sharing not in architecture.sharing_depths:
+        accepting = sorted(name for name, cls in ARCHITECTURES.items() if config.sharing in cls.sharing_depths)
+        raise ValueError(f"model.sharing '{config.sharing}' does not apply to architecture '{config.architecture}'; "
+                         f"architectures that accept it: {accepting}")
+    return architecture(config)
 
 
 def count_parameters(module: nn.Module) -> int:

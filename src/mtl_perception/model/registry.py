@@ -12,17 +12,17 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from mtl_perception.config import ModelConfig
-
 
 class MultiTaskNet(nn.Module):
     """A network whose forward maps an image batch to ``{task: tensor}``.
 
     Besides ``forward``, it tells the trainer which parameters the tasks share last (gradient-based loss
-    weighting such as GradNorm) and how to group its parameters for the optimiser.
+    weighting such as GradNorm) and how to group its parameters for the optimiser. ``sharing_depths`` lists
+    the ``ModelConfig.sharing`` values it accepts (``build_model`` refuses the others).
     """
 
     tasks: list[str]
+    sharing_depths: tuple[str, ...] = ("encoder",)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
@@ -36,7 +36,7 @@ class MultiTaskNet(nn.Module):
         return [{"params": list(self.parameters()), "lr": base_lr}]
 
 
-ARCHITECTURES: dict[str, Callable[[ModelConfig], MultiTaskNet]] = {}
+ARCHITECTURES: dict[str, type[MultiTaskNet]] = {}
 
 
 def register(name: str) -> Callable[[type], type]:

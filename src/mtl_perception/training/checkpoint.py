@@ -17,6 +17,8 @@ from mtl_perception.config import ExperimentConfig, config_from_dict
 from mtl_perception.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "mtl_perception.checkpoint/1"
+# Architectures whose checkpoints from before ``model.sharing`` existed share the decoder (today's ``neck``).
+NECK_BEFORE_SHARING = ("padnet", "pap")
 
 
 class CheckpointError(RuntimeError):
@@ -71,12 +73,21 @@ def describe_load_error(exc: BaseException) -> str:
     return ", ".join(parts) or text.strip().splitlines()[0]
 
 
+def with_sharing(raw_config: Any) -> Any:
+    """A checkpoint's config with ``model.sharing`` filled in where it predates the key: ``neck`` for the
+    architectures that shared their decoder then (``NECK_BEFORE_SHARING``); others keep the default ``encoder``."""
+    model = raw_config.get("model") if isinstance(raw_config, dict) else None
+    if isinstance(model, dict) and "sharing" not in model and model.get("architecture") in NECK_BEFORE_SHARING:
+        return {**raw_config, "model": {**model, "sharing": "neck"}}
+    return raw_config
+
+
 def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ExperimentConfig, dict[str, Any]]:
     """Rebuild the network a checkpoint was trained with and load its weights (eval mode)."""
     from mtl_perception.model.network import build_model
 
     state = load_checkpoint(path, map_location)
-    config = config_from_dict(state["config"])
+    config = config_from_dict(with_sharing(state["config"]))
     config.model.pretrained = None  # the checkpoint already holds the trained weights
     model = build_model(config.model)
     try:

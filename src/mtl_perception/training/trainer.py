@@ -48,7 +48,7 @@ class TrainResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     best_score: float | None = None
     out_dir: str = ""
-    loss_history: list[float] = field(default_factory=list)  # unweighted sum of task losses per step of this run
+    loss_history: list[dict[str, float]] = field(default_factory=list)  # each step's task losses (this run, this process)
 
 
 def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
@@ -247,12 +247,12 @@ class Trainer:
         loader = _collate_loader(self.train_set, sampler, self.config.data.workers, self.pin_memory)
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         metrics: dict[str, dict[str, float]] = {}
-        history: list[float] = []
+        history: list[dict[str, float]] = []
         start_step, started, side_seconds = self.step, time.perf_counter(), 0.0
         self.model.train()
         for batch in loader:
             losses = self._train_step(batch_to_device(batch, self.device))
-            history.append(sum(losses.values()))
+            history.append(losses)
             self.step += 1
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
@@ -279,12 +279,35 @@ class Trainer:
         return TrainResult(self.step, seconds, images / seconds if seconds > 0 else 0.0, metrics, self.best_score,
                            str(self.out_dir), history)
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         t = self.config.train
         with torch.autocast(device_type=self.device.type, enabled=self.amp):
-            outputs = self.model(batch["image"])
+            outputs = model(batch["image"])
         outputs = {k: v.float() for k, v in outputs.items()}
-        losses = compute_losses(outputs, batch, self.tasks, t.depth_loss, t.normals_loss, t.aux_weight)
+        return compute_losses(outputs, batch, self.tasks, t.depth_loss, t.normals_loss, t.aux_weight)
+
+    def _losses_after_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The batch's losses under the updated weights: no grad, still in training mode (batch statistics, like
+        the step's own losses), and the network's buffers (BatchNorm running statistics) left as they were."""
+        network = self.network
+        saved = [buffer.clone() for buffer in network.buffers()]
+        with torch.no_grad():
+            losses = {k: float(v) for k, v in self._losses(network, batch).items()}
+            for buffer, value in zip(network.buffers(), saved):
+                buffer.copy_(value)
+        return losses
+
+    def _global_mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Per-task values averaged over the DDP processes (a collective); themselves in a single process."""
+        if not self.dist.enabled:
+            return values
+        names = list(values)
+        summed = all_reduce_sum(np.array([values[k] for k in names], dtype=np.float64), self.dist, self.device)
+        return {k: float(v) / self.dist.world_size for k, v in zip(names, summed)}
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        t = self.config.train
+        losses = self._losses(self.model, batch)
         total = self.weighting(losses, _shared_parameters(self.model))
         check_finite_loss(total, losses, self.step, self.dist, self.device)
         self.optimizer.zero_grad(set_to_none=True)
@@ -299,12 +322,12 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         values = {k: float(v.detach()) for k, v in losses.items()}
-        if self.dist.enabled:  # the weighting's bookkeeping (DWA history, GradNorm renormalisation) sees the global losses
-            names = list(values)
-            summed = all_reduce_sum(np.array([values[k] for k in names], dtype=np.float64), self.dist, self.device)
-            self.weighting.after_step({k: float(v) / self.dist.world_size for k, v in zip(names, summed)})
-        else:
-            self.weighting.after_step(values)
+        # the weighting's bookkeeping (DWA history, GradNorm renormalisation, FAMO's logits) sees the global
+        # losses, so that every process keeps the same weighting state
+        before = self._global_mean(values)
+        self.weighting.after_step(before)
+        if self.weighting.RECOMPUTES_LOSSES:
+            self.weighting.after_recompute(before, self._global_mean(self._losses_after_step(batch)))
         return values
 
     def _validate_and_track(self, writer: Any) -> dict[str, dict[str, float]]:

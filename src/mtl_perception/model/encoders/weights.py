@@ -11,22 +11,87 @@ optionally wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` and/or prefi
 
 Classifier weights (``fc.``, ``classifier.``, ``conv_head.``, ``head.``) are dropped. A file that does
 not fit raises ValueError naming the first missing and unexpected keys.
+
+Before a file is read, its SHA-256 is computed (``verify_weights_file``): a file named like one of torchvision's
+ImageNet files in ``KNOWN_WEIGHTS`` must have that file's digest (a truncated or swapped download is refused
+with the expected digest and the URL); any other name is accepted and its digest logged.
 """
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
 
+from mtl_perception.fileio import file_sha256
 from mtl_perception.model.encoders.base import Encoder
 from mtl_perception.model.encoders.mobilenet import InvertedResidual, MobileNetV3Encoder
 from mtl_perception.model.encoders.resnet import ResNetEncoder
 
 CLASSIFIER_PREFIXES = ("fc.", "classifier.", "conv_head.", "head.")
 SHOWN_KEYS = 5  # how many offending keys an error message lists
+LOG = logging.getLogger(__name__)
+TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """One of torchvision's ImageNet weight files that an encoder of this package loads."""
+
+    file_name: str  # torchvision's name; the hex after the dash is the first 8 digits of the SHA-256
+    encoder: str  # model.encoder that loads it
+    release: str  # torchvision's weights enum member
+    sha256: str  # expected digest: the full 64 hex digits, or a prefix where no full digest is known
+    size: int  # bytes
+
+    @property
+    def url(self) -> str:
+        return TORCHVISION_MODELS_URL + self.file_name
+
+
+# torchvision's ImageNet-1K files for the encoders of this package (docs/nyuv2.md says where the digests
+# come from). Legacy names such as resnet18-5c106cde.pth do not embed a SHA-256 prefix and are not listed.
+KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
+    KnownWeights("resnet18-f37072fd.pth", "resnet18", "ResNet18_Weights.IMAGENET1K_V1",
+                 "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec", 46_830_571),
+    KnownWeights("resnet34-b627a593.pth", "resnet34", "ResNet34_Weights.IMAGENET1K_V1",
+                 "b627a593bcbe140c234610266fe4f8ae95ea42fc881d091c9b6052e6b1d0590f", 87_319_819),
+    KnownWeights("resnet50-0676ba61.pth", "resnet50", "ResNet50_Weights.IMAGENET1K_V1",
+                 "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a", 102_530_333),
+    KnownWeights("resnet50-11ad3fa6.pth", "resnet50", "ResNet50_Weights.IMAGENET1K_V2",
+                 "11ad3fa62ca79e40addfd354a8ec4b7c75143b3038b8d2a807fbc68deab379ca", 102_540_417),
+    KnownWeights("mobilenet_v3_large-8738ca79.pth", "mobilenetv3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
+                 "8738ca797c879b547d18bbd15da5736ff2557b2036a9af72225393ca61759a04", 22_139_423),
+    KnownWeights("mobilenet_v3_large-5c1a4163.pth", "mobilenetv3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2",
+                 "5c1a416349c4cf298f2a6a5e2600ed0ee55e604713578f5e74e6bc8bcaef7997", 22_132_113),
+)
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file not found: {path} (set model.pretrained to an existing file or leave it empty)")
+    return path
+
+
+def verify_weights_file(path: str | Path, known: tuple[KnownWeights, ...] = KNOWN_WEIGHTS) -> tuple[str, KnownWeights | None]:
+    """(SHA-256 of ``path``, the known file its name names or None); ValueError when the digest does not match."""
+    path = _existing_file(path)
+    digest = file_sha256(path)
+    entry = next((k for k in known if k.file_name == path.name), None)
+    if entry is None:
+        LOG.warning("pretrained weights %s: not a known torchvision file name, loaded unchecked (SHA-256 %s)", path, digest)
+        return digest, None
+    if not digest.startswith(entry.sha256):
+        raise ValueError(f"pretrained weights {path}: expected SHA-256 {entry.sha256} ({entry.size} bytes) of torchvision's "
+                         f"{entry.file_name}, got {digest} ({path.stat().st_size} bytes); the file is damaged or another one: "
+                         f"download it again from {entry.url}")
+    LOG.info("pretrained weights %s: torchvision %s, SHA-256 %s verified", path, entry.release, digest)
+    return digest, entry
+
 
 # A layout maps one of our state-dict keys to the key the same tensor has in another layout.
 KeyMapper = Callable[[Encoder, str], str]
@@ -41,6 +106,8 @@ class LoadReport:
     loaded: int  # tensors copied into the encoder
     skipped: int  # classifier tensors in the file that were ignored
     kept_default: int  # buffers absent from the file that kept their value (num_batches_tracked)
+    sha256: str  # digest of the file
+    release: str | None  # the torchvision release the file was verified as, None for other files
 
 
 def _identity(encoder: Encoder, key: str) -> str:
@@ -119,9 +186,7 @@ def layouts_for(encoder: Encoder) -> dict[str, KeyMapper]:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a weights file, unwrapped from ``state_dict``/``model`` and the ``module.`` prefix."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: {path} (set model.pretrained to an existing file or leave it empty)")
+    path = _existing_file(path)
     if path.suffix == ".safetensors":
         if importlib.util.find_spec("safetensors") is None:
             raise ValueError(f"{path} is a .safetensors file but the 'safetensors' package is not installed; pip install safetensors, or convert it to a .pth state dict")
@@ -152,7 +217,11 @@ def _shown(keys: list[str]) -> str:
 
 
 def load_pretrained(encoder: Encoder, path: str | Path) -> LoadReport:
-    """Copy the weights in ``path`` into ``encoder``; raise ValueError if the file does not fit it."""
+    """Copy the weights in ``path`` into ``encoder``; raise ValueError if the file does not fit it.
+
+    The file's digest is checked first (``verify_weights_file``), so a damaged known file is refused unread.
+    """
+    digest, known = verify_weights_file(path)
     file_tensors = read_state_dict(path)
     kept = {k: v for k, v in file_tensors.items() if not k.startswith(CLASSIFIER_PREFIXES)}
     skipped = len(file_tensors) - len(kept)
@@ -185,7 +254,8 @@ def load_pretrained(encoder: Encoder, path: str | Path) -> LoadReport:
         )
     new_state = {external_to_own[k]: v for k, v in kept.items()}
     encoder.load_state_dict(new_state, strict=False)
-    return LoadReport(str(path), layout, loaded=len(new_state), skipped=skipped, kept_default=len(own) - len(new_state))
+    return LoadReport(str(path), layout, loaded=len(new_state), skipped=skipped, kept_default=len(own) - len(new_state),
+                      sha256=digest, release=known.release if known else None)
 
 
-__all__ = ["KeyMapper", "LoadReport", "load_pretrained", "read_state_dict", "layouts_for", "resnet_key", "torchvision_mobilenet_key", "timm_mobilenet_key"]
+__all__ = ["KNOWN_WEIGHTS", "KeyMapper", "KnownWeights", "LoadReport", "load_pretrained", "verify_weights_file", "read_state_dict", "layouts_for", "resnet_key", "torchvision_mobilenet_key", "timm_mobilenet_key"]

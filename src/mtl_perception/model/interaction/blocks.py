@@ -61,12 +61,10 @@ def aux_key(stage: str, task: str) -> str:
     return f"{AUX_PREFIX}{stage}/{task}"
 
 
-def initial_predictions(heads: nn.ModuleDict, branch: dict[str, torch.Tensor],
-                        shared: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each task branch's intermediate prediction ``aux/initial/<task>`` at the shared map's size (PAD-Net,
-    PAP-Net: deep supervision in training mode)."""
-    size = (shared.shape[-2], shared.shape[-1])
-    return {aux_key("initial", t): heads[t](features, size) for t, features in branch.items()}
+def initial_predictions(heads: nn.ModuleDict, branch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each task branch's intermediate prediction ``aux/initial/<task>`` at the branch features' size
+    (stride 4; PAD-Net, PAP-Net: deep supervision in training mode)."""
+    return {aux_key("initial", t): heads[t](x, (x.shape[-2], x.shape[-1])) for t, x in branch.items()}
 
 
 def task_branch(channels: int) -> nn.Sequential:

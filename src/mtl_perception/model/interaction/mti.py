@@ -1,9 +1,11 @@
 """MTI-Net (Vandenhende et al., ECCV 2020): multi-scale multi-modal distillation.
 
 Coarse to fine over the encoder's four scales (strides 32, 16, 8, 4):
-1. initial task features at each scale from the shared projection of the backbone features,
-   concatenated (below stride 32) with the task's features propagated from the coarser scale; each
-   makes an initial prediction, supervised as ``aux/s<stride>/<task>`` in training mode;
+1. initial task features at each scale from that scale's shared base features (``sharing: encoder``:
+   a 1x1 projection of the backbone level, ``projections``; ``sharing: neck``: the level of one shared
+   FPN-style feature pyramid, ``neck``), concatenated (below stride 32) with the task's features
+   propagated from the coarser scale; each makes an initial prediction, supervised as
+   ``aux/s<stride>/<task>`` in training mode;
 2. a feature propagation module turns the initial task features of a scale into per-task features
    for the next finer scale: a shared cross-task map (all tasks concatenated) that every task filters
    with its own channel gate (squeeze-excitation), added to its own features;
@@ -17,12 +19,13 @@ import torch
 from torch import nn
 
 from mtl_perception.config import ModelConfig
-from mtl_perception.model.decoder import conv_bn_relu
+from mtl_perception.model.decoder import FeaturePyramid, conv_bn_relu
 from mtl_perception.model.encoders import build_encoder
 from mtl_perception.model.interaction.blocks import (ChannelGate, GatedDistillation, aux_key, read_options,
                                                      require_multitask, upsample_to)
 from mtl_perception.model.heads import make_task_output
 from mtl_perception.model.registry import MultiTaskNet, register
+from mtl_perception.model.sharing import BOTH_DEPTHS
 
 
 class FeaturePropagation(nn.Module):
@@ -41,7 +44,9 @@ class FeaturePropagation(nn.Module):
 
 @register("mti")
 class MTINet(MultiTaskNet):
-    """Shared encoder, per-scale initial predictions, propagation, distillation and aggregation."""
+    """Shared encoder (and neck), per-scale initial predictions, propagation, distillation and aggregation."""
+
+    sharing_depths = BOTH_DEPTHS
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -51,7 +56,9 @@ class MTINet(MultiTaskNet):
         self.encoder = build_encoder(config.encoder, config.pretrained)
         levels = len(self.encoder.out_channels)
         self.strides = tuple(4 * 2**i for i in range(levels))
-        self.projections = nn.ModuleList(conv_bn_relu(c, channels, 1) for c in self.encoder.out_channels)
+        self.neck = FeaturePyramid(self.encoder.out_channels, channels) if config.sharing == "neck" else None
+        self.projections = (None if self.neck is not None
+                            else nn.ModuleList(conv_bn_relu(c, channels, 1) for c in self.encoder.out_channels))
         self.initial = nn.ModuleList(
             nn.ModuleDict({t: conv_bn_relu(channels if i == levels - 1 else 2 * channels, channels) for t in self.tasks})
             for i in range(levels)
@@ -65,12 +72,18 @@ class MTINet(MultiTaskNet):
         self.aggregations = nn.ModuleDict({t: conv_bn_relu(levels * channels, channels, 1) for t in self.tasks})
         self.outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})
 
-    def _initial_features(self, backbone: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    def _scale_bases(self, backbone: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every scale's shared base features (finest first): the neck's levels or the projected backbone."""
+        if self.neck is not None:
+            return self.neck(backbone)
+        return [project(x) for project, x in zip(self.projections, backbone)]  # type: ignore[arg-type]
+
+    def _initial_features(self, bases: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Initial task features of every scale (finest first), computed coarse to fine."""
-        per_scale: list[dict[str, torch.Tensor]] = [{} for _ in backbone]
+        per_scale: list[dict[str, torch.Tensor]] = [{} for _ in bases]
         propagated: dict[str, torch.Tensor] | None = None
-        for i in range(len(backbone) - 1, -1, -1):
-            base = self.projections[i](backbone[i])
+        for i in range(len(bases) - 1, -1, -1):
+            base = bases[i]
             for t in self.tasks:
                 x = base if propagated is None else torch.cat([base, upsample_to(propagated[t], base)], dim=1)
                 per_scale[i][t] = self.initial[i][t](x)
@@ -80,7 +93,7 @@ class MTINet(MultiTaskNet):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         size = (image.shape[-2], image.shape[-1])
-        initial = self._initial_features(self.encoder(image))
+        initial = self._initial_features(self._scale_bases(self.encoder(image)))
         distilled = [distill(features) for distill, features in zip(self.distillations, initial)]
         out: dict[str, torch.Tensor] = {}
         for t in self.tasks:
@@ -95,5 +108,6 @@ class MTINet(MultiTaskNet):
         return out
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
-        """The shared per-scale projections: the last layers every task shares at each scale (GradNorm)."""
-        return list(self.projections.parameters())
+        """The last layers every task shares at each scale (GradNorm): the neck's smoothing layers, else the
+        per-scale projections."""
+        return list((self.neck.smooth if self.neck is not None else self.projections).parameters())  # type: ignore[union-attr]

@@ -1,7 +1,9 @@
 """PAP-Net (Zhang et al., CVPR 2019): pattern-affinitive propagation across tasks.
 
-Shared encoder and pyramid decoder -> a branch per task (whose features make the initial prediction,
-supervised as ``aux/initial/<task>`` in training mode) -> at stride ``pap_stride``:
+Shared encoder -> the task's stride-4 map (``sharing: neck``: one shared pyramid decoder, module
+``decoder``; ``sharing: encoder``: a pyramid decoder per task, ``decoders``) -> a branch per task (whose
+features make the initial prediction, supervised as ``aux/initial/<task>`` in training mode) -> at
+stride ``pap_stride``:
 1. a pixel-affinity matrix per task from that task's features (softmax over scaled dot products of
    a learned embedding, so each row sums to 1);
 2. cross-task propagation: each task's affinity is a learned convex combination (softmax over a
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtl_perception.config import ModelConfig
-from mtl_perception.model.decoder import PyramidDecoder, conv_bn_relu
+from mtl_perception.model.decoder import conv_bn_relu
 from mtl_perception.model.encoders import build_encoder
 from mtl_perception.model.interaction.blocks import (
     initial_predictions,
@@ -39,10 +41,11 @@ from mtl_perception.model.interaction.blocks import (
 )
 from mtl_perception.model.heads import make_task_output
 from mtl_perception.model.registry import MultiTaskNet, register
+from mtl_perception.model.sharing import BOTH_DEPTHS, build_decoders, decode, last_shared_layer
 
 DEFAULTS: dict[str, Any] = {"pap_stride": 16, "pap_iterations": 2, "pap_embed_channels": 32}
 VALID_STRIDES = (8, 16, 32)
-FEATURE_STRIDE = 4  # stride of the shared decoder's output
+FEATURE_STRIDE = 4  # stride of the decoders' output
 
 
 class AffinityPropagation(nn.Module):
@@ -93,7 +96,9 @@ class AffinityPropagation(nn.Module):
 
 @register("pap")
 class PAPNet(MultiTaskNet):
-    """Shared encoder-decoder, per-task branches, affinity propagation at reduced resolution, heads."""
+    """Shared encoder (and neck), per-task branches, affinity propagation at reduced resolution, heads."""
+
+    sharing_depths = BOTH_DEPTHS
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -106,7 +111,7 @@ class PAPNet(MultiTaskNet):
         self.pool = options["pap_stride"] // FEATURE_STRIDE
         channels = config.decoder_channels
         self.encoder = build_encoder(config.encoder, config.pretrained)
-        self.decoder = PyramidDecoder(self.encoder.out_channels, channels)
+        self.decoder, self.decoders = build_decoders(config, self.encoder.out_channels)
         self.branches = nn.ModuleDict({t: task_branch(channels) for t in self.tasks})
         self.initial_outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})
         self.propagation = AffinityPropagation(
@@ -117,8 +122,8 @@ class PAPNet(MultiTaskNet):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         size = (image.shape[-2], image.shape[-1])
-        shared = self.decoder(self.encoder(image))
-        branch = {t: self.branches[t](shared) for t in self.tasks}
+        decoded = decode(self.decoder, self.decoders, self.encoder(image), self.tasks)
+        branch = {t: self.branches[t](decoded[t]) for t in self.tasks}
         pooled = {t: F.avg_pool2d(x, self.pool) for t, x in branch.items()}
         diffused = self.propagation(pooled)
         out = {}
@@ -126,9 +131,9 @@ class PAPNet(MultiTaskNet):
             fused = self.fusions[t](torch.cat([branch[t], upsample_to(diffused[t], branch[t])], dim=1))
             out[t] = self.outputs[t](fused, size)
         if self.training:
-            out.update(initial_predictions(self.initial_outputs, branch, shared))
+            out.update(initial_predictions(self.initial_outputs, branch))
         return out
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
-        """The shared decoder's fusion layer: the last layer every task shares (GradNorm)."""
-        return list(self.decoder.fuse.parameters())
+        """The last layer every task shares (GradNorm): the neck's fusion layer, else the encoder's last stage."""
+        return last_shared_layer(self.encoder, self.decoder)
