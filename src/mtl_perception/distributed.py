@@ -84,6 +84,19 @@ def average_gradients(parameters: list[torch.Tensor], info: DistInfo) -> None:
         parameter.grad.div_(info.world_size)
 
 
+def mean_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``tensor`` over the DDP process group, itself without one.
+
+    A collective: under DDP every process must call it, in the same order (the loss-weighting schemes call it in
+    the training step's ``forward``, which every process runs in lockstep).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    reduced = tensor.detach().clone() if dist.get_backend() == "nccl" else tensor.detach().cpu().clone()  # gloo: CPU tensors
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return (reduced / dist.get_world_size()).to(tensor.device)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -41,8 +41,9 @@ import math
 from typing import Any, Callable
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from mtl_perception.distributed import mean_over_processes
 
 
 class LossWeighting(nn.Module):
@@ -209,19 +210,6 @@ class GradNorm(LossWeighting):
         with torch.no_grad():
             self.loss_weights.clamp_(min=1e-4)
             self.loss_weights.mul_(len(self.tasks) / self.loss_weights.sum())
-
-
-def mean_over_processes(tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of ``tensor`` over the DDP process group, itself without one.
-
-    A collective: under DDP every process must call it, in the same order (the schemes call it in the
-    training step's ``forward``, which every process runs in lockstep).
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensor
-    reduced = tensor.detach().clone() if dist.get_backend() == "nccl" else tensor.detach().cpu().clone()  # gloo: CPU tensors
-    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-    return (reduced / dist.get_world_size()).to(tensor.device)
 
 
 def _training(stacked: torch.Tensor) -> bool:
