@@ -5,14 +5,15 @@ Tolerances (the bundled, trained default model; synthetic *validation* frames, w
 the calibration frames; and real frames of ../shared/realdata fitted with letterbox):
 - FP16 vs FP32: depth AbsRel < 0.002 and max |diff| < 2 cm, labels >= 99.8% identical, normals < 0.2 deg. FP16's
   unit roundoff is 2^-11 = 4.9e-4; with the output tails (exp, sigmoid, L2 normalisation, final resizes) in
-  FP32 the ~90 FP16 layers leave a few 1e-4 of relative error; a label flips only at near-ties of logits.
-- INT8 vs FP32: depth AbsRel < 0.04 (synthetic) / 0.05 (real), labels >= 96% / 88%, normals < 3.5 / 4.5 deg,
+  FP32 the 65 FP16 convolutions leave a few 1e-4 of relative error; a label flips only at near-ties of logits.
+- INT8 vs FP32: depth AbsRel < 0.04 (synthetic) / 0.10 (real), labels >= 93.5% / 88%, normals < 3.5 / 4.5 deg,
   and vs ground truth the depth AbsRel moves < 0.02, pixel accuracy drops < 0.02, the normals' angle grows
-  < 1.5 deg. An 8-bit per-tensor activation step is 1/127 of its range (0.8%), repeated over ~90 layers; the
-  limits keep INT8's change an order of magnitude below the model's own error (depth AbsRel 0.2-0.3 vs
-  ground truth on these frames) and are about 1.5x the errors measured with 16 calibration frames. On real
-  frames the synthetic-domain model's class logits are close more often, so INT8 flips more labels there
-  (92.0% agreement measured with the 240x320 bundled model: 8% flips, x1.5 = the 88% limit).
+  < 1.5 deg. An 8-bit per-tensor activation step is 1/127 of its range (0.8%), repeated over 62 convolutions; the
+  limits are about 1.5x the errors measured with 16 calibration frames on the bundled model (MobileNetV3-Small,
+  240x320: synthetic depth AbsRel 0.030, 95.8% labels, 2.3 deg; real 0.066, 92.5%, 3.0 deg) and stay well
+  below the model's own error (depth AbsRel 0.3 vs ground truth on the synthetic frames, 0.4-0.5 on the real
+  ones). The small encoder's depthwise layers make it more sensitive to 8 bits than the MobileNetV3-Large
+  model before it (92.0% labels on the real frames).
 """
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def test_int8_accuracy_on_synthetic_validation_frames(files, validation, meta):
     from mtl_perception.inference.precision import output_agreement
 
     agreement = output_agreement(int8_out, fp32_out)
-    assert agreement.depth_abs_rel < 0.04 and agreement.label_agreement >= 0.96 and agreement.normals_mean_angle_deg < 3.5, agreement.summary()
+    assert agreement.depth_abs_rel < 0.04 and agreement.label_agreement >= 0.935 and agreement.normals_mean_angle_deg < 3.5, agreement.summary()
     (rel32, acc32, ang32), (rel8, acc8, ang8) = _gt_metrics(fp32_out, truth, meta), _gt_metrics(int8_out, truth, meta)
     assert abs(rel8 - rel32) < 0.02 and acc32 - acc8 < 0.02 and ang8 - ang32 < 1.5, (rel32, rel8, acc32, acc8, ang32, ang8)
 
@@ -174,7 +175,7 @@ def test_int8_accuracy_on_synthetic_validation_frames(files, validation, meta):
 def test_int8_accuracy_on_real_frames(files, meta):
     _, int8 = files
     agreement = compare_files(DEFAULT_MODEL, int8.path, real_frames(meta), threads=1)
-    assert agreement.depth_abs_rel < 0.05 and agreement.label_agreement >= 0.88 and agreement.normals_mean_angle_deg < 4.5, agreement.summary()
+    assert agreement.depth_abs_rel < 0.10 and agreement.label_agreement >= 0.88 and agreement.normals_mean_angle_deg < 4.5, agreement.summary()
 
 
 # -- the Q/DQ rule check, the keep lists and the cache, on a small graph ------------------------------

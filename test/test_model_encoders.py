@@ -31,6 +31,7 @@ EXPECTED_CHANNELS = {
     "resnet34": (64, 128, 256, 512),
     "resnet50": (256, 512, 1024, 2048),
     "mobilenetv3_large": (24, 40, 112, 960),
+    "mobilenetv3_small": (16, 24, 48, 576),
 }
 # Parameter counts of the ImageNet networks without their classifiers (published totals minus the head).
 EXPECTED_PARAMETERS = {
@@ -38,6 +39,7 @@ EXPECTED_PARAMETERS = {
     "resnet34": 21_797_672 - 513_000,
     "resnet50": 25_557_032 - 2_049_000,
     "mobilenetv3_large": 5_483_032 - 2_511_080,
+    "mobilenetv3_small": 2_542_856 - 1_615_848,  # classifier: 576x1024 + 1024x1000 linear layers
 }
 
 
@@ -140,6 +142,31 @@ def test_key_mapping_known_names() -> None:
         assert timm_mobilenet_key(mobilenet, ours) == theirs
 
 
+def test_key_mapping_known_names_mobilenetv3_small() -> None:
+    """MobileNetV3-Small: no stem block (features.1 is the first stage), timm groups 1, 2, 3, 2, 3, 1."""
+    small = build_encoder("mobilenetv3_small")
+    tv = {
+        "stem.0.0.weight": "features.0.0.weight",
+        "stages.0.0.block.1.fc1.weight": "features.1.block.1.fc1.weight",
+        "stages.2.4.block.0.1.running_mean": "features.8.block.0.1.running_mean",
+        "stages.3.3.0.weight": "features.12.0.weight",
+    }
+    timm = {
+        "stem.0.1.bias": "bn1.bias",
+        "stages.0.0.block.0.0.weight": "blocks.0.0.conv_dw.weight",  # no expansion: a depthwise-separable block
+        "stages.0.0.block.1.fc2.bias": "blocks.0.0.se.conv_expand.bias",
+        "stages.0.0.block.2.1.weight": "blocks.0.0.bn2.weight",
+        "stages.1.1.block.0.0.weight": "blocks.1.1.conv_pw.weight",
+        "stages.2.3.block.3.0.weight": "blocks.3.0.conv_pwl.weight",
+        "stages.3.0.block.1.1.running_var": "blocks.4.0.bn2.running_var",
+        "stages.3.3.1.weight": "blocks.5.0.bn1.weight",
+    }
+    for ours, theirs in tv.items():
+        assert torchvision_mobilenet_key(small, ours) == theirs
+    for ours, theirs in timm.items():
+        assert timm_mobilenet_key(small, ours) == theirs
+
+
 def _external_state(encoder: Encoder, mapper: KeyMapper) -> dict[str, torch.Tensor]:
     return {mapper(encoder, k): v.clone() for k, v in encoder.state_dict().items()}
 
@@ -174,6 +201,8 @@ def _randomise_batch_norm_statistics(encoder: torch.nn.Module) -> None:
         ("resnet50", resnet_key, "torchvision/timm"),
         ("mobilenetv3_large", torchvision_mobilenet_key, "torchvision"),
         ("mobilenetv3_large", timm_mobilenet_key, "timm"),
+        ("mobilenetv3_small", torchvision_mobilenet_key, "torchvision"),
+        ("mobilenetv3_small", timm_mobilenet_key, "timm"),
     ],
 )
 def test_load_pretrained_external_layout(tmp_path: Path, name: str, mapper: KeyMapper, layout: str) -> None:

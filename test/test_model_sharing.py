@@ -1,5 +1,6 @@
 """Sharing depth (``model.sharing``): what each depth shares, export and TensorRT checks for every encoder,
-the interaction designs on both depths, model-info's split, and configs and checkpoints from before the key."""
+the interaction designs on both depths, model-info's split, and configs and checkpoints from before the key;
+the decoder stride (``model.decoder_stride``: heads on the stride-4 or the stride-8 map)."""
 from __future__ import annotations
 
 import argparse
@@ -27,32 +28,37 @@ NECK_ARCHITECTURES = ("hard", "mti", "padnet", "pap")
 SLOW_ENCODERS = {"resnet34", "resnet50"}
 
 
-def small_config(architecture: str = "hard", sharing: str = "encoder", encoder: str = "resnet18") -> ExperimentConfig:
+def small_config(architecture: str = "hard", sharing: str = "encoder", encoder: str = "resnet18",
+                 decoder_stride: int = 4) -> ExperimentConfig:
     """The default experiment at 64x64 with narrow decoders and heads."""
     cfg = ExperimentConfig()
     cfg.model.architecture, cfg.model.sharing, cfg.model.encoder = architecture, sharing, encoder
     cfg.model.decoder_channels = cfg.model.head_channels = 16
+    cfg.model.decoder_stride = decoder_stride
     cfg.data.height = cfg.data.width = EXPORT_SIZE
     return cfg.validate()
 
 
-def small_model(architecture: str = "hard", sharing: str = "encoder", encoder: str = "resnet18") -> torch.nn.Module:
+def small_model(architecture: str = "hard", sharing: str = "encoder", encoder: str = "resnet18",
+                decoder_stride: int = 4) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(small_config(architecture, sharing, encoder).model)
+    return build_model(small_config(architecture, sharing, encoder, decoder_stride).model)
 
 
-EXPORT_CASES = [pytest.param("hard", sharing, encoder, id=f"hard-{sharing}-{encoder}",
+EXPORT_CASES = [pytest.param("hard", sharing, encoder, 4, id=f"hard-{sharing}-{encoder}",
                              marks=[pytest.mark.slow] if encoder in SLOW_ENCODERS else [])
                 for encoder in sorted(ENCODERS) for sharing in DEPTHS]
-EXPORT_CASES += [pytest.param(architecture, "neck", "resnet18", id=f"{architecture}-neck-resnet18")
+EXPORT_CASES += [pytest.param(architecture, "neck", "resnet18", 4, id=f"{architecture}-neck-resnet18")
                  for architecture in ("mti", "padnet", "pap")]
+EXPORT_CASES += [pytest.param("hard", sharing, encoder, 8, id=f"hard-{sharing}-{encoder}-stride8")
+                 for sharing, encoder in (("neck", "mobilenetv3_small"), ("encoder", "resnet18"))]
 
 
-@pytest.mark.parametrize(("architecture", "sharing", "encoder"), EXPORT_CASES)
+@pytest.mark.parametrize(("architecture", "sharing", "encoder", "decoder_stride"), EXPORT_CASES)
 def test_exports_with_onnx_runtime_parity_and_passes_check_trt(tmp_path: Path, architecture: str, sharing: str,
-                                                                encoder: str) -> None:
-    config = small_config(architecture, sharing, encoder)
-    model = small_model(architecture, sharing, encoder).eval()
+                                                                encoder: str, decoder_stride: int) -> None:
+    config = small_config(architecture, sharing, encoder, decoder_stride)
+    model = small_model(architecture, sharing, encoder, decoder_stride).eval()
     randomise_batchnorm(model)
     report = export_model(model, build_metadata(config, EXPORT_DATASET, "0" * 64), tmp_path / "model.onnx")
     assert set(report.max_abs_diff) == set(TASKS)
@@ -183,3 +189,55 @@ def test_model_info_prints_the_split_and_the_ratio_to_single_task_networks(capsy
                                                    head_channels=16)), 64, 64)
     assert lines[-1] == (f"total / 3 single-task networks: GFLOPs {neck.macs / single.macs:.2f}, "
                          f"params {neck.parameters / single.parameters:.2f}")
+
+
+# ---- decoder stride --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sharing", DEPTHS)
+def test_stride8_decoder_skips_the_stride4_level_and_outputs_stay_at_input_size(sharing: str) -> None:
+    model = small_model("hard", sharing, "mobilenetv3_small", decoder_stride=8).eval()
+    decoders = [model.neck] if sharing == "neck" else list(model.decoders.values())
+    shapes: list[tuple[int, ...]] = []
+    for decoder in decoders:
+        assert len(decoder.lateral) == 3  # strides 8, 16, 32
+        decoder.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape)))
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, 64, 96))
+    assert shapes == [(1, 16, 8, 12)] * len(decoders)  # stride 8
+    assert {t: tuple(v.shape[-2:]) for t, v in outputs.items()} == {t: (64, 96) for t in TASKS}
+
+
+def test_stride8_heads_cost_a_quarter_and_the_encoder_is_unchanged() -> None:
+    stride4 = profile_model(small_model("hard", "neck", "mobilenetv3_small"), 64, 64)
+    stride8 = profile_model(small_model("hard", "neck", "mobilenetv3_small", decoder_stride=8), 64, 64)
+    assert stride8.branch("encoder") == stride4.branch("encoder")
+    for task in TASKS:  # same layers on a quarter of the pixels
+        assert 4 * stride8.branch(task).macs == stride4.branch(task).macs
+        assert stride8.branch(task).parameters == stride4.branch(task).parameters
+    assert stride8.branch("neck").macs < stride4.branch("neck").macs / 2
+
+
+@pytest.mark.parametrize("architecture", ("cross_stitch", "mti", "padnet", "pap"))
+def test_stride8_with_an_architecture_built_for_stride4_is_a_one_line_error(architecture: str) -> None:
+    with pytest.raises(ValueError) as error:
+        build_model(ModelConfig(architecture=architecture, decoder_stride=8))
+    message = str(error.value)
+    assert "\n" not in message and f"architecture '{architecture}'" in message
+    assert "architectures that accept it: ['hard', 'single']" in message
+
+
+def test_decoder_stride_defaults_to_4_and_only_4_or_8_are_accepted() -> None:
+    assert config_from_dict({"model": {}}).model.decoder_stride == 4
+    with pytest.raises(ValueError, match="decoder_stride"):
+        config_from_dict({"model": {"decoder_stride": 16}})
+    with pytest.raises(ValueError, match="decoder stride must be 4 or 8"):
+        PyramidDecoder((8, 16, 32, 64), 8, stride=2)
+
+
+def test_stride8_checkpoint_round_trips(tmp_path: Path) -> None:
+    config = small_config("hard", "neck", "mobilenetv3_small", decoder_stride=8)
+    model = small_model("hard", "neck", "mobilenetv3_small", decoder_stride=8)
+    loaded, loaded_config, _ = model_from_checkpoint(write_checkpoint(tmp_path / "s8.pt", config, model, drop_sharing=False))
+    assert loaded_config.model.decoder_stride == 8
+    assert loaded.state_dict().keys() == model.state_dict().keys()

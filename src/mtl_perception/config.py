@@ -46,10 +46,11 @@ class ModelConfig:
 
     architecture: Word = "hard"  # single | hard | cross_stitch | padnet | mti | pap
     sharing: Literal["encoder", "neck"] = "encoder"  # what the tasks share: the encoder, or also one multi-scale decoder (hard, padnet, mti, pap)
-    encoder: Word = "resnet18"  # resnet18 | resnet34 | resnet50 | mobilenetv3_large
+    encoder: Word = "resnet18"  # resnet18 | resnet34 | resnet50 | mobilenetv3_large | mobilenetv3_small
     tasks: Annotated[list[Word], Field(max_length=8)] = field(default_factory=lambda: list(ALL_TASKS))  # any subset of depth, semantic, normals
     num_classes: Annotated[int, Strict(), Field(ge=2, le=1024)] = 7  # semantic classes (without the ignore id)
     decoder_channels: Annotated[int, Strict(), Field(ge=1, le=4096)] = 64  # width of the multi-scale decoder
+    decoder_stride: Literal[4, 8] = 4  # finest level the decoder fuses to; 8 drops the stride-4 level (hard, single)
     head_channels: Annotated[int, Strict(), Field(ge=1, le=4096)] = 64  # width of the task heads' hidden layer
     pretrained: Text | None = None  # optional local file of ImageNet encoder weights (torchvision or timm layout)
     max_depth: Depth = 10.0  # metres; upper end of the depth range the model reports

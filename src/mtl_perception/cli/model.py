@@ -40,7 +40,8 @@ def model_info_main(args: argparse.Namespace) -> int:
     if config.model.architecture != "single":
         baseline = build_model(dataclasses.replace(untrained, architecture="single", sharing="encoder", options={}))
         single_task = profile_model(baseline, height, width)
-    print(f"architecture={config.model.architecture} sharing={config.model.sharing} encoder={config.model.encoder} "
+    print(f"architecture={config.model.architecture} sharing={config.model.sharing} "
+          f"decoder_stride={config.model.decoder_stride} encoder={config.model.encoder} "
           f"tasks={','.join(config.model.tasks)} "
           f"input={height}x{width}")
     print(format_profile(profile_model(model, height, width), single_task))

@@ -1,5 +1,5 @@
 """Multi-scale decoders over a stride 4-32 feature pyramid: its per-level maps (``FeaturePyramid``) or one
-fused stride-4 map (``PyramidDecoder``)."""
+fused stride-4 (or stride-8) map (``PyramidDecoder``)."""
 from __future__ import annotations
 
 import torch
@@ -38,15 +38,19 @@ class FeaturePyramid(nn.Module):
 
 
 class PyramidDecoder(FeaturePyramid):
-    """The feature pyramid's levels upsampled to stride 4, summed and fused (3x3 conv-bn-relu): one
-    stride-4 map."""
+    """The feature pyramid's levels upsampled to ``stride`` (4 or 8), summed and fused (3x3 conv-bn-relu):
+    one map at that stride. With stride 8 the stride-4 level is not read: the fusion and everything after it
+    run on a quarter of the pixels (the LR-ASPP choice for mobile segmentation, Howard et al. 2019)."""
 
-    def __init__(self, in_channels: tuple[int, ...] | list[int], channels: int = 64) -> None:
-        super().__init__(in_channels, channels)
+    def __init__(self, in_channels: tuple[int, ...] | list[int], channels: int = 64, stride: int = 4) -> None:
+        if stride not in (4, 8):
+            raise ValueError(f"decoder stride must be 4 or 8, got {stride}")
+        self.first_level = stride // 8  # 0 for stride 4, 1 for stride 8
+        super().__init__(list(in_channels)[self.first_level:], channels)
         self.fuse = conv_bn_relu(channels, channels)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        levels = super().forward(features)
+        levels = super().forward(features[self.first_level:])
         size = levels[0].shape[-2:]
         total = levels[0]
         for level in levels[1:]:

@@ -29,6 +29,7 @@ class HardSharingNet(MultiTaskNet):
     (``encoder``) or one shared pyramid decoder, the neck (``neck``); a light head per task."""
 
     sharing_depths = BOTH_DEPTHS
+    decoder_strides = (4, 8)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -51,6 +52,8 @@ class HardSharingNet(MultiTaskNet):
 class SingleTaskNets(MultiTaskNet):
     """The baseline: an independent network (own encoder, decoder, head) for each task."""
 
+    decoder_strides = HardSharingNet.decoder_strides
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.tasks = validate_tasks(config.tasks)
@@ -68,13 +71,17 @@ class SingleTaskNets(MultiTaskNet):
 
 def build_model(config: ModelConfig) -> MultiTaskNet:
     """Build the network a ModelConfig describes; ValueError listing the valid architectures (for an unknown
-    one, or for a sharing depth the architecture does not offer)."""
+    one, or for a sharing depth or decoder stride the architecture does not offer)."""
     if config.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{config.architecture}'; valid: {sorted(ARCHITECTURES)}")
     architecture = ARCHITECTURES[config.architecture]
     if config.sharing not in architecture.sharing_depths:
         accepting = sorted(name for name, cls in ARCHITECTURES.items() if config.sharing in cls.sharing_depths)
         raise ValueError(f"model.sharing '{config.sharing}' does not apply to architecture '{config.architecture}'; "
+                         f"architectures that accept it: {accepting}")
+    if config.decoder_stride not in architecture.decoder_strides:
+        accepting = sorted(name for name, cls in ARCHITECTURES.items() if config.decoder_stride in cls.decoder_strides)
+        raise ValueError(f"model.decoder_stride {config.decoder_stride} does not apply to architecture '{config.architecture}'; "
                          f"architectures that accept it: {accepting}")
     return architecture(config)
 

@@ -17,12 +17,14 @@ class MultiTaskNet(nn.Module):
     """A network whose forward maps an image batch to ``{task: tensor}``.
 
     Besides ``forward``, it tells the trainer which parameters the tasks share last (gradient-based loss
-    weighting such as GradNorm) and how to group its parameters for the optimiser. ``sharing_depths`` lists
-    the ``ModelConfig.sharing`` values it accepts (``build_model`` refuses the others).
+    weighting such as GradNorm) and how to group its parameters for the optimiser. ``sharing_depths`` and
+    ``decoder_strides`` list the ``ModelConfig.sharing`` and ``decoder_stride`` values it accepts
+    (``build_model`` refuses the others).
     """
 
     tasks: list[str]
     sharing_depths: tuple[str, ...] = ("encoder",)
+    decoder_strides: tuple[int, ...] = (4,)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - every subclass defines it
         raise NotImplementedError

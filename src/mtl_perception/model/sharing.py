@@ -1,8 +1,9 @@
-"""Sharing depth (``ModelConfig.sharing``): which decoder each task reads its stride-4 features from.
+"""Sharing depth (``ModelConfig.sharing``): which decoder each task reads its decoded map from (stride 4, or
+``ModelConfig.decoder_stride``).
 
 - ``encoder``: the tasks share the encoder; each task has its own ``PyramidDecoder``.
 - ``neck``: the tasks also share one ``PyramidDecoder`` (the neck); each keeps only its own light layers
-  on the neck's stride-4 map.
+  on the neck's map.
 
 ``build_decoders`` makes the modules a config asks for and ``decode`` runs them; the architecture stores them
 under its own names (``hard``: ``neck`` / ``decoders``; ``padnet``, ``pap``: ``decoder`` / ``decoders``, so
@@ -24,13 +25,15 @@ BOTH_DEPTHS = ("encoder", "neck")
 def build_decoders(config: ModelConfig, in_channels: tuple[int, ...]) -> tuple[PyramidDecoder | None, nn.ModuleDict | None]:
     """``(neck, None)`` for ``sharing: neck``; ``(None, {task: decoder})`` for ``sharing: encoder``."""
     if config.sharing == "neck":
-        return PyramidDecoder(in_channels, config.decoder_channels), None
-    return None, nn.ModuleDict({t: PyramidDecoder(in_channels, config.decoder_channels) for t in validate_tasks(config.tasks)})
+        return PyramidDecoder(in_channels, config.decoder_channels, config.decoder_stride), None
+    return None, nn.ModuleDict({t: PyramidDecoder(in_channels, config.decoder_channels, config.decoder_stride)
+                                for t in validate_tasks(config.tasks)})
 
 
 def decode(neck: PyramidDecoder | None, decoders: nn.ModuleDict | None, features: list[torch.Tensor],
            tasks: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Each task's stride-4 map: the neck's one map for every task, or each task's own decoder's."""
+    """Each task's decoded map (stride 4, or ``decoder_stride``): the neck's one map for every task, or each
+    task's own decoder's."""
     if neck is not None:
         shared = neck(features)
         return {t: shared for t in tasks}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from mtl_perception.model.encoders.base import Encoder
-from mtl_perception.model.encoders.mobilenet import mobilenetv3_large
+from mtl_perception.model.encoders.mobilenet import mobilenetv3_large, mobilenetv3_small
 from mtl_perception.model.encoders.resnet import resnet18, resnet34, resnet50
 from mtl_perception.model.encoders.weights import load_pretrained
 
@@ -13,6 +13,7 @@ ENCODERS: dict[str, Callable[[], Encoder]] = {
     "resnet34": resnet34,
     "resnet50": resnet50,
     "mobilenetv3_large": mobilenetv3_large,
+    "mobilenetv3_small": mobilenetv3_small,
 }
 
 

@@ -1,20 +1,22 @@
-"""MobileNetV3-Large backbone as a four-stage encoder (output strides 4, 8, 16, 32).
+"""MobileNetV3-Large and -Small backbones as four-stage encoders (output strides 4, 8, 16, 32).
 
-Split of the 17 feature layers of the ImageNet network (the classifier is dropped):
+Split of the feature layers of the ImageNet networks (the classifier is dropped); torchvision numbers
+them ``features.0`` .. ``features.16`` (Large) and ``features.0`` .. ``features.12`` (Small):
 
-=========  =================  ======  ============
-part       feature layers     stride  out channels
-=========  =================  ======  ============
-stem       0 (conv 3x3 s2), 1  2       16
-stage 0    2-3                4       24
-stage 1    4-6                8       40
-stage 2    7-12               16      112
-stage 3    13-15 + 16 (1x1)   32      960
-=========  =================  ======  ============
+=========  ===============  ===============  ======  ====================
+part       Large layers     Small layers     stride  out channels (L / S)
+=========  ===============  ===============  ======  ====================
+stem       0 (conv s2), 1   0 (conv s2)      2       16 / 16
+stage 0    2-3              1                4       24 / 16
+stage 1    4-6              2-3              8       40 / 24
+stage 2    7-12             4-8              16      112 / 48
+stage 3    13-15 + 16 (1x1) 9-11 + 12 (1x1)  32      960 / 576
+=========  ===============  ===============  ======  ====================
 
-Stage 3 ends with the 1x1 160->960 convolution so that every ImageNet feature weight is used; it is
-cheap at stride 32. Only Conv2d, BatchNorm2d, ReLU, Hardswish, Hardsigmoid, mean and multiply are used,
-which export to ONNX opset 17 and build in TensorRT.
+Stage 3 ends with the final 1x1 convolution so that every ImageNet feature weight is used; it is cheap at
+stride 32. Only Conv2d, BatchNorm2d, ReLU, Hardswish, Hardsigmoid, mean and multiply are used, which export
+to ONNX opset 17 and build in TensorRT. Block tables: Howard et al. 2019, "Searching for MobileNetV3",
+tables 1 and 2.
 """
 from __future__ import annotations
 
@@ -108,49 +110,85 @@ class InvertedResidual(nn.Module):
 
 
 STEM_WIDTH = 16
-HEAD_WIDTH = 960
-# MobileNetV3-Large blocks grouped by output stride: 2 (stem), 4, 8, 16, 32.
-STEM_BLOCKS = (BlockSpec(3, 16, 16, False, False, 1),)
-STAGE_BLOCKS: tuple[tuple[BlockSpec, ...], ...] = (
-    (BlockSpec(3, 64, 24, False, False, 2), BlockSpec(3, 72, 24, False, False, 1)),
-    (BlockSpec(5, 72, 40, True, False, 2), BlockSpec(5, 120, 40, True, False, 1), BlockSpec(5, 120, 40, True, False, 1)),
-    (
-        BlockSpec(3, 240, 80, False, True, 2),
-        BlockSpec(3, 200, 80, False, True, 1),
-        BlockSpec(3, 184, 80, False, True, 1),
-        BlockSpec(3, 184, 80, False, True, 1),
-        BlockSpec(3, 480, 112, True, True, 1),
-        BlockSpec(3, 672, 112, True, True, 1),
+
+
+@dataclass(frozen=True)
+class MobileNetV3Spec:
+    """One MobileNetV3 variant: blocks after the stem conv grouped by output stride, final 1x1 width.
+
+    ``timm_groups``: how timm groups feature layers 1.. into ``blocks.0``, ``blocks.1``, ... (weight loading).
+    """
+
+    stem_blocks: tuple[BlockSpec, ...]  # stride 2
+    stages: tuple[tuple[BlockSpec, ...], ...]  # strides 4, 8, 16, 32
+    head_width: int
+    timm_groups: tuple[int, ...]
+
+
+LARGE = MobileNetV3Spec(
+    stem_blocks=(BlockSpec(3, 16, 16, False, False, 1),),
+    stages=(
+        (BlockSpec(3, 64, 24, False, False, 2), BlockSpec(3, 72, 24, False, False, 1)),
+        (BlockSpec(5, 72, 40, True, False, 2), BlockSpec(5, 120, 40, True, False, 1), BlockSpec(5, 120, 40, True, False, 1)),
+        (
+            BlockSpec(3, 240, 80, False, True, 2),
+            BlockSpec(3, 200, 80, False, True, 1),
+            BlockSpec(3, 184, 80, False, True, 1),
+            BlockSpec(3, 184, 80, False, True, 1),
+            BlockSpec(3, 480, 112, True, True, 1),
+            BlockSpec(3, 672, 112, True, True, 1),
+        ),
+        (BlockSpec(5, 672, 160, True, True, 2), BlockSpec(5, 960, 160, True, True, 1), BlockSpec(5, 960, 160, True, True, 1)),
     ),
-    (BlockSpec(5, 672, 160, True, True, 2), BlockSpec(5, 960, 160, True, True, 1), BlockSpec(5, 960, 160, True, True, 1)),
+    head_width=960,
+    timm_groups=(1, 2, 3, 4, 2, 3, 1),
+)
+
+SMALL = MobileNetV3Spec(
+    stem_blocks=(),
+    stages=(
+        (BlockSpec(3, 16, 16, True, False, 2),),
+        (BlockSpec(3, 72, 24, False, False, 2), BlockSpec(3, 88, 24, False, False, 1)),
+        (
+            BlockSpec(5, 96, 40, True, True, 2),
+            BlockSpec(5, 240, 40, True, True, 1),
+            BlockSpec(5, 240, 40, True, True, 1),
+            BlockSpec(5, 120, 48, True, True, 1),
+            BlockSpec(5, 144, 48, True, True, 1),
+        ),
+        (BlockSpec(5, 288, 96, True, True, 2), BlockSpec(5, 576, 96, True, True, 1), BlockSpec(5, 576, 96, True, True, 1)),
+    ),
+    head_width=576,
+    timm_groups=(1, 2, 3, 2, 3, 1),
 )
 
 
 class MobileNetV3Encoder(Encoder):
-    """MobileNetV3-Large without its classifier; see the module docstring for the stage split.
+    """A MobileNetV3 (``spec``) without its classifier; see the module docstring for the stage split.
 
-    ``stem`` and every stage are Sequentials whose entries, in order, are the network's 17 feature
-    layers (``feature_layers()`` lists them), which is what checkpoint key mapping relies on.
+    ``stem`` and every stage are Sequentials whose entries, in order, are the network's feature layers
+    (17 for Large, 13 for Small; ``feature_layers()`` lists them), which is what checkpoint key mapping relies on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spec: MobileNetV3Spec = LARGE) -> None:
         super().__init__()
+        self.spec = spec
         in_ch = STEM_WIDTH
         stem: list[nn.Module] = [conv_bn_act(3, STEM_WIDTH, 3, stride=2, act=nn.Hardswish)]
-        for spec in STEM_BLOCKS:
-            stem.append(InvertedResidual(in_ch, spec))
-            in_ch = spec.out
+        for block in spec.stem_blocks:
+            stem.append(InvertedResidual(in_ch, block))
+            in_ch = block.out
         self.stem = nn.Sequential(*stem)
         stages = []
-        for specs in STAGE_BLOCKS:
-            blocks: list[nn.Module] = []
-            for spec in specs:
-                blocks.append(InvertedResidual(in_ch, spec))
-                in_ch = spec.out
-            stages.append(nn.Sequential(*blocks))
-        stages[-1].append(conv_bn_act(in_ch, HEAD_WIDTH, 1, act=nn.Hardswish))
+        for blocks in spec.stages:
+            layers: list[nn.Module] = []
+            for block in blocks:
+                layers.append(InvertedResidual(in_ch, block))
+                in_ch = block.out
+            stages.append(nn.Sequential(*layers))
+        stages[-1].append(conv_bn_act(in_ch, spec.head_width, 1, act=nn.Hardswish))
         self.stages = nn.ModuleList(stages)
-        self.out_channels = tuple(specs[-1].out for specs in STAGE_BLOCKS[:-1]) + (HEAD_WIDTH,)  # type: ignore[assignment]
+        self.out_channels = tuple(blocks[-1].out for blocks in spec.stages[:-1]) + (spec.head_width,)  # type: ignore[assignment]
         self._init_weights()
 
     def feature_layers(self) -> list[tuple[str, nn.Module]]:
@@ -174,7 +212,13 @@ class MobileNetV3Encoder(Encoder):
 
 def mobilenetv3_large() -> MobileNetV3Encoder:
     """MobileNetV3-Large (width 1.0); out channels 24, 40, 112, 960 at strides 4, 8, 16, 32."""
-    return MobileNetV3Encoder()
+    return MobileNetV3Encoder(LARGE)
 
 
-__all__ = ["InvertedResidual", "SqueezeExcitation", "MobileNetV3Encoder", "mobilenetv3_large", "make_divisible"]
+def mobilenetv3_small() -> MobileNetV3Encoder:
+    """MobileNetV3-Small (width 1.0); out channels 16, 24, 48, 576 at strides 4, 8, 16, 32."""
+    return MobileNetV3Encoder(SMALL)
+
+
+__all__ = ["InvertedResidual", "SqueezeExcitation", "MobileNetV3Encoder", "MobileNetV3Spec", "LARGE", "SMALL",
+           "mobilenetv3_large", "mobilenetv3_small", "make_divisible"]

@@ -5,8 +5,8 @@ optionally wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` and/or prefi
 ``.safetensors`` file when the ``safetensors`` package is installed. Key layouts understood:
 
 - ResNet: the torchvision layout (``conv1.``, ``bn1.``, ``layer1..4.``), which timm's ResNets share;
-- MobileNetV3-Large: torchvision ``mobilenet_v3_large`` (``features.N.``) and timm
-  ``mobilenetv3_large_100`` (``conv_stem``, ``bn1``, ``blocks.i.j.``);
+- MobileNetV3-Large and -Small: torchvision ``mobilenet_v3_large``/``_small`` (``features.N.``) and timm
+  ``mobilenetv3_large_100``/``_small_100`` (``conv_stem``, ``bn1``, ``blocks.i.j.``);
 - this package's own encoder layout (``stem.``, ``stages.``).
 
 Classifier weights (``fc.``, ``classifier.``, ``conv_head.``, ``head.``) are dropped. A file that does
@@ -67,6 +67,8 @@ KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
                  "8738ca797c879b547d18bbd15da5736ff2557b2036a9af72225393ca61759a04", 22_139_423),
     KnownWeights("mobilenet_v3_large-5c1a4163.pth", "mobilenetv3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2",
                  "5c1a416349c4cf298f2a6a5e2600ed0ee55e604713578f5e74e6bc8bcaef7997", 22_132_113),
+    KnownWeights("mobilenet_v3_small-047dcff4.pth", "mobilenetv3_small", "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
+                 "047dcff4addef86ea5bc2eff13c9614dc11f47ab1160d0a71a25e7db994f4e1f", 10_306_551),
 )
 
 
@@ -131,14 +133,12 @@ def _split_feature_layer(encoder: MobileNetV3Encoder, key: str) -> tuple[int, to
 
 
 def torchvision_mobilenet_key(encoder: Encoder, key: str) -> str:
-    """Our MobileNetV3 key -> torchvision ``mobilenet_v3_large`` key (``features.N.`` + same remainder)."""
+    """Our MobileNetV3 key -> torchvision ``mobilenet_v3_large`` / ``_small`` key (``features.N.`` + same remainder)."""
     assert isinstance(encoder, MobileNetV3Encoder)
     index, _, rest = _split_feature_layer(encoder, key)
     return f"features.{index}.{rest}"
 
 
-# timm groups MobileNetV3-Large's feature layers 1..16 into blocks.0 .. blocks.6 of these sizes.
-TIMM_GROUP_SIZES = (1, 2, 3, 4, 2, 3, 1)
 # Names of (conv, bn) of each block part in timm: with an expansion conv (InvertedResidual) and without
 # (DepthwiseSeparableConv).
 TIMM_EXPANDED_NAMES = {"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
@@ -146,10 +146,10 @@ TIMM_DEPTHWISE_NAMES = {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", 
 TIMM_SE_NAMES = {"fc1": "conv_reduce", "fc2": "conv_expand"}
 
 
-def _timm_block_prefix(index: int) -> str:
-    """timm ``blocks.i.j`` prefix of feature layer ``index`` (1..16)."""
+def _timm_block_prefix(encoder: MobileNetV3Encoder, index: int) -> str:
+    """timm ``blocks.i.j`` prefix of feature layer ``index`` (1..), grouped as the encoder's spec says."""
     remaining = index - 1
-    for group, size in enumerate(TIMM_GROUP_SIZES):
+    for group, size in enumerate(encoder.spec.timm_groups):
         if remaining < size:
             return f"blocks.{group}.{remaining}"
         remaining -= size
@@ -157,17 +157,17 @@ def _timm_block_prefix(index: int) -> str:
 
 
 def timm_mobilenet_key(encoder: Encoder, key: str) -> str:
-    """Our MobileNetV3 key -> timm ``mobilenetv3_large_100`` key."""
+    """Our MobileNetV3 key -> timm ``mobilenetv3_large_100`` / ``mobilenetv3_small_100`` key."""
     assert isinstance(encoder, MobileNetV3Encoder)
     index, module, rest = _split_feature_layer(encoder, key)
     if not isinstance(module, InvertedResidual):  # a conv-bn-act: the stem conv or the final 1x1 conv
         part, tail = rest.split(".", 1)
         if index == 0:
             return f"{'conv_stem' if part == '0' else 'bn1'}.{tail}"
-        return f"{_timm_block_prefix(index)}.{'conv' if part == '0' else 'bn1'}.{tail}"
+        return f"{_timm_block_prefix(encoder, index)}.{'conv' if part == '0' else 'bn1'}.{tail}"
     _, part, layer, tail = rest.split(".", 3)  # "block", part index, layer ("0"/"1" or "fc1"/"fc2"), rest
     role = module.roles[int(part)]
-    prefix = _timm_block_prefix(index)
+    prefix = _timm_block_prefix(encoder, index)
     if role == "se":
         return f"{prefix}.se.{TIMM_SE_NAMES[layer]}.{tail}"
     names = TIMM_EXPANDED_NAMES if "expand" in module.roles else TIMM_DEPTHWISE_NAMES
