@@ -252,3 +252,42 @@ def test_command_names_a_missing_model_or_folder_in_one_line(flag: str, model_fi
     error = capsys.readouterr().err
     assert code == 2 and error.count("\n") == 1
     assert error.startswith("mtl-perception sim-to-real: error: ") and f"{flag} " in error and "missing" in error
+
+
+def write_nyu_mat(path: Path, height: int = 24, width: int = 32) -> None:
+    """A labelled-NYUv2-shaped .mat (all 1449 frames, stored transposed): wall above, floor below, depth 1-5 m."""
+    import h5py
+
+    from mtl_perception.data.nyuv2 import NUM_FRAMES, nyuv2_class_names, raw_label_lut
+
+    lut, names = raw_label_lut(40), nyuv2_class_names(40)
+    wall_raw, floor_raw = (int(np.flatnonzero(lut == names.index(name))[0]) for name in ("wall", "floor"))
+    raw = np.full((height, width), wall_raw, np.uint16)
+    raw[height // 2:] = floor_raw
+    depth = np.broadcast_to(np.linspace(1.0, 5.0, height, dtype=np.float32)[:, None], (height, width))
+    image = np.random.default_rng(0).integers(0, 256, (3, width, height), dtype=np.uint8)
+    with h5py.File(path, "w") as handle:
+        handle["images"] = np.broadcast_to(image, (NUM_FRAMES, 3, width, height))
+        handle["depths"] = np.broadcast_to(depth.T, (NUM_FRAMES, width, height))
+        handle["labels"] = np.broadcast_to(raw.T, (NUM_FRAMES, width, height))
+
+
+def test_nyu_mat_scores_the_official_test_split_against_its_nyu40_labels(model_file: Path, realdata_copy: Path,
+                                                                          tmp_path: Path) -> None:
+    from mtl_perception.cli import main
+    from mtl_perception.data.nyuv2 import split_indices
+
+    mat = tmp_path / "nyu_depth_v2_labeled.mat"
+    write_nyu_mat(mat)
+    out = tmp_path / "report"
+    assert main(["sim-to-real", "--model", str(model_file), "--realdata", str(realdata_copy), "--nyu-mat", str(mat),
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())["models"][0]
+    nyu = report["datasets"]["nyuv2_test"]
+    assert nyu["frames"] == len(split_indices("test")) == 654 and nyu["indoor"]
+    assert nyu["reference"] == s2r.LABEL_REFERENCE
+    assert nyu["floor_share"] == pytest.approx(0.5) and nyu["wall_share"] == pytest.approx(0.5)  # half each, by construction
+    assert all(0.0 <= nyu[key] <= 1.0 or math.isnan(nyu[key]) for key in ("floor_iou", "wall_iou"))
+    names = [f["frame"] for f in report["frames"] if f["dataset"] == "nyuv2_test"]
+    assert names[:2] == [f"{int(i):04d}" for i in split_indices("test")[:2]]  # frames named by their index in the .mat
+    assert "nyuv2_test" in (out / "report.md").read_text()
