@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mtl_perception.data.geometry import camera_rays
 from mtl_perception.tasks import IGNORE_INDEX
 
 SURFACES = ("floor", "wall", "other")
@@ -34,11 +35,9 @@ def plane_tolerance(z: np.ndarray) -> np.ndarray:
 
 def back_project(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(H, W, 3) camera-frame points (x right, y down, z forward) of a z-depth map; NaN where depth <= 0."""
-    height, width = depth.shape
-    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
     with np.errstate(invalid="ignore"):
         z = np.where(depth > 0, depth, np.nan).astype(np.float64)
-    return np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], axis=-1)
+    return camera_rays(K, *depth.shape).transpose(1, 2, 0) * z[..., None]
 
 
 def point_normals(points: np.ndarray) -> np.ndarray:
