@@ -260,7 +260,6 @@ def test_model_file_damaged_under_a_running_node(graph, tiny_files: tuple[Path, 
 
 def test_backend_failing_at_run_time_reports_error_and_falls_back(graph, tiny_files: tuple[Path, Path]) -> None:
     """Beyond test_ros_node's fallback test: the failure is an ERROR on /diagnostics although frames keep coming."""
-    import numpy as np
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter

@@ -3,20 +3,15 @@ with AMP on, the CUDA device set before NCCL, a non-finite loss on one rank, los
 outside DDP, and pinned memory for non_blocking copies."""
 from __future__ import annotations
 
-import json
-import os
-import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from mtl_perception import distributed
 from mtl_perception.distributed import DistInfo, average_gradients
 from mtl_perception.training.trainer import Trainer, _collate_loader, check_finite_loss, load_scaler_state
+from two_ranks import finish_rank, join_group, run_two_ranks
 
 
 def test_an_empty_scaler_state_resumes_with_amp_on():
@@ -46,9 +41,35 @@ def test_cuda_device_is_set_before_the_process_group(monkeypatch):
     assert calls == [("init", "gloo")], "no CUDA call on a CPU run"
 
 
-def _two_rank_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    info = DistInfo(rank, world, rank)
+def test_train_leaves_the_group_with_a_barrier_only_when_the_run_finished(monkeypatch):
+    """A rank that failed alone must not wait at a barrier its peers, still in a training step, never reach."""
+    from mtl_perception.training import trainer as trainer_module
+
+    calls = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+
+    class Failing:
+        def __init__(self, *args):
+            pass
+
+        def fit(self):
+            raise RuntimeError("out of memory on this rank")
+
+    monkeypatch.setattr(trainer_module, "Trainer", Failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer_module.train(SimpleNamespace())
+    assert calls == ["destroy"]
+    calls.clear()
+    monkeypatch.setattr(Failing, "fit", lambda self: "result")
+    assert trainer_module.train(SimpleNamespace()) == "result"
+    assert calls == ["barrier", "destroy"]
+
+
+def _two_rank_worker(rank: int, init_file: str, out_dir: str) -> None:
+    join_group(rank, init_file)
+    info = DistInfo(rank, 2, rank)
     weight = torch.nn.Parameter(torch.zeros(2))
     weight.grad = torch.full((2,), float(rank + 1))  # each rank's own gradient of a loss-weighting parameter
     unused = torch.nn.Parameter(torch.zeros(1))  # no gradient on this rank: counts as zero
@@ -61,20 +82,11 @@ def _two_rank_worker(rank: int, world: int, init_file: str, out_dir: str) -> Non
         check_finite_loss(total, {"depth": total}, 7, info, torch.device("cpu"))
     except FloatingPointError as exc:
         result["raised"] = str(exc)
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    dist.destroy_process_group()
+    finish_rank(rank, out_dir, result)
 
 
 def test_nonfinite_loss_on_one_rank_stops_every_rank_and_weighting_gradients_are_averaged(tmp_path):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    context = mp.spawn(_two_rank_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.time() + 120
-    while not context.join(timeout=5):
-        if time.time() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the ranks hung: a non-finite loss on one rank must stop all of them")
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    results = run_two_ranks(_two_rank_worker, tmp_path)  # a rank that hangs fails the test: the non-finite loss must stop all
     assert [r["grad"] for r in results] == [[1.5, 1.5], [1.5, 1.5]]
     assert [r["unused"] for r in results] == [[0.5], [0.5]]
     assert "step 7 on another process" in results[0]["raised"] and "step 7 on this process" in results[1]["raised"]

@@ -1,18 +1,15 @@
 """Loss weighting schemes against hand-computed cases."""
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from mtl_perception.training.weighting import (FAMO, WEIGHTINGS, AlignedMTL, DynamicWeightAveraging, FixedWeighting, GradNorm,
                                                UncertaintyWeighting, build_weighting)
+from two_ranks import finish_rank, join_group, run_two_ranks
 
 TASKS = ["depth", "semantic"]
 
@@ -284,20 +281,16 @@ RANK_SLOPES = [(2.0, 0.5), (4.0, 1.5)]  # FAMO: losses (2, 0.5) and (4, 1.5), me
 
 
 def _two_rank_weighting_worker(rank: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    join_group(rank, init_file)
     aligned, plane = AlignedMTL(TASKS, {}), PlaneTasks()
     aligned(plane(RANK_GRADIENTS[rank]), [plane.shared]).backward()
     famo, line = FAMO(TASKS, {}), LinearTasks()
     famo(line(RANK_SLOPES[rank]), [line.shared]).backward()
-    result = {"aligned": list(aligned.weights().values()), "famo_grad": line.shared.grad.tolist()}
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    dist.destroy_process_group()
+    finish_rank(rank, out_dir, {"aligned": list(aligned.weights().values()), "famo_grad": line.shared.grad.tolist()})
 
 
 def test_two_processes_weight_with_the_global_batch(tmp_path: Path) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_two_rank_weighting_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    results = run_two_ranks(_two_rank_weighting_worker, tmp_path)
     expected = _aligned_weights_by_hand((2.0, 0.0), (1.0, 2.0), (1.0, 1.0))
     assert results[0]["aligned"] == results[1]["aligned"], "the ranks computed different Aligned-MTL weights"
     assert results[0]["aligned"] == pytest.approx(expected, rel=1e-9), "weights of the averaged gradients"

@@ -48,8 +48,17 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(finished: bool = True) -> None:
+    """Leave the process group (a no-op outside one).
+
+    ``finished``: every rank got here the same way (the run completed, or all ranks stopped together), so a
+    barrier runs first: no rank then closes its connections while a peer still waits on the last collective
+    (gloo can abort a process whose peer hangs up mid-transfer). After an error on this rank alone the
+    peers may never reach a barrier, so ``finished=False`` destroys the group at once.
+    """
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -351,6 +351,9 @@ class Trainer:
 def train(config: ExperimentConfig, resume: str | None = None, progress: bool = True) -> TrainResult:
     """Train a model as ``config`` says; returns the run's figures."""
     try:
-        return Trainer(config, resume, progress).fit()
-    finally:
-        shutdown_distributed()
+        result = Trainer(config, resume, progress).fit()
+    except BaseException:
+        shutdown_distributed(finished=False)
+        raise
+    shutdown_distributed()
+    return result
