@@ -50,3 +50,14 @@ def test_study_config_errors_name_the_entry(tmp_path):
     bad.write_text("base: {}\nentries:\n  - {name: x, model: {tasks: [edges]}}\n")
     with pytest.raises(ValueError, match="study entry 'x'"):
         StudyConfig.load(bad)
+
+
+def test_the_shipped_studies_build_every_entry():
+    """Each study under config/study loads, and every entry's network builds (a typo would surface hours in)."""
+    from mtl_perception.model.network import build_model
+
+    for path in sorted(STUDY.glob("*.yaml")):
+        study = StudyConfig.load(path)
+        for entry in study.entries:
+            config = study.entry_config(entry, study.seeds[0])
+            assert list(build_model(config.model).tasks) == config.model.tasks, (path.name, entry["name"])
