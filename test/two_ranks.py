@@ -26,10 +26,10 @@ def join_group(rank: int, init_file: str) -> None:
 def finish_rank(rank: int, out_dir: str, result: dict[str, Any]) -> None:
     """Write this rank's result, leave the group as the trainer does, and exit the process at once.
 
-    The hard exit skips the interpreter's finalisation: torch's gloo threads can abort a process there
-    ("terminate called without an active exception", seen on a loaded 2-core CI machine) after every
-    collective has finished and the result is written. The exit code then says nothing about the code under
-    test, which the parent judges from the result files alone.
+    The hard exit skips the interpreter's finalisation, where torch's gloo threads can abort a process
+    ("terminate called without an active exception", once on a loaded 2-core CI machine) after every
+    collective has finished and the result is written. Such an abort is not the code under test: the parent
+    judges that from the result files.
     """
     path = Path(out_dir, f"rank{rank}.json")
     path.with_suffix(".tmp").write_text(json.dumps(result))
