@@ -136,10 +136,7 @@ def test_key_mapping_known_names() -> None:
         "stages.3.3.0.weight": "blocks.6.0.conv.weight",
         "stages.3.3.1.weight": "blocks.6.0.bn1.weight",
     }
-    for ours, theirs in tv.items():
-        assert torchvision_mobilenet_key(mobilenet, ours) == theirs
-    for ours, theirs in timm.items():
-        assert timm_mobilenet_key(mobilenet, ours) == theirs
+    _assert_mobilenet_keys(mobilenet, tv, timm)
 
 
 def test_key_mapping_known_names_mobilenetv3_small() -> None:
@@ -161,10 +158,15 @@ def test_key_mapping_known_names_mobilenetv3_small() -> None:
         "stages.3.0.block.1.1.running_var": "blocks.4.0.bn2.running_var",
         "stages.3.3.1.weight": "blocks.5.0.bn1.weight",
     }
-    for ours, theirs in tv.items():
-        assert torchvision_mobilenet_key(small, ours) == theirs
-    for ours, theirs in timm.items():
-        assert timm_mobilenet_key(small, ours) == theirs
+    _assert_mobilenet_keys(small, tv, timm)
+
+
+def _assert_mobilenet_keys(encoder: Encoder, torchvision_keys: dict[str, str], timm_keys: dict[str, str]) -> None:
+    """Each of our keys maps to the hand-written torchvision and timm names."""
+    for ours, theirs in torchvision_keys.items():
+        assert torchvision_mobilenet_key(encoder, ours) == theirs
+    for ours, theirs in timm_keys.items():
+        assert timm_mobilenet_key(encoder, ours) == theirs
 
 
 def _external_state(encoder: Encoder, mapper: KeyMapper) -> dict[str, torch.Tensor]:

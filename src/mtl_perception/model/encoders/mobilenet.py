@@ -163,6 +163,15 @@ SMALL = MobileNetV3Spec(
 )
 
 
+def _inverted_residuals(in_ch: int, blocks: tuple[BlockSpec, ...]) -> tuple[list[nn.Module], int]:
+    """The blocks in order, each fed by the one before; returns them and the last one's width."""
+    layers: list[nn.Module] = []
+    for block in blocks:
+        layers.append(InvertedResidual(in_ch, block))
+        in_ch = block.out
+    return layers, in_ch
+
+
 class MobileNetV3Encoder(Encoder):
     """A MobileNetV3 (``spec``) without its classifier; see the module docstring for the stage split.
 
@@ -173,18 +182,11 @@ class MobileNetV3Encoder(Encoder):
     def __init__(self, spec: MobileNetV3Spec = LARGE) -> None:
         super().__init__()
         self.spec = spec
-        in_ch = STEM_WIDTH
-        stem: list[nn.Module] = [conv_bn_act(3, STEM_WIDTH, 3, stride=2, act=nn.Hardswish)]
-        for block in spec.stem_blocks:
-            stem.append(InvertedResidual(in_ch, block))
-            in_ch = block.out
-        self.stem = nn.Sequential(*stem)
+        stem_blocks, in_ch = _inverted_residuals(STEM_WIDTH, spec.stem_blocks)
+        self.stem = nn.Sequential(conv_bn_act(3, STEM_WIDTH, 3, stride=2, act=nn.Hardswish), *stem_blocks)
         stages = []
         for blocks in spec.stages:
-            layers: list[nn.Module] = []
-            for block in blocks:
-                layers.append(InvertedResidual(in_ch, block))
-                in_ch = block.out
+            layers, in_ch = _inverted_residuals(in_ch, blocks)
             stages.append(nn.Sequential(*layers))
         stages[-1].append(conv_bn_act(in_ch, spec.head_width, 1, act=nn.Hardswish))
         self.stages = nn.ModuleList(stages)
