@@ -8,21 +8,35 @@ MIN_VENV ?= .venv-min
 MIN_PY := $(MIN_VENV)/bin/python
 MIN_STAMP := $(MIN_VENV)/.installed
 # `make test-min`: the suite against the oldest versions setup.py admits (constraints/minimum.txt), with the
-# same ROS wheels. Left out: tests of processes, timing and transport rather than of library versions, which
-# are also the slowest (soak, fault injection, Fast DDS delivery, multi-process, the study, the demo) and the
-# three longest training runs (convergence, kill-and-resume, two-process DDP: torch is not at a floor), and the
-# tests of a live ROS graph (node, pipelining, cameras, replay: the same ros-* wheels in both venvs; the deploy
-# graph they run is tested at the floors by test_inference_deploy_graph.py).
+# same ROS wheels and the same torch. Left out: tests of processes, timing and transport rather than of library
+# versions, which are also the slowest (soak, fault injection, Fast DDS delivery, multi-process, the study, the
+# demo); the training runs and the two-process DDP test and the export matrix of every sharing depth (torch is
+# not at a floor; the exporter at the onnx/onnxscript floors is tested by test_inference_export.py); and every
+# test of a live ROS graph (marker `ros`: the same ros-* wheels in both venvs; the deploy graph they run is
+# tested at the floors by test_inference_deploy_graph.py).
 MIN_SKIP := --ignore=test/test_reliability_soak.py --ignore=test/test_reliability_faults.py \
 	--ignore=test/test_reliability_delivery.py --ignore=test/test_ros_multiprocess.py \
 	--ignore=test/test_ros_node.py --ignore=test/test_ros_pipelined.py --ignore=test/test_ros_cameras.py \
 	--ignore=test/test_bags_replay.py \
 	--ignore=test/test_study.py --ignore=test/test_demo.py \
-	--deselect=test/test_training_run.py::test_short_training_reduces_loss_and_beats_trivial_baselines \
-	--deselect=test/test_training_run.py::test_killed_training_resumes_from_its_last_checkpoint \
-	--deselect=test/test_training_run.py::test_torchrun_two_processes_keep_identical_weights
+	--ignore=test/test_training_run.py --ignore=test/test_model_sharing.py \
+	--deselect=test/test_training_weighting.py::test_two_processes_weight_with_the_global_batch \
+	-m "not ros"
 
-.PHONY: demo test test-fast test-min venv clean lint
+JAZZY_VENV ?= .venv-jazzy
+JAZZY_PY := $(JAZZY_VENV)/bin/python
+JAZZY_STAMP := $(JAZZY_VENV)/.installed
+# `make test-jazzy`: on ROS 2 Jazzy's wheels (constraints/jazzy.txt: rclpy 7.1, Fast DDS 2.14) with the rest of
+# requirements.txt as pinned, the live-ROS-graph tests whose outcome depends on the distribution: rclpy's node,
+# lifecycle, parameter, QoS, executor and raw-publisher API (node, pipelined stages, cameras, the shipped
+# parameter files and the rclpy contract), and Fast DDS's transports and profile variable between processes
+# (multiprocess, fastdds_profile). Left out: live-graph tests of no ROS behaviour of their own (the bad-input
+# corpus: the codec; bag replay: the rosbags side), and soak, fault injection and the demo (time, not distribution).
+# The message definitions the node uses are the same in Jazzy and Kilted (same type hashes; see README).
+JAZZY_TESTS := test/test_ros_node.py test/test_ros_pipelined.py test/test_ros_cameras.py test/test_ros_multiprocess.py \
+	test/test_ros_fastdds_profile.py test/test_ros_distributions.py test/test_ros_parameter_files.py
+
+.PHONY: demo test test-fast test-min test-jazzy venv clean lint gpu-check-deps
 
 venv: $(STAMP)
 
@@ -55,8 +69,31 @@ test-min: $(MIN_STAMP)
 	@$(MIN_PY) -c "import importlib.metadata as m; names = [l.split('==')[0] for l in open('constraints/minimum.txt') if l[:1].isalnum()]; print('minimum versions:', ' '.join(n + '==' + m.version(n) for n in names))"
 	$(MIN_PY) -m pytest -q test $(MIN_SKIP)
 
+$(JAZZY_STAMP): constraints/jazzy.txt requirements.txt setup.py setup.cfg
+	rm -rf $(JAZZY_VENV)
+	$(PYTHON) -m venv $(JAZZY_VENV)
+	$(JAZZY_PY) -m pip install -q --upgrade pip
+	grep -v '^ros-' requirements.txt > $(JAZZY_VENV)/requirements-without-ros.txt
+	$(JAZZY_PY) -m pip install -q -r $(JAZZY_VENV)/requirements-without-ros.txt -r constraints/jazzy.txt
+	$(JAZZY_PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(JAZZY_STAMP)
+
+test-jazzy: $(JAZZY_STAMP)
+	@$(JAZZY_PY) -c "import importlib.metadata as m; print('ROS wheels:', ' '.join(n + '==' + m.version(n) for n in ('ros-rclpy', 'ros-rmw-fastrtps-cpp', 'ros-fastrtps')))"
+	$(JAZZY_PY) -m pytest -q $(JAZZY_TESTS)
+
+# `make gpu-check-deps`: .gpu_deps/, the wheels benchmarks/gpu_check.py needs on a bare CUDA machine (pydantic,
+# PyYAML, onnxconverter-common) for CPython 3.10-3.13 on x86_64 and aarch64, downloaded with pip (tools/gpu_deps.py);
+# `make test` never downloads them (test/test_gpu_check.py skips its bundle tests without them)
+GPU_DEPS := .gpu_deps/MANIFEST.json
+
+gpu-check-deps: $(GPU_DEPS)
+
+$(GPU_DEPS): requirements.txt tools/gpu_deps.py
+	$(PYTHON) tools/gpu_deps.py --out .gpu_deps
+
 demo: $(STAMP)
 	$(PY) -m mtl_perception.demo
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) build *.egg-info src/*.egg-info demo_output
+	rm -rf $(VENV) $(MIN_VENV) $(JAZZY_VENV) build *.egg-info src/*.egg-info demo_output

@@ -6,6 +6,9 @@ from setuptools import find_packages, setup
 PACKAGE = "mtl_perception"
 # scipy: only the tests (and tools/) read .mat files with it
 TEST_REQUIRES = ["pytest>=7.4.4", "scipy>=1.10", "hypothesis>=6.170.15"]
+# the native TensorRT backend takes device memory, streams and the GPU's identity from the CUDA runtime through
+# cuda-python (cuda.bindings.runtime, from 12.6.2): 12.x for CUDA 12 (JetPack 6.1+), 13.x for CUDA 13 (JetPack 7)
+TENSORRT_REQUIRES = ["cuda-python>=12.6.2"]
 
 setup(
     name=PACKAGE,
@@ -46,7 +49,7 @@ setup(
     ],
     # `colcon test` runs pytest only when setup.py names it here (otherwise unittest, which finds nothing);
     # colcon reads extras_require["test"] as well as the older tests_require, which setuptools >= 72 rejects.
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "tensorrt": TENSORRT_REQUIRES},
     zip_safe=False,
     maintainer="mtl_perception maintainers",
     maintainer_email="maintainers@mtl-perception.dev",

@@ -1,10 +1,25 @@
 """One prepared check for the first GPU machine: every GPU path of the package, each row ran or not, in < 8 min.
 
-Usage: .venv/bin/python benchmarks/gpu_check.py [--model models/default.onnx] [--camera 480x640] [--iters 30]
-       [--budget-s 450] [--cache-dir DIR] [--json out.json]
+Usage: PYTHONPATH=src python3 benchmarks/gpu_check.py [--model models/default.onnx] [--camera 480x640] [--iters 30]
+       [--budget-s 450] [--cache-dir DIR] [--no-bundle] [--verbose] > gpu_check.jsonl
 
-Rows (each says ``ran`` with its figures, ``not available here`` with the reason, ``failed`` with the error, or
-``skipped`` when the time budget is spent):
+Runs on a bare CUDA machine: PyTorch, onnx, onnxruntime (its CPU build will do), numpy/OpenCV and the project's
+files on PYTHONPATH (nothing installed from the project, no network, no ROS). What the project's model-file reader
+and its FP16 file need beyond that (pydantic, PyYAML, onnxconverter-common) comes as the bundle ``.gpu_deps/`` that
+``make gpu-check-deps`` (tools/gpu_deps.py) downloads on a machine with a package index, for CPython 3.10-3.13 on
+x86_64 and aarch64 Linux: carry the folder along and this script unpacks the files of the interpreter running it
+into a temporary folder first on ``sys.path`` (``--no-bundle``: only what the machine has). Without either, one
+``setup`` row says so. A row that needs what the machine lacks (TensorRT, onnxruntime-gpu, a CUDA device, a Python
+module) says ``not available here`` with the reason.
+
+Output: stdout is JSON lines, written and flushed as soon as each is known, so a run killed at its time limit
+keeps every row it finished: first ``{"gpu_check": {...machine...}}``, then one ``{"name", "status", "detail",
+"seconds"}`` per row, last ``{"summary": {status: count, "seconds": s}}``; progress goes to stderr. A row says
+``ran`` with its figures, ``not available here`` with the reason, ``failed`` with the error, ``skipped`` when the
+budget left is less than the row needs, or ``budget spent`` when the budget ran out inside it (with the figures it
+had measured by then; its latency loops stop at the budget).
+
+Rows:
 - torch CUDA FP32 / FP16 latency of the network, and of the deploy graph (the pre/post graphs in ONNX Runtime
   around the torch network, as the node's frame pipeline runs torch); random weights of the bundled model's
   architecture (config/train/default.yaml): latency does not depend on training;
@@ -22,60 +37,153 @@ synthetic validation frames; on deploy graphs: per output, max |diff| for floats
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib
 import json
+import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
 import traceback
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / ".gpu_deps"  # `make gpu-check-deps`
+STATUSES = ("ran", "not available here", "failed", "skipped", "budget spent")
 
 
 class NotAvailable(Exception):
     """This row cannot run on this machine (a library, provider or GPU is missing)."""
 
 
+class OutOfBudget(Exception):
+    """The time budget ran out inside a row."""
+
+
+class _Skipped(Exception):
+    """Less budget left than the row needs."""
+
+
 @dataclass
 class Row:
     name: str
-    status: str  # ran | not available here | failed | skipped
+    status: str  # one of STATUSES
     detail: str
     seconds: float = 0.0
 
 
+def emit(record: dict[str, Any], out: TextIO) -> None:
+    """One JSON line, flushed at once (a run killed at its limit keeps every line written before)."""
+    out.write(json.dumps(record, allow_nan=False) + "\n")
+    out.flush()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
 class Check:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    """Runs the rows against one time budget and writes each as a JSON line when it ends."""
+
+    def __init__(self, budget_s: float, out: TextIO = sys.stdout, verbose: bool = False) -> None:
         self.start = time.perf_counter()
+        self.deadline = self.start + budget_s
+        self.out, self.verbose = out, verbose
         self.rows: list[Row] = []
+        self._notes: list[str] = []
 
     def remaining(self) -> float:
-        return self.args.budget_s - (time.perf_counter() - self.start)
+        return self.deadline - time.perf_counter()
 
-    def row(self, name: str, body: Callable[[], str], needs_s: float = 20.0) -> None:
+    def ensure(self, needs_s: float, what: str) -> None:
+        """OutOfBudget unless ``needs_s`` seconds are left for ``what`` (a step of a long row)."""
         if self.remaining() < needs_s:
-            self.rows.append(Row(name, "skipped", f"time budget: {self.remaining():.0f} s left, this row needs about {needs_s:.0f} s"))
-            return
+            raise OutOfBudget(f"{self.remaining():.0f} s left, {what} needs about {needs_s:.0f} s")
+
+    def note(self, figures: str) -> None:
+        """Figures the current row has measured so far (reported even when the row does not finish)."""
+        self._notes.append(figures)
+
+    def figures(self) -> str:
+        """The current row's figures so far, joined."""
+        return "; ".join(self._notes)
+
+    def row(self, name: str, body: Callable[[], str], needs_s: float = 20.0, requires: Callable[[], Any] | None = None) -> None:
+        """Run one row and write its line: ``requires`` (a probe raising NotAvailable) first, then the budget check."""
         started = time.perf_counter()
+        self._notes = []
+
+        def guarded() -> str:
+            if requires is not None:
+                requires()
+            if self.remaining() < needs_s:
+                raise _Skipped(f"time budget: {self.remaining():.0f} s left, this row needs about {needs_s:.0f} s")
+            return body()
+
         try:
-            detail, status = body(), "ran"
+            status, detail = "ran", guarded()
+        except _Skipped as exc:
+            status, detail = "skipped", str(exc)
         except NotAvailable as exc:
-            detail, status = str(exc), "not available here"
+            status, detail = "not available here", str(exc)
+        except ModuleNotFoundError as exc:  # a library this machine lacks; the project's own modules must be there
+            if (exc.name or "").startswith("mtl_perception"):
+                status, detail = "failed", first_line(exc)
+            else:
+                status, detail = "not available here", f"needs the Python module '{exc.name}', which is not installed"
+        except OutOfBudget as exc:
+            status, detail = "budget spent", f"the time budget ran out: {exc}"
         except Exception as exc:  # a row that fails must not stop the others
-            detail, status = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}", "failed"
-            if self.args.verbose:
+            status, detail = "failed", first_line(exc)
+            if self.verbose:
                 traceback.print_exc()
-        self.rows.append(Row(name, status, detail, time.perf_counter() - started))
-        print(f"[{time.perf_counter() - self.start:6.1f} s] {name}: {status}", flush=True)
+        if status != "ran" and self._notes:
+            detail = f"{self.figures()}; then: {detail}"
+        row = Row(name, status, detail, round(time.perf_counter() - started, 2))
+        self.rows.append(row)
+        emit(asdict(row), self.out)
+        print(f"[{time.perf_counter() - self.start:6.1f} s] {name}: {status}" + ("" if status == "ran" else f": {detail}"),
+              file=sys.stderr, flush=True)
 
 
 # -- what this machine has ----------------------------------------------------------------------------
+
+def bundle_tag() -> str:
+    """This interpreter's folder of the bundle: ``cp312-x86_64``, ``cp310-aarch64``, ..."""
+    return f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine().lower()}"
+
+
+def bundle_files(root: Path = BUNDLE, tag: str | None = None) -> list[Path]:
+    """The bundle's files for ``tag`` (default: this interpreter): ``py3/`` and the tag's own; none without its folder."""
+    folder = root / (tag or bundle_tag())
+    if not folder.is_dir():
+        return []
+    return [f for part in (root / "py3", folder) for f in sorted(part.glob("*")) if f.suffix in (".whl", ".zip")]
+
+
+def use_bundle(root: Path = BUNDLE) -> dict[str, Any]:
+    """Unpack this interpreter's bundle into a temporary folder put first on ``sys.path``; what was done (the header)."""
+    tag = bundle_tag()
+    files = bundle_files(root, tag)
+    if not files:
+        return {"tag": tag, "used": False, "reason": f"no {root}/{tag}: run `make gpu-check-deps` where a package index is"}
+    target = Path(tempfile.mkdtemp(prefix="mtl_gpu_deps_"))
+    atexit.register(shutil.rmtree, target, True)
+    for file in files:
+        with zipfile.ZipFile(file) as archive:
+            archive.extractall(target)
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    return {"tag": tag, "used": True, "path": str(target), "files": [f.name for f in files]}
+
 
 def cuda_or_reason() -> None:
     import torch
@@ -94,11 +202,12 @@ def ort_provider_or_reason(provider: str) -> None:
 
 def tensorrt_or_reason() -> Any:
     from mtl_perception.inference.backends.base import BackendError
-    from mtl_perception.inference.backends.tensorrt_backend import import_tensorrt
 
     try:
+        from mtl_perception.inference.backends.tensorrt_backend import import_tensorrt
+
         return import_tensorrt()
-    except BackendError as exc:
+    except (BackendError, ImportError) as exc:  # no TensorRT, or a module the backend needs (cuda-python)
         raise NotAvailable(str(exc)) from None
 
 
@@ -112,14 +221,6 @@ def require(*checks: Callable[[], Any]) -> None:
             reasons.append(str(exc))
     if reasons:
         raise NotAvailable("; ".join(reasons))
-
-
-def deploy_or_reason() -> tuple[Any, Any]:
-    try:
-        from mtl_perception.inference.deploy_graph import DeployOptions, build_deploy_graph
-    except Exception as exc:  # the deploy graph module may be missing or broken on this checkout
-        raise NotAvailable(f"deploy graph not available: {type(exc).__name__}: {exc}") from None
-    return DeployOptions, build_deploy_graph
 
 
 # -- inputs and figures -------------------------------------------------------------------------------
@@ -170,15 +271,21 @@ def deploy_feeds(graph_path: Path, meta: Any, image: np.ndarray) -> dict[str, np
     return feeds
 
 
-def time_calls(call: Callable[[Any], Any], inputs: list[Any], iters: int, warmup: int = 3) -> tuple[float, float]:
-    """Median and p95 latency (ms) of ``call`` over ``iters`` calls after ``warmup``."""
-    samples = []
+def time_calls(call: Callable[[Any], Any], inputs: list[Any], iters: int, check: Check, warmup: int = 3) -> str:
+    """Median and p95 latency (ms) of ``call`` over ``iters`` calls after ``warmup``, as text.
+
+    Stops at the budget (after at least one timed call) and says how many calls it timed.
+    """
+    samples: list[float] = []
     for i in range(warmup + iters):
+        if i > warmup and check.remaining() <= 0:
+            break
         started = time.perf_counter()
         call(inputs[i % len(inputs)])
         if i >= warmup:
             samples.append((time.perf_counter() - started) * 1000.0)
-    return float(np.median(samples)), float(np.percentile(samples, 95))
+    text = f"median {np.median(samples):.2f} ms, p95 {np.percentile(samples, 95):.2f} ms"
+    return text + ("" if len(samples) == iters else f" ({len(samples)} of {iters} calls: the budget ran out)")
 
 
 def network_parity(outputs: list[dict[str, np.ndarray]], reference: list[dict[str, np.ndarray]]) -> str:
@@ -202,43 +309,37 @@ def deploy_parity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarra
 
 # -- the rows -----------------------------------------------------------------------------------------
 
-def run_checks(args: argparse.Namespace) -> list[Row]:
-    import torch
-
+def run_checks(args: argparse.Namespace, check: Check) -> list[Row]:
+    from mtl_perception.inference.deploy_graph import DeployOptions, build_deploy_graph
     from mtl_perception.inference.model_file import read_onnx_metadata
-    from mtl_perception.inference.precision import CalibrationSpec, make_precision_file, run_onnx_cpu
+    from mtl_perception.inference.precision import CACHE_ENV, CalibrationSpec, make_precision_file, run_onnx_cpu
 
-    check = Check(args)
     work = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="mtl_gpu_check_"))
     engines, deploy_dir = work / "engines", work / "deploy"
-    import os
-
-    from mtl_perception.inference.precision import CACHE_ENV
-
     os.environ[CACHE_ENV] = str(work / "precision")  # the backends' precision files, next to the engines of this run
     model = Path(args.model)
     meta = read_onnx_metadata(model)
     frames = validation_frames(meta, 4)
     cam_h, cam_w = (int(v) for v in args.camera.lower().split("x"))
     cameras = camera_frames(cam_h, cam_w, 2)
+    calibration = CalibrationSpec(args.calib_dir, None, args.calib_frames, "letterbox")
     state: dict[str, Any] = {}
     iters = args.iters
 
-    def reference_network() -> str:
-        outputs = run_onnx_cpu(model, frames)
-        state["ref_net"] = outputs
-        from mtl_perception.inference.backends import create_backend
-
-        backend = create_backend("onnxruntime", model, provider="cpu")
-        median, p95 = time_calls(backend.infer, frames, iters)
-        return f"median {median:.2f} ms, p95 {p95:.2f} ms (the parity reference)"
-
-    check.row("onnxruntime cpu fp32 network", reference_network)
+    def precision_file(precision: str) -> Path:
+        return model if precision == "fp32" else make_precision_file(model, precision, None, calibration if precision == "int8" else None).path
 
     def deploy_graph_for(precision: str) -> Path:
-        DeployOptions, build_deploy_graph = deploy_or_reason()
-        source = model if precision == "fp32" else make_precision_file(model, precision, None, state.get("calibration")).path
-        return build_deploy_graph(source, DeployOptions(cam_h, cam_w, "rgb8"), deploy_dir)
+        return build_deploy_graph(precision_file(precision), DeployOptions(cam_h, cam_w, "rgb8"), deploy_dir)
+
+    def reference_network() -> str:
+        from mtl_perception.inference.backends import create_backend
+
+        state["ref_net"] = run_onnx_cpu(model, frames)
+        backend = create_backend("onnxruntime", model, provider="cpu")
+        return f"{time_calls(backend.infer, frames, iters, check)} (the parity reference)"
+
+    check.row("onnxruntime cpu fp32 network", reference_network)
 
     def reference_deploy() -> str:
         from mtl_perception.inference.backends import create_backend
@@ -247,8 +348,7 @@ def run_checks(args: argparse.Namespace) -> list[Row]:
         backend = create_backend("onnxruntime", graph, provider="cpu", graph="deploy")
         feeds = [deploy_feeds(graph, meta, image) for image in cameras]
         state["deploy_feeds"], state["ref_deploy"] = feeds, backend.run(feeds[0])
-        median, p95 = time_calls(backend.run, feeds, iters)
-        return f"{cam_h}x{cam_w} rgb8 camera: median {median:.2f} ms, p95 {p95:.2f} ms (the parity reference)"
+        return f"{cam_h}x{cam_w} rgb8 camera: {time_calls(backend.run, feeds, iters, check)} (the parity reference)"
 
     check.row("onnxruntime cpu fp32 deploy graph", reference_deploy)
 
@@ -267,180 +367,168 @@ def run_checks(args: argparse.Namespace) -> list[Row]:
 
     for precision in ("fp32", "fp16"):
         def torch_network(precision: str = precision) -> str:
-            cuda_or_reason()
             from mtl_perception.inference.backends import create_backend
 
             checkpoint = torch_checkpoint()
             backend = create_backend("torch", checkpoint, device="cuda", precision=precision)
             cpu = create_backend("torch", checkpoint, device="cpu")
-            median, p95 = time_calls(backend.infer, frames, iters)
-            parity = network_parity([backend.infer(f) for f in frames[:2]], [cpu.infer(f) for f in frames[:2]])
-            return f"median {median:.2f} ms, p95 {p95:.2f} ms; vs torch CPU: {parity}"
+            timing = time_calls(backend.infer, frames, iters, check)
+            check.note(timing)
+            return f"{timing}; vs torch CPU: {network_parity([backend.infer(f) for f in frames[:2]], [cpu.infer(f) for f in frames[:2]])}"
 
-        check.row(f"torch cuda {precision} network", torch_network)
+        check.row(f"torch cuda {precision} network", torch_network, requires=cuda_or_reason)
 
     for precision in ("fp32", "fp16"):
         def torch_deploy(precision: str = precision) -> str:
-            require(cuda_or_reason, deploy_or_reason)
-            DeployOptions, _ = deploy_or_reason()
-            import onnxruntime as ort
+            from mtl_perception.inference.frame_pipeline import FramePipeline
 
-            from mtl_perception.inference.backends import create_backend
-            from mtl_perception.inference.deploy_graph import compose_deploy_parts, layout_for
+            pipeline = FramePipeline(torch_checkpoint(), "torch", {"device": "cuda", "precision": precision}, cache_dir=work / "torch_deploy")
+            outputs = ("depth", "labels", "normals")
+            try:
+                timing = time_calls(lambda image: pipeline.run(image, "rgb8", outputs), cameras, iters, check)
+            finally:
+                pipeline.close()
+            return f"{cam_h}x{cam_w} rgb8, outputs {list(outputs)}, pre/post graphs on ONNX Runtime CPU: {timing}"
 
-            network = create_backend("torch", torch_checkpoint(), device="cuda", precision=precision)
-            options = DeployOptions(cam_h, cam_w, "rgb8")
-            pre, post = compose_deploy_parts(network.metadata, options, layout_for(network.metadata, options))
-            provider = ["CUDAExecutionProvider", "CPUExecutionProvider"] if "CUDAExecutionProvider" in ort.get_available_providers() else ["CPUExecutionProvider"]
-            pre_s = ort.InferenceSession(pre.SerializeToString(), providers=provider)
-            post_s = ort.InferenceSession(post.SerializeToString(), providers=provider)
-            post_inputs = [i.name for i in post_s.get_inputs()]
-            feeds = state.get("deploy_feeds") or [{"camera_image": image} for image in cameras]
-
-            def frame(feed: dict[str, np.ndarray]) -> Any:
-                net_in, view = pre_s.run(["pre_net_input", "pre_view"], {pre_s.get_inputs()[0].name: feed[next(iter(feed))]})
-                values = {f"net_{network.metadata.output_names[t]}": v for t, v in network.infer(net_in).items()}
-                values.update(feed, pre_view=view)
-                return post_s.run(None, {n: values[n] for n in post_inputs})
-
-            median, p95 = time_calls(frame, feeds, iters)
-            return f"pre/post on {provider[0]}: median {median:.2f} ms, p95 {p95:.2f} ms"
-
-        check.row(f"torch cuda {precision} deploy graph", torch_deploy)
+        check.row(f"torch cuda {precision} deploy graph", torch_deploy, requires=cuda_or_reason)
 
     # ONNX Runtime GPU providers -------------------------------------------------------------------------
-    def ort_cuda_network() -> str:
+    def ort_cuda() -> None:
         ort_provider_or_reason("CUDAExecutionProvider")
+
+    def ort_cuda_network() -> str:
         from mtl_perception.inference.backends import create_backend
 
         backend = create_backend("onnxruntime", model, provider="cuda")
-        median, p95 = time_calls(backend.infer, frames, iters)
-        return f"median {median:.2f} ms, p95 {p95:.2f} ms; vs CPU: {network_parity([backend.infer(f) for f in frames], state['ref_net'])}"
+        timing = time_calls(backend.infer, frames, iters, check)
+        check.note(timing)
+        return f"{timing}; vs CPU: {network_parity([backend.infer(f) for f in frames], state['ref_net'])}"
 
-    check.row("onnxruntime cuda fp32 network", ort_cuda_network)
+    check.row("onnxruntime cuda fp32 network", ort_cuda_network, requires=ort_cuda)
 
     def ort_cuda_deploy() -> str:
-        ort_provider_or_reason("CUDAExecutionProvider")
         from mtl_perception.inference.backends import create_backend
 
-        graph = deploy_graph_for("fp32")
-        backend = create_backend("onnxruntime", graph, provider="cuda", graph="deploy")
-        median, p95 = time_calls(backend.run, state["deploy_feeds"], iters)
-        return f"median {median:.2f} ms, p95 {p95:.2f} ms; vs CPU: {deploy_parity(backend.run(state['deploy_feeds'][0]), state['ref_deploy'])}"
+        backend = create_backend("onnxruntime", deploy_graph_for("fp32"), provider="cuda", graph="deploy")
+        timing = time_calls(backend.run, state["deploy_feeds"], iters, check)
+        check.note(timing)
+        return f"{timing}; vs CPU: {deploy_parity(backend.run(state['deploy_feeds'][0]), state['ref_deploy'])}"
 
-    check.row("onnxruntime cuda fp32 deploy graph", ort_cuda_deploy)
+    check.row("onnxruntime cuda fp32 deploy graph", ort_cuda_deploy, requires=ort_cuda)
 
     def ort_tensorrt_network() -> str:
-        require(lambda: ort_provider_or_reason("TensorrtExecutionProvider"), cuda_or_reason)
         from mtl_perception.inference.backends import create_backend
 
-        fp16 = make_precision_file(model, "fp16").path
+        fp16 = precision_file("fp16")
         started = time.perf_counter()
         first = create_backend("onnxruntime", fp16, provider="tensorrt", tensorrt_cache_dir=work / "ort_trt")
         first.infer(frames[0])  # the provider builds its engine on the first run
-        build_s = time.perf_counter() - started
+        check.note(f"FP16 file: first run {time.perf_counter() - started:.1f} s (engine build)")
         first.close()
+        check.ensure(30, "the second session")
         started = time.perf_counter()
         second = create_backend("onnxruntime", fp16, provider="tensorrt", tensorrt_cache_dir=work / "ort_trt")
         second.infer(frames[0])
-        again_s = time.perf_counter() - started
-        median, p95 = time_calls(second.infer, frames, iters)
-        parity = network_parity([second.infer(f) for f in frames], state["ref_net"])
-        return f"FP16 file: first run {build_s:.1f} s (engine build), second session {again_s:.1f} s; median {median:.2f} ms, p95 {p95:.2f} ms; vs CPU FP32: {parity}"
+        check.note(f"second session {time.perf_counter() - started:.1f} s")
+        check.note(time_calls(second.infer, frames, iters, check))
+        return check.figures() + f"; vs CPU FP32: {network_parity([second.infer(f) for f in frames], state['ref_net'])}"
 
-    check.row("onnxruntime tensorrt-EP fp16 network", ort_tensorrt_network, needs_s=90)
+    check.row("onnxruntime tensorrt-EP fp16 network", ort_tensorrt_network, needs_s=90,
+              requires=lambda: require(lambda: ort_provider_or_reason("TensorrtExecutionProvider"), cuda_or_reason))
 
     # native TensorRT -------------------------------------------------------------------------------
-    def calibration() -> None:
-        if "calibration" not in state:
-            state["calibration"] = CalibrationSpec(args.calib_dir, None, args.calib_frames, "letterbox")
+    def trt_and_cuda() -> None:
+        require(tensorrt_or_reason, cuda_or_reason)
+
+    def trt_two_starts(path: Path, **options: Any) -> Any:
+        """Build (or load) the engine, close it, start again from the cache: the second backend."""
+        from mtl_perception.inference.backends.tensorrt_backend import TensorRTBackend
+
+        started = time.perf_counter()
+        first = TensorRTBackend(path, cache_dir=engines, **options)
+        check.note(f"first start {first.engine_source} in {time.perf_counter() - started:.1f} s")
+        first.close()
+        check.ensure(30, "the second start and the latency")
+        started = time.perf_counter()
+        second = TensorRTBackend(path, cache_dir=engines, allow_build=False, **options)
+        check.note(f"second start {second.engine_source} in {time.perf_counter() - started:.2f} s")
+        return second
 
     for precision in ("fp16", "int8"):
         def trt_network(precision: str = precision) -> str:
-            require(tensorrt_or_reason, cuda_or_reason)
             trt = tensorrt_or_reason()
-            from mtl_perception.inference.backends.tensorrt_backend import TensorRTBackend
-
-            notes = ""
-            if precision == "int8":
-                calibration()
-                made = make_precision_file(model, "int8", None, state["calibration"])
-                notes = f"Q/DQ file {made.seconds:.1f} s ({made.calibration}); "
-            started = time.perf_counter()
-            first = TensorRTBackend(model, precision=precision, cache_dir=engines)
-            build_s = time.perf_counter() - started
-            source = first.engine_source
-            first.close()
-            started = time.perf_counter()
-            second = TensorRTBackend(model, precision=precision, cache_dir=engines, allow_build=False)
-            load_s = time.perf_counter() - started
-            median, p95 = time_calls(second.infer, frames, iters)
+            made = precision_file(precision)  # the precision file first: its time is not the engine build's
+            second = trt_two_starts(model, precision=precision)
+            key = second.key
+            check.note(f"TensorRT {trt.__version__}, {key.gpu_name} sm{key.compute_capability} {key.sm_count} SMs")
+            check.note(time_calls(second.infer, frames, iters, check))
             outputs = [second.infer(f) for f in frames]
             parity = f"vs ORT CPU FP32: {network_parity(outputs, state['ref_net'])}"
             if precision == "int8":
-                parity += f"; vs the INT8 file on ORT CPU: {network_parity(outputs, run_onnx_cpu(made.path, frames))}"
-            key = second.key
-            return (f"TensorRT {trt.__version__}, {key.gpu_name} sm{key.compute_capability} {key.sm_count} SMs; {notes}"
-                    f"first start {source} in {build_s:.1f} s, second start {second.engine_source} in {load_s:.2f} s; "
-                    f"median {median:.2f} ms, p95 {p95:.2f} ms; {parity}")
+                parity += f"; vs the INT8 file on ORT CPU: {network_parity(outputs, run_onnx_cpu(made, frames))}"
+            return check.figures() + f"; {parity}"
 
-        check.row(f"tensorrt {precision} network", trt_network, needs_s=90)
+        check.row(f"tensorrt {precision} network", trt_network, needs_s=90, requires=trt_and_cuda)
 
     for precision in ("fp16", "int8"):
         def trt_deploy(precision: str = precision) -> str:
-            require(tensorrt_or_reason, cuda_or_reason, deploy_or_reason)
-            from mtl_perception.inference.backends.tensorrt_backend import TensorRTBackend
-
-            if precision == "int8":
-                calibration()
             graph = deploy_graph_for(precision)
-            started = time.perf_counter()
-            first = TensorRTBackend(graph, cache_dir=engines, graph="deploy")
-            build_s = time.perf_counter() - started
-            source = first.engine_source
-            first.close()
-            started = time.perf_counter()
-            second = TensorRTBackend(graph, cache_dir=engines, graph="deploy", allow_build=False)
-            load_s = time.perf_counter() - started
+            second = trt_two_starts(graph, graph="deploy")
             feeds = state.get("deploy_feeds") or [deploy_feeds(graph, meta, image) for image in cameras]
-            median, p95 = time_calls(second.run, feeds, iters)
+            check.note(f"{cam_h}x{cam_w} rgb8: {time_calls(second.run, feeds, iters, check)}")
             parity = deploy_parity(second.run(feeds[0]), state["ref_deploy"]) if "ref_deploy" in state else "no CPU reference"
-            return (f"{cam_h}x{cam_w} rgb8: first start {source} in {build_s:.1f} s, second start {second.engine_source} in {load_s:.2f} s; "
-                    f"median {median:.2f} ms, p95 {p95:.2f} ms; vs ORT CPU FP32 deploy graph: {parity}")
+            return check.figures() + f"; vs ORT CPU FP32 deploy graph: {parity}"
 
-        check.row(f"tensorrt {precision} deploy graph", trt_deploy, needs_s=90)
+        check.row(f"tensorrt {precision} deploy graph", trt_deploy, needs_s=90, requires=trt_and_cuda)
 
     def batching(kind: str, options: dict[str, Any], precision: str) -> Callable[[], str]:
         """Several cameras: one batched deploy graph call of N frames against N calls of one (FramePipeline)."""
         def body() -> str:
-            if kind == "tensorrt":
-                require(tensorrt_or_reason, cuda_or_reason)
-            elif options.get("provider") == "cuda":
-                ort_provider_or_reason("CUDAExecutionProvider")
             from mtl_perception.inference.frame_pipeline import FramePipeline
 
             pipeline = FramePipeline(model, kind, options, cache_dir=work / "batching", precision=precision)
             frames = [(image, "rgb8", None) for image in camera_frames(cam_h, cam_w, 4)]
             outputs = ("depth", "labels", "normals")
-            figures = []
+            check.note(f"{cam_h}x{cam_w} rgb8, outputs {list(outputs)}")
             try:
                 for count in (2, 4):
                     batch = frames[:count]
-                    together, _ = time_calls(lambda _: pipeline.run_batch(batch, outputs), [None], iters)
-                    apart, _ = time_calls(lambda _: [pipeline.run(p, e, outputs) for p, e, _ in batch], [None], iters)
-                    figures.append(f"N={count}: one call {together:.2f} ms, {count} calls {apart:.2f} ms, unbatched / batched {apart / together:.2f}")
+                    check.ensure(5, f"N={count}")
+                    together = time_calls(lambda _: pipeline.run_batch(batch, outputs), [None], iters, check)
+                    apart = time_calls(lambda _: [pipeline.run(p, e, outputs) for p, e, _ in batch], [None], iters, check)
+                    check.note(f"N={count}: one call {together}; {count} calls {apart}")
             finally:
                 pipeline.close()
-            return f"{cam_h}x{cam_w} rgb8, outputs {list(outputs)}: " + "; ".join(figures)
+            return check.figures()
         return body
 
     check.row("batched cameras, onnxruntime cpu fp32 deploy graph", batching("onnxruntime", {"provider": "cpu"}, "fp32"), needs_s=30)
-    check.row("batched cameras, onnxruntime cuda fp32 deploy graph", batching("onnxruntime", {"provider": "cuda"}, "fp32"), needs_s=30)
-    check.row("batched cameras, tensorrt fp16 deploy graph", batching("tensorrt", {"cache_dir": str(engines)}, "fp16"), needs_s=120)
+    check.row("batched cameras, onnxruntime cuda fp32 deploy graph", batching("onnxruntime", {"provider": "cuda"}, "fp32"), needs_s=30,
+              requires=ort_cuda)
+    check.row("batched cameras, tensorrt fp16 deploy graph", batching("tensorrt", {"cache_dir": str(engines)}, "fp16"), needs_s=120,
+              requires=trt_and_cuda)
     return check.rows
 
 
-def main() -> int:
+def machine() -> dict[str, Any]:
+    """What this machine has, for the first JSON line (each library's absence said, not raised)."""
+    facts: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine()}
+    try:
+        import torch
+
+        facts.update(torch=torch.__version__, cuda=torch.version.cuda, gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    except ImportError as exc:
+        facts["torch"] = f"not installed ({exc})"
+    try:
+        import onnxruntime as ort
+
+        facts.update(onnxruntime=ort.__version__, providers=ort.get_available_providers())
+    except ImportError as exc:
+        facts["onnxruntime"] = f"not installed ({exc})"
+    return facts
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "default.onnx"), help="exported FP32 model file (default: the bundled model)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint for the torch rows (default: random weights of config/train/default.yaml)")
@@ -448,29 +536,33 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=30, help="timed calls per latency figure (after 3 warm-up calls)")
     parser.add_argument("--calib-dir", default=None, help="INT8 calibration frames (folder or bag); default: synthetic renderer frames")
     parser.add_argument("--calib-frames", type=int, default=32, help="INT8 calibration frames")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="rows that would start after this many seconds are skipped (8 min = 480 s)")
+    parser.add_argument("--budget-s", type=float, default=450.0,
+                        help="time budget (8 min = 480 s): a row that needs more than is left is skipped, latency loops stop at it")
     parser.add_argument("--cache-dir", default=None, help="engine/precision/deploy caches (default: a fresh temporary folder, so builds are measured)")
-    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed rows")
-    args = parser.parse_args()
+    parser.add_argument("--verbose", action="store_true", help="print tracebacks of failed rows (stderr)")
+    parser.add_argument("--no-bundle", action="store_true", help=f"leave {BUNDLE.name}/ out: only the modules this machine has")
+    args = parser.parse_args(argv)
+    if args.iters < 1 or args.budget_s <= 0:
+        parser.error("--iters must be >= 1 and --budget-s > 0")
 
-    import onnxruntime as ort
-    import torch
+    bundle = {"tag": bundle_tag(), "used": False, "reason": "--no-bundle"} if args.no_bundle else use_bundle()
+    check = Check(args.budget_s, sys.stdout, args.verbose)
+    emit({"gpu_check": {**machine(), "bundle": bundle, "model": Path(args.model).name, "budget_s": args.budget_s, "iters": args.iters, "camera": args.camera}}, sys.stdout)
+    try:
+        run_checks(args, check)
+    except ModuleNotFoundError as exc:  # before any row: the project's own requirements are missing
+        if (exc.name or "").startswith("mtl_perception"):
+            raise
+        reason = (f"the project needs the Python module '{exc.name}' to read its model file; carry the bundle of "
+                  f"`make gpu-check-deps` ({BUNDLE.name}/; here: {bundle.get('reason', 'used, without it')}) or put pydantic and PyYAML on PYTHONPATH")
 
-    started = time.perf_counter()
-    print(f"gpu_check: python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda or 'none'}, "
-          f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}), onnxruntime {ort.__version__} "
-          f"({', '.join(ort.get_available_providers())}); model {Path(args.model).name}", flush=True)
-    rows = run_checks(args)
-    width = max(len(r.name) for r in rows)
-    print(f"\n{'row':<{width}}  {'status':<19}  {'s':>6}  detail")
-    for r in rows:
-        print(f"{r.name:<{width}}  {r.status:<19}  {r.seconds:>6.1f}  {r.detail}")
-    counts = {s: sum(r.status == s for r in rows) for s in ("ran", "not available here", "failed", "skipped")}
-    print(f"\n{counts['ran']} ran, {counts['not available here']} not available here, {counts['failed']} failed, {counts['skipped']} skipped "
-          f"in {time.perf_counter() - started:.1f} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        def setup() -> str:
+            raise NotAvailable(reason)
+
+        check.row("setup", setup)
+    finally:
+        counts = {status: sum(r.status == status for r in check.rows) for status in STATUSES}
+        emit({"summary": {**counts, "seconds": round(time.perf_counter() - check.start, 1)}}, sys.stdout)
     return 1 if counts["failed"] else 0
 
 

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from ros_bench_common import rss_mb, stop_nodes, use_transport
+from ros_bench_common import BenchCamera, camera_info, rss_mb, start_node, stop_nodes, use_transport
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))  # the NumPy oracle: the old per-frame path
 ALL_OUTPUTS = ["depth", "semantic", "normals", "depth/color", "semantic/color", "semantic/overlay", "points"]
@@ -52,44 +50,6 @@ def export_random_model(folder: Path, height: int, width: int) -> Path:
     out = folder / f"random_default_{height}x{width}.onnx"
     export_untrained(out, config)
     return out
-
-
-class Receiver:
-    """Arrival times of the node's outputs, per frame index (stamp.sec - 10000) and topic."""
-
-    def __init__(self, topics: list[str]) -> None:
-        self.topics = topics
-        self.arrivals: dict[int, dict[str, float]] = {}
-        self.cond = threading.Condition()
-        self.diagnostics: dict[str, str] = {}
-
-    def on_output(self, topic: str, raw: bytes) -> None:
-        """A serialised output (raw subscription: this process does not deserialise megabytes per frame).
-
-        CDR: 4 bytes of encapsulation header, then the header's stamp.sec as a little-endian int32.
-        """
-        now = time.monotonic()
-        stamp_sec = int.from_bytes(raw[4:8], "little", signed=True)
-        with self.cond:
-            self.arrivals.setdefault(stamp_sec - 10000, {})[topic] = now
-            self.cond.notify_all()
-
-    def on_diagnostics(self, msg) -> None:
-        for status in msg.status:
-            if status.name.endswith("perception"):
-                with self.cond:
-                    self.diagnostics = {kv.key: kv.value for kv in status.values}
-                    self.cond.notify_all()
-
-    def complete(self, index: int) -> float | None:
-        """Arrival of the last output of frame ``index``, or None while some are missing."""
-        got = self.arrivals.get(index, {})
-        return max(got.values()) if len(got) == len(self.topics) else None
-
-    def wait_complete(self, index: int, timeout: float) -> float | None:
-        with self.cond:
-            self.cond.wait_for(lambda: self.complete(index) is not None, timeout)
-            return self.complete(index)
 
 
 def main() -> int:
@@ -112,12 +72,6 @@ def main() -> int:
     # Fast DDS's default shared-memory segment is too small for multi-MB images: they fall back to
     # fragmented UDP, and reliable QoS then waits ~3 s for lost fragments (see docs/node.md).
     use_transport(args.transport)
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-
     from mtl_perception.inference.backends import create_backend
     from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings
     from mtl_perception.inference.processing import preprocess, to_rgb
@@ -133,38 +87,13 @@ def main() -> int:
         print(f"exporting the default network (random weights) at {height}x{width} ...", flush=True)
         model = export_random_model(workdir, height, width)
 
-    node_cmd = [
-        sys.executable, "-m", "mtl_perception.ros.node", "--ros-args", "-r", "__ns:=/bench",
-        "-p", f"model.path:={model}", "-p", "model.provider:=cpu", "-p", f"model.threads:={args.threads}",
-        "-p", "qos.reliability:=reliable", "-p", "qos.depth:=5", "-p", "processing.resize_mode:=letterbox", "-p", f"output.resolution:={args.resolution}",
-    ]
-    node_log = open(workdir / "node.log", "w")
-    node = subprocess.Popen(node_cmd, stdout=node_log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    rclpy.init()
-    bench = rclpy.create_node("node_overhead_bench")
-    reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    node_log = workdir / "node.log"
+    node = start_node(model, node_log, "-p", f"model.threads:={args.threads}", "-p", f"output.resolution:={args.resolution}")
     topics = list(args.outputs)
-    receiver = Receiver(topics)
-    for topic in topics:
-        kind = PointCloud2 if topic == "points" else Image
-        bench.create_subscription(kind, f"/bench/{topic}", lambda raw, t=topic: receiver.on_output(t, raw), reliable, raw=True)
-    bench.create_subscription(DiagnosticArray, "/diagnostics", receiver.on_diagnostics, 10)
-    publisher = bench.create_publisher(Image, "/bench/image", reliable)
-    info_publisher = bench.create_publisher(CameraInfo, "/bench/camera_info", reliable)
-    executor = SingleThreadedExecutor()
-    executor.add_node(bench)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-
+    camera = BenchCamera("node_overhead_bench", topics)
+    receiver = camera.receiver
     try:
-        deadline = time.monotonic() + 120
-        while publisher.get_subscription_count() == 0 or any(bench.count_publishers(f"/bench/{t}") == 0 for t in topics):
-            if time.monotonic() > deadline or node.poll() is not None:
-                raise RuntimeError(f"the node did not come up; see {workdir / 'node.log'}")
-            time.sleep(0.1)
-        time.sleep(1.0)
-
+        camera.wait_for_node(node, node_log)
         backend = create_backend("onnxruntime", str(model), provider="cpu", intra_op_threads=args.threads)
         meta = backend.metadata
         settings = FrameSettings(resize_mode="letterbox", out_size=args.resolution)
@@ -172,13 +101,8 @@ def main() -> int:
         graph_outputs = {GRAPH_OUTPUT[t] for t in topics}
         frames = [sample_image(args.height, args.width, seed=i) for i in range(8)]
         messages = [array_to_image_msg(f, "rgb8") for f in frames]
-        info = CameraInfo(width=args.width, height=args.height, distortion_model="plumb_bob")
-        info.k = [525.0, 0.0, args.width / 2 - 0.5, 0.0, 525.0, args.height / 2 - 0.5, 0.0, 0.0, 1.0]
-        info.p = [525.0, 0.0, args.width / 2 - 0.5, 0.0, 0.0, 525.0, args.height / 2 - 0.5, 0.0, 0.0, 0.0, 1.0, 0.0]
-        info.header.frame_id = "camera_optical"
-        for _ in range(3):  # reliable, before the first frame: the node has its camera info when frames come
-            info_publisher.publish(info)
-            time.sleep(0.1)
+        info = camera_info(args.width, args.height)
+        camera.prime(info)
         print(
             f"model {model.name}: input {meta.input_height}x{meta.input_width}, tasks {meta.tasks}; camera {args.width}x{args.height} rgb8; "
             f"node outputs subscribed: {topics} at {args.resolution} resolution; Fast DDS transport: {args.transport}; onnxruntime cpu, threads {args.threads or 'default'}; {os.cpu_count()} CPU cores",
@@ -186,13 +110,7 @@ def main() -> int:
         )
 
         def publish(index: int) -> float:
-            msg = messages[index % len(messages)]
-            msg.header.stamp.sec, msg.header.frame_id = 10000 + index, "camera_optical"
-            info.header.stamp = msg.header.stamp
-            info_publisher.publish(info)
-            sent = time.monotonic()
-            publisher.publish(msg)
-            return sent
+            return camera.publish(messages[index % len(messages)], info, index)
 
         def direct(index: int) -> tuple[float, float, float]:
             """(deploy graph + message filling, deploy graph alone, bare network) seconds in this process."""
@@ -224,7 +142,7 @@ def main() -> int:
             sent = publish(i)
             arrived = receiver.wait_complete(i, 30.0)
             if arrived is None:
-                raise RuntimeError(f"frame {i}: outputs missing after 30 s; see {workdir / 'node.log'}")
+                raise RuntimeError(f"frame {i}: outputs missing after 30 s; see {node_log}")
             time.sleep(0.2)  # and the node's before the next direct frame
             if i >= 3:
                 direct_s.append(filled)
@@ -297,11 +215,8 @@ def main() -> int:
             print(f"    node RSS after warm-up {rss_start:.1f} MB -> end {rss_end_publishing:.1f} MB ({growth:+.1f} %; target <= 5 %: {'met' if growth <= 5.0 else 'NOT met'})")
     finally:
         stop_nodes([node])
-        executor.shutdown()
-        bench.destroy_node()
-        rclpy.try_shutdown()
-        node_log.close()
-    print(f"\nnode exit code {node.returncode}; node log: {workdir / 'node.log'}")
+        camera.close()
+    print(f"\nnode exit code {node.returncode}; node log: {node_log}")
     return 0
 
 

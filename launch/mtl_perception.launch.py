@@ -21,6 +21,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.logging import get_logger
 from launch_ros.actions import Node
 
+from mtl_perception.paths import fastdds_profile_env
 from mtl_perception.ros.launch_checks import CHOICES, check_arguments, misspelt_arguments
 
 PACKAGE = "mtl_perception"
@@ -44,7 +45,7 @@ def _launch_setup(context, declared: list[str]):
             parameters=[checked.params_file, checked.parameters],
             remappings=[("image", image), ("image/compressed", f"{image}/compressed"), ("camera_info", values["camera_info"])],
             arguments=["--ros-args", "--log-level", checked.log_level],
-            additional_env={"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else None,
+            additional_env=fastdds_profile_env(profile) if profile else None,  # the variable this Fast DDS major reads
             output="screen",
             emulate_tty=True,
             on_exit=Shutdown(reason="perception_node exited"),  # never RViz left alone, nor the launch waiting

@@ -28,7 +28,8 @@ SLOW_TESTS = {"test_training_run.py::test_short_training_reduces_loss_and_beats_
               "test_training_run.py::test_killed_training_resumes_from_its_last_checkpoint",
               "test_training_run.py::test_torchrun_two_processes_keep_identical_weights"}
 ROS_MODULES = {"test_ros_node.py", "test_ros_pipelined.py", "test_ros_cameras.py", "test_ros_multiprocess.py",
-               "test_bags_replay.py", "test_demo.py", "test_reliability_soak.py"}
+               "test_bags_replay.py", "test_demo.py", "test_reliability_soak.py", "test_ros_parameter_files.py",
+               "test_ros_distributions.py", "test_ros_node_tensorrt.py", "test_ros_engines.py", "test_ros_fastdds_profile.py"}
 ROS_FIXTURES = {"graph"}  # a module's live ROS graph (test_reliability_corpus, test_reliability_faults)
 
 

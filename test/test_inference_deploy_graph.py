@@ -9,6 +9,7 @@ labels are decisive, not near-ties of random weights.
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,8 @@ import onnx
 import pytest
 
 from mtl_perception.inference.backends import create_backend
-from mtl_perception.inference.deploy_graph import DeployGraphError, DeployOptions, compose_deploy_graph
+from mtl_perception.inference.deploy_graph import (ENCODING_LAYOUT, GRAPH_OUTPUTS, OUTPUT_TASKS, DeployGraphError, DeployOptions,
+                                                   compose_deploy_graph)
 from mtl_perception.inference.frame_pipeline import FramePipeline, FrameSettings, graph_batch_size, graph_batch_sizes, graph_input
 from mtl_perception.inference.model_file import load_onnx_file
 from numpy_oracle import backproject, oracle_outputs
@@ -194,12 +196,91 @@ def test_graph_input_is_a_view_of_contiguous_pixels() -> None:
     assert encoding == "mono8" and mono16.shape == (4, 5, 1) and (mono16 == 0x12).all()
 
 
-@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "rgba8"])
-def test_check_trt_passes_on_the_deploy_graph(encoding: str) -> None:
+@pytest.fixture(scope="module")
+def network_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, onnx.ModelProto]:
+    """A small 3-task network (MobileNetV3-small, 32x48) as fp32, fp16 and int8 files, and a depth + normals one (fp32)."""
+    import torch
+
+    from mtl_perception.config import ExperimentConfig
+    from mtl_perception.inference.export import export_untrained
+    from mtl_perception.inference.precision import CalibrationSpec, make_precision_file
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("deploy_types")
+
+    def export(name: str, tasks: list[str]) -> Path:
+        config = ExperimentConfig()
+        config.model.encoder, config.model.tasks = "mobilenetv3_small", tasks
+        config.model.decoder_channels = config.model.head_channels = 8
+        config.data.height, config.data.width = 32, 48
+        return export_untrained(folder / f"{name}.onnx", config.validate()).path
+
+    full = export("small", ["depth", "semantic", "normals"])
+    files = {"fp32": full, "no_semantic": export("no_semantic", ["depth", "normals"])}
+    for precision in ("fp16", "int8"):
+        files[precision] = make_precision_file(full, precision, folder / "precision", CalibrationSpec(frames=1)).path
+    return {name: load_onnx_file(path) for name, path in files.items()}
+
+
+CAMERA = (24, 40)  # letterboxed into the 32x48 network: the crop and the resize back are in every graph
+TYPE_CONFIGS = [(encoding, batch, out_size) for encoding in ENCODING_LAYOUT for batch in (1, 4) for out_size in ("input", "model")]
+OUTPUT_SETS = [subset for n in range(1, len(GRAPH_OUTPUTS) + 1) for subset in itertools.combinations(sorted(GRAPH_OUTPUTS), n)]
+
+
+def type_problems(model: onnx.ModelProto, encoding: str, batch: int, out_size: str, outputs: tuple[str, ...]) -> list[str]:
     from mtl_perception.inference.trt_ops import check_tensorrt_compat
 
-    graph = compose_deploy_graph(load_onnx_file(MODEL), DeployOptions(480, 640, encoding, outputs=ALL_OUTPUTS))
+    options = DeployOptions(*CAMERA, encoding, out_size=out_size, outputs=outputs, batch=batch, points_stride=3)
+    return check_tensorrt_compat(compose_deploy_graph(model, options))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_every_deploy_graph_passes_the_parser_type_rules(network_files: dict[str, onnx.ModelProto], precision: str) -> None:
+    """All outputs in every graph encoding x batch 1, 4 x both output sizes (fp32), or in every encoding with the four
+    batch x output size pairs in turn (fp16, int8: the precision changes the network, not the wrappers); each output alone."""
+    model = network_files[precision]
+    configs = TYPE_CONFIGS if precision == "fp32" else [(encoding, *TYPE_CONFIGS[i % 4][1:]) for i, encoding in enumerate(ENCODING_LAYOUT)]
+    cases = [(*config, tuple(GRAPH_OUTPUTS)) for config in configs]
+    cases += [(*TYPE_CONFIGS[i * 5 % len(TYPE_CONFIGS)], (output,)) for i, output in enumerate(GRAPH_OUTPUTS)]
+    assert len(cases) == (36 if precision == "fp32" else 15)
+    rejected = {case: problems for case in cases if (problems := type_problems(model, *case))}
+    assert not rejected, f"{len(rejected)} of {len(cases)} {precision} deploy graphs rejected; first: {next(iter(rejected.items()))}"
+
+
+def test_every_output_set_passes_the_parser_type_rules(network_files: dict[str, onnx.ModelProto]) -> None:
+    """All 255 output sets of the 3-task network and all 15 of the depth + normals one (points coloured by the image),
+    each at one graph encoding / batch / output size in turn, as the pre and post graphs the torch backend runs
+    around its network (the nodes the full graph wraps the network in; full graphs per output are checked above)."""
+    from mtl_perception.inference.deploy_graph import compose_deploy_parts, layout_for
+    from mtl_perception.inference.model_file import metadata_from_props
+    from mtl_perception.inference.trt_ops import check_tensorrt_compat
+
+    producible = [o for o in OUTPUT_SETS if all(t in ("depth", "normals") for output in o for t in OUTPUT_TASKS[output])]
+    assert len(OUTPUT_SETS) == 255 and len(producible) == 15
+    cases = [("fp32", i, outputs) for i, outputs in enumerate(OUTPUT_SETS)] + [("no_semantic", i, outputs) for i, outputs in enumerate(producible)]
+    rejected = {}
+    for name, i, outputs in cases:
+        model = network_files[name]
+        meta = metadata_from_props({p.key: p.value for p in model.metadata_props}, name)
+        encoding, batch, out_size = TYPE_CONFIGS[i % len(TYPE_CONFIGS)]
+        options = DeployOptions(*CAMERA, encoding, out_size=out_size, outputs=outputs, batch=batch, points_stride=3)
+        pre, post = compose_deploy_parts(meta, options, layout_for(meta, options), model.ir_version)
+        if problems := check_tensorrt_compat(pre) + check_tensorrt_compat(post):
+            rejected[name, outputs] = problems
+    assert not rejected, f"{len(rejected)} of {len(cases)} output sets rejected; first: {next(iter(rejected.items()))}"
+
+
+def test_a_planted_uint8_intermediate_is_rejected_naming_its_node(network_files: dict[str, onnx.ModelProto]) -> None:
+    from mtl_perception.inference.trt_ops import check_tensorrt_compat
+
+    graph = compose_deploy_graph(network_files["fp32"], DeployOptions(*CAMERA, outputs=("semantic_color",)))
     assert check_tensorrt_compat(graph) == []
+    cast = next(node for node in graph.graph.node if node.op_type == "Cast" and node.input[0] == "palette_bgr")
+    cast.input[0] = "planted_palette"  # the palette passes a uint8 Identity before its Cast: a uint8 intermediate
+    graph.graph.node.insert(0, onnx.helper.make_node("Identity", ["palette_bgr"], ["planted_palette"], name="planted_identity"))
+    problems = check_tensorrt_compat(graph)
+    assert any("node planted_identity (Identity)" in p and "output planted_palette is UINT8, an intermediate tensor" in p for p in problems), problems
+    assert any("node planted_identity (Identity): reads the UINT8 network input palette_bgr" in p for p in problems), problems
 
 
 def test_torch_backend_runs_the_same_pre_and_post_graphs(tmp_path: Path, tiny_model_files: tuple[Path, Path]) -> None:

@@ -257,6 +257,10 @@ def test_prepare_engine_builds_once_then_loads_from_cache(tmp_path, monkeypatch)
     builds = []
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__=platform["version"]))
     monkeypatch.setattr(trt_backend, "gpu_identity", lambda device=0: platform["gpu"])
+    pytest.importorskip("cuda.bindings.runtime", reason="cuda-python (requirements.txt) is not installed")
+    from cuda_double import FakeCudart, install
+
+    install(monkeypatch, FakeCudart())  # a build runs with its device made current through the CUDA runtime
 
     def fake_build(trt, onnx_path, model_meta, engine_key, options, cache_dir):
         builds.append(engine_key)

@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trt_double import FakeTensorRT, api_table, table_versions
@@ -59,6 +60,25 @@ def test_table_holds_what_the_release_notes_say():
     classes = api_table()["versions"]
     assert classes["10.13.0.35"]["classes"]["BuilderFlag"]["members"]["FP16"]["deprecated"] == "10.12"
     assert classes["11.4.0.106"]["classes"]["NetworkDefinitionCreationFlag"]["members"]["STRONGLY_TYPED"]["deprecated"] == "11.0"
+
+
+def test_enum_values_and_nptype_are_the_wheels_own():
+    """Values read from the wheels, not invented: STRONGLY_TYPED is member 1 in 10.x and 0 in 11.x (EXPLICIT_BATCH
+    is gone there); nptype has no NumPy type for BF16 / FP8 / INT4 and the double raises TypeError as the wheel does."""
+    versions = api_table()["versions"]
+    for version in table_versions():
+        flags = versions[version]["classes"]["NetworkDefinitionCreationFlag"]["members"]
+        assert flags["STRONGLY_TYPED"]["value"] == (0 if version.startswith("11.") else 1), version
+        assert all("value" in m for c in versions[version]["classes"].values() for m in c["members"].values() if m["kind"] == "enum_value")
+        numpy_types = versions[version]["nptype"]
+        assert numpy_types["FLOAT"] == "float32" and numpy_types["UINT8"] == "uint8" and numpy_types["BF16"] is None and numpy_types["FP8"] is None
+        trt = FakeTensorRT(version)
+        assert int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == flags["STRONGLY_TYPED"]["value"]
+        assert trt.nptype(trt.DataType.INT64) is np.int64
+        with pytest.raises(TypeError):
+            trt.nptype(trt.DataType.BF16)
+    assert "EXPLICIT_BATCH" in versions["10.13.0.35"]["classes"]["NetworkDefinitionCreationFlag"]["members"]
+    assert "EXPLICIT_BATCH" not in versions["11.4.0.106"]["classes"]["NetworkDefinitionCreationFlag"]["members"]
 
 
 def _trt_chains(tree: ast.AST) -> list[tuple[str, tuple[str, ...], str]]:

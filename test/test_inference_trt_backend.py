@@ -1,33 +1,38 @@
-"""The TensorRT backend's build and run paths against a test double of TensorRT 10.3, 10.13 and 11.4.
+"""The TensorRT backend's build and run paths against doubles of TensorRT 10.3, 10.13 and 11.4 and of the CUDA runtime.
 
-The double (``trt_double.py``) is generated from the real bindings' name table, so every TensorRT name
-the backend touches must exist in that version (else AttributeError), and the tests assert that none
-it touches is deprecated there. CUDA memory is replaced by CPU tensors (``CpuCuda``): the copies,
-bindings and dtype handling are the backend's own code; only ``execute_async_v3`` is the double's.
+The TensorRT double (``trt_double.py``) is generated from the real bindings' name table: every TensorRT name
+the backend touches must exist in that version (else AttributeError), enum values are the wheels' own, and
+the tests assert that none it touches is deprecated there. ``program_onnx_engines`` makes it parse the ONNX
+file, build a plan holding it and execute that plan in ONNX Runtime; the CUDA runtime is ``cuda_double.py``
+(built from cuda-python's real module): device memory, pinned buffers, streams and copies are the backend's
+own calls, and queued work runs only at the stream's synchronise. No torch anywhere.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import sys
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from mtl_perception.fileio import file_sha256
-from mtl_perception.inference.backends import tensorrt_backend as trt_backend
-from mtl_perception.inference.backends.base import BackendError
-from mtl_perception.inference.engine_cache import EngineCache, timing_cache_name
-from mtl_perception.inference.metadata import OUTPUT_NAMES, ModelMetadata
-from mtl_perception.inference.model_file import embed_metadata
-from mtl_perception.inference.precision import PRECISION_KEY, precision_of
-from trt_double import FakeObject, FakeTensorRT, host_memory, table_versions
+pytest.importorskip("cuda.bindings.runtime", reason="cuda-python (requirements.txt) is not installed")
+
+from cuda_double import FakeCudart, FakeDevice, install  # noqa: E402
+from mtl_perception.fileio import file_sha256, write_cache_file  # noqa: E402
+from mtl_perception.inference.backends import tensorrt_backend as trt_backend  # noqa: E402
+from mtl_perception.inference.backends.base import BackendError  # noqa: E402
+from mtl_perception.inference.engine_cache import EngineCache, timing_cache_name  # noqa: E402
+from mtl_perception.inference.metadata import OUTPUT_NAMES, ModelMetadata  # noqa: E402
+from mtl_perception.inference.model_file import embed_metadata  # noqa: E402
+from mtl_perception.inference.precision import PRECISION_KEY, precision_of  # noqa: E402
+from trt_double import PLAN_MAGIC, TIMING_MAGIC, FakeTensorRT, program_onnx_engines, table_versions  # noqa: E402
 
 VERSIONS = table_versions()
-GPU = trt_backend.GpuIdentity("Orin", "8.7", 16, 32)
+GPU = trt_backend.GpuIdentity("Orin", "8.7", 16, 32)  # what FakeDevice() reports
 
 
 def meta(tasks=("depth", "semantic")) -> ModelMetadata:
@@ -68,105 +73,40 @@ def deploy_file(path, precision=None):
     return path
 
 
-class CpuStream:
-    def __init__(self) -> None:
-        self.synchronized = 0
-
-    def synchronize(self) -> None:
-        self.synchronized += 1
-
-
-class CpuCuda:
-    """The backend's CUDA helper on CPU tensors; records the devices made current."""
-
-    def __init__(self) -> None:
-        self.guards: list[int] = []
-        self.tensors: dict[int, torch.Tensor] = {}
-        self.streams: list[CpuStream] = []
-
-    def device_guard(self, device):
-        self.guards.append(device)
-        return contextlib.nullcontext()
-
-    def stream(self, device):
-        self.streams.append(CpuStream())
-        return self.streams[-1]
-
-    def stream_guard(self, stream):
-        return contextlib.nullcontext()
-
-    def stream_handle(self, stream):
-        return 4242
-
-    def empty(self, shape, dtype, device):
-        tensor = torch.zeros(shape, dtype=trt_backend.torch_dtype(dtype))
-        self.tensors[tensor.data_ptr()] = tensor
-        return tensor
-
-    def pinned(self, shape, dtype):
-        return torch.zeros(shape, dtype=trt_backend.torch_dtype(dtype))
-
-    def pointer(self, tensor):
-        return tensor.data_ptr()
-
-
-def fake_tensorrt(version: str, cuda: CpuCuda, engine_io: dict[str, tuple[tuple[int, ...], str, bool]] | None = None,
-                  execute=None) -> FakeTensorRT:
-    """The double with the behaviours of a successful build and of an engine with ``engine_io`` tensors."""
-    trt = FakeTensorRT(version)
-    trt.behave("OnnxParser", "parse_from_file", lambda parser, path: True)
-    trt.behave("Builder", "build_serialized_network", lambda builder, network, config: host_memory(trt, b"engine:" + version.encode()))
-    trt.behave("IBuilderConfig", "add_optimization_profile", lambda config, profile: 0)
-    timing = FakeObject(trt, "ITimingCache")
-    trt.behave("IBuilderConfig", "get_timing_cache", lambda config: timing)
-    trt.behave("ITimingCache", "serialize", lambda cache: host_memory(trt, b"timing-cache"))
-    if engine_io is not None:
-        names = list(engine_io)
-        engine = FakeObject(trt, "ICudaEngine")
-        context = FakeObject(trt, "IExecutionContext")
-        addresses: dict[str, int] = {}
-        trt.behave("Runtime", "deserialize_cuda_engine", lambda runtime, data: engine)
-        trt.behave("ICudaEngine", "num_io_tensors", lambda e: len(names))
-        trt.behave("ICudaEngine", "get_tensor_name", lambda e, i: names[i])
-        trt.behave("ICudaEngine", "get_tensor_shape", lambda e, n: engine_io[n][0])
-        trt.behave("ICudaEngine", "get_tensor_dtype", lambda e, n: trt.DataType.__getattr__(engine_io[n][1]))
-        trt.behave("ICudaEngine", "get_tensor_mode", lambda e, n: trt.TensorIOMode.INPUT if engine_io[n][2] else trt.TensorIOMode.OUTPUT)
-        trt.behave("ICudaEngine", "create_execution_context", lambda e: context)
-        trt.behave("IExecutionContext", "set_tensor_address", lambda c, n, p: addresses.__setitem__(n, p) or True)
-        trt.behave("IExecutionContext", "set_input_shape", lambda c, n, s: True)
-        trt.behave("IExecutionContext", "execute_async_v3", lambda c, stream: execute({n: cuda.tensors[p] for n, p in addresses.items()}) or True)
-    return trt
-
-
 @pytest.fixture
-def cuda(monkeypatch, tmp_path):
+def cudart(monkeypatch, tmp_path):
+    """The CUDA stand-in in sys.modules (two devices), a private precision cache and a fresh TensorRT logger table."""
     from mtl_perception.inference.precision import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "precision"))
-    helper_ = CpuCuda()
-    monkeypatch.setattr(trt_backend, "CUDA", helper_)
-    monkeypatch.setattr(trt_backend, "gpu_identity", lambda device=0: GPU)
     monkeypatch.setattr(trt_backend, "_LOGGERS", {})
-    return helper_
+    return install(monkeypatch, FakeCudart((FakeDevice(), FakeDevice())))
 
 
-def use(monkeypatch, trt):
-    monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: trt)
+def use(monkeypatch, version: str, cudart: FakeCudart, **kwargs) -> FakeTensorRT:
+    """A working TensorRT double of ``version`` as the ``tensorrt`` module."""
+    trt = program_onnx_engines(FakeTensorRT(version, **kwargs), cudart)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    return trt
+
+
+def ort_run(path, feeds):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_build_path_is_strongly_typed_and_uses_no_removed_api(version, tmp_path, monkeypatch, cuda):
-    trt = fake_tensorrt(version, cuda)
-    use(monkeypatch, trt)
+def test_build_path_is_strongly_typed_and_uses_no_removed_api(version, tmp_path, monkeypatch, cudart):
+    trt = use(monkeypatch, version, cudart)
     model = network_file(tmp_path / "net.onnx")
     options = trt_backend.BuildOptions(precision="fp16", workspace_mb=512)
     path, key, source, _ = trt_backend.prepare_engine(model, options, tmp_path / "engines", device=1)
-    assert source == "built" and path.read_bytes() == b"engine:" + version.encode()
+    assert source == "built" and path.read_bytes().startswith(PLAN_MAGIC)
     record = trt.record
     assert record.deprecated() == [], f"deprecated in TensorRT {version}: {record.deprecated()}"
     (flags,) = record.calls_to("Builder", "create_network")[0].args
     if version.startswith("10."):
-        assert flags == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) and flags != 0
+        assert flags == 0b10, "STRONGLY_TYPED is member 1 of NetworkDefinitionCreationFlag in the 10.x wheels"
     else:
         assert flags == 0, "TensorRT 11 networks are always strongly typed; the flag is deprecated there"
     assert not any(a.owner == "BuilderFlag" and a.name in ("FP16", "INT8", "BF16") for a in record.accesses)
@@ -175,14 +115,15 @@ def test_build_path_is_strongly_typed_and_uses_no_removed_api(version, tmp_path,
     assert pool == trt.MemoryPoolType.WORKSPACE and limit == 512 << 20
     assert record.calls_to("IBuilderConfig", "create_timing_cache")[0].args == (b"",)
     assert record.calls_to("IBuilderConfig", "set_timing_cache")[0].args[1] is False
-    assert (tmp_path / "engines" / timing_cache_name(key)).read_bytes() == b"timing-cache"
+    assert (tmp_path / "engines" / timing_cache_name(key)).read_bytes() == TIMING_MAGIC + version.encode()
     assert "16sm-32g" in timing_cache_name(key), "the timing cache is keyed by SM count and memory too"
-    assert not record.calls_to("IBuilderConfig", "clear_flag"), "TF32 stays allowed for fp16"
+    (flag,) = record.calls_to("IBuilderConfig", "clear_flag")[0].args
+    assert flag == trt.BuilderFlag.TF32 and int(flag) == 6, "TF32 off for fp16 too: the file's FP32 layers stay FP32 (issue 22, 9)"
     # the key holds the precision file's hash, the TensorRT version and the GPU's SM count and memory
     (fp16_file,) = list((tmp_path / "precision").glob("net-fp16-*.onnx"))  # the shared precision cache
     assert key.onnx_sha256 == file_sha256(fp16_file) != file_sha256(model) and precision_of(fp16_file) == "fp16"
-    assert (key.tensorrt_version, key.sm_count, key.memory_gib, key.precision) == (version, 16, 32, "fp16")
-    assert cuda.guards == [1], "the build runs with the requested device current"
+    assert (key.tensorrt_version, key.gpu_name, key.sm_count, key.memory_gib, key.precision) == (version, "Orin", 16, 32, "fp16")
+    assert [args for args in cudart.calls_to("cudaSetDevice")] == [(1,), (0,)], "the build runs with device 1 current, then restores it"
     # a second start loads the engine: no builder at all
     builds = len(record.calls_to("Builder", "__init__"))
     _, _, source2, _ = trt_backend.prepare_engine(model, options, tmp_path / "engines", allow_build=False, device=1)
@@ -190,27 +131,32 @@ def test_build_path_is_strongly_typed_and_uses_no_removed_api(version, tmp_path,
 
 
 @pytest.mark.parametrize("version", [VERSIONS[0], VERSIONS[-1]])
-def test_fp32_clears_tf32_and_a_foreign_timing_cache_is_replaced(version, tmp_path, monkeypatch, cuda, caplog):
-    trt = fake_tensorrt(version, cuda)
-    answers = iter([False, True])
-    trt.behave("IBuilderConfig", "set_timing_cache", lambda config, cache, ignore: next(answers))
-    use(monkeypatch, trt)
+def test_timing_caches_that_tensorrt_cannot_use_start_fresh(version, tmp_path, monkeypatch, cudart, caplog):
+    """create_timing_cache returns None for another build's blob (issue 22, 8); set_timing_cache False for another device."""
+    trt = use(monkeypatch, version, cudart)
     model = network_file(tmp_path / "net.onnx")
-    with caplog.at_level(logging.WARNING):
-        _, key, _, _ = trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32"), tmp_path / "engines")
+    engines = tmp_path / "engines"
+    _, key, _, _ = trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32"), engines)
     assert key.onnx_sha256 == file_sha256(model), "fp32 builds the model file itself"
-    (flag,) = trt.record.calls_to("IBuilderConfig", "clear_flag")[0].args
-    assert flag == trt.BuilderFlag.TF32
-    assert [c.args for c in trt.record.calls_to("IBuilderConfig", "create_timing_cache")] == [(b"",), (b"",)]
-    assert "another device" in caplog.text
-    trt.behave("IBuilderConfig", "set_timing_cache", lambda config, cache, ignore: False)
-    with pytest.raises(BackendError, match="timing cache"):
-        trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32", workspace_mb=256), tmp_path / "other")
+    timing = engines / timing_cache_name(key)
+    write_cache_file(timing, TIMING_MAGIC + b"9.9.9")  # a sound file (its hash beside it) the installed TensorRT cannot read
+    with caplog.at_level(logging.WARNING):  # another build on this platform (the fp16 file) reads the shared cache
+        trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp16"), engines)
+    calls = trt.record.calls_to("IBuilderConfig", "create_timing_cache")
+    assert [c.args for c in calls[-2:]] == [(TIMING_MAGIC + b"9.9.9",), (b"",)], "a None cache is replaced by a fresh one, never passed on"
+    assert "starting a fresh one" in caplog.text and timing.read_bytes() == TIMING_MAGIC + version.encode()
+    answers = iter([False, True])  # a cache of another device: refused, then the fresh one is taken
+    trt.behave("IBuilderConfig", "set_timing_cache", lambda config, cache, ignore: next(answers))
+    other = network_file(tmp_path / "dynamic.onnx", batch=None)
+    trt_backend.prepare_engine(other, trt_backend.BuildOptions(precision="fp32"), engines)
+    assert next(answers, "used up") == "used up"
+    trt.behave("IBuilderConfig", "create_timing_cache", lambda config, blob: None)
+    with pytest.raises(BackendError, match="refused an empty timing cache"):
+        trt_backend.prepare_engine(other, trt_backend.BuildOptions(precision="fp16"), engines)
 
 
-def test_dynamic_batch_gets_one_profile_up_to_max_batch(tmp_path, monkeypatch, cuda):
-    trt = fake_tensorrt(VERSIONS[-1], cuda)
-    use(monkeypatch, trt)
+def test_dynamic_batch_gets_one_profile_up_to_max_batch(tmp_path, monkeypatch, cudart):
+    trt = use(monkeypatch, VERSIONS[-1], cudart)
     model = network_file(tmp_path / "net.onnx", batch=None)
     _, key, _, _ = trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32", max_batch=4), tmp_path / "engines")
     assert key.input_shape == (4, 3, 8, 12)
@@ -221,82 +167,82 @@ def test_dynamic_batch_gets_one_profile_up_to_max_batch(tmp_path, monkeypatch, c
         trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32", max_batch=2), tmp_path / "engines")
 
 
-def test_parse_and_build_failures_are_clear(tmp_path, monkeypatch, cuda):
-    trt = fake_tensorrt(VERSIONS[0], cuda)
-    trt.behave("OnnxParser", "parse_from_file", lambda parser, path: False)
-    trt.behave("OnnxParser", "num_errors", lambda parser: 1)
-    trt.behave("OnnxParser", "get_error", lambda parser, i: "node 3: unsupported")
-    use(monkeypatch, trt)
+def test_parse_and_build_failures_are_clear(tmp_path, monkeypatch, cudart):
+    trt = use(monkeypatch, VERSIONS[0], cudart)
     model = network_file(tmp_path / "net.onnx")
-    with pytest.raises(BackendError, match="could not parse.*node 3: unsupported.*check-trt"):
-        trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32"), tmp_path / "engines")
-    trt.behave("OnnxParser", "parse_from_file", lambda parser, path: True)
+    bad = onnx.load(str(model))
+    bad.graph.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE  # not a TensorRT I/O type
+    onnx.save(bad, str(tmp_path / "double.onnx"))
+    with pytest.raises(BackendError, match=r"could not parse.*depth: ONNX element type 11.*check-trt"):
+        trt_backend.prepare_engine(tmp_path / "double.onnx", trt_backend.BuildOptions(precision="fp32"), tmp_path / "engines")
     trt.behave("Builder", "build_serialized_network", lambda builder, network, config: None)
     with pytest.raises(BackendError, match="failed to build"):
         trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32"), tmp_path / "engines")
 
 
-NETWORK_IO = {"image": ((1, 3, 8, 12), "FLOAT", True), "depth": ((1, 1, 8, 12), "FLOAT", False), "semantic_logits": ((1, 2, 8, 12), "HALF", False)}
-
-
-def network_execute(buffers):
-    """What the fake engine computes: depth = channel sum, logits = first two channels (in FP16)."""
-    image = buffers["image"]
-    buffers["depth"].copy_(image.sum(dim=1, keepdim=True))
-    buffers["semantic_logits"].copy_(image[:, :2].half())
-
-
 @pytest.mark.parametrize("version", [VERSIONS[0], VERSIONS[-1]])
-def test_infer_is_a_thin_run_with_engine_typed_buffers(version, tmp_path, monkeypatch, cuda):
-    trt = fake_tensorrt(version, cuda, NETWORK_IO, network_execute)
-    use(monkeypatch, trt)
-    backend = trt_backend.TensorRTBackend(network_file(tmp_path / "net.onnx"), precision="fp16", cache_dir=tmp_path / "engines", device=2)
-    assert backend.name == "tensorrt-fp16" and backend.batch_size == 1 and backend.inputs == ["image"]
-    assert backend.specs["semantic_logits"].dtype == np.float16 and backend._device_buffers["semantic_logits"].dtype == torch.float16
+def test_infer_and_run_copy_through_device_buffers(version, tmp_path, monkeypatch, cudart):
+    use(monkeypatch, version, cudart)
+    model = network_file(tmp_path / "net.onnx")
+    backend = trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines", device=1)
+    assert backend.name == "tensorrt-fp32" and backend.batch_size == 1
+    assert backend.input_names == ["image"] and backend.output_names == ["depth", "semantic_logits"]
+    assert cudart.live() == {"device": 3, "host": 3, "streams": 1}, "one device and one pinned buffer per I/O tensor, one stream"
     batch = np.random.default_rng(1).normal(size=(1, 3, 8, 12)).astype(np.float32)
+    reference = ort_run(model, {"image": batch})
     out = backend.infer(batch)
     assert set(out) == {"depth", "semantic"} and out["semantic"].dtype == np.float32
-    np.testing.assert_allclose(out["depth"], batch.sum(axis=1, keepdims=True), rtol=1e-6)
-    np.testing.assert_allclose(out["semantic"], batch[:, :2], atol=1e-2)
-    raw = backend.run({"image": batch})
-    assert set(raw) == {"depth", "semantic_logits"} and raw["semantic_logits"].dtype == np.float16
-    assert trt.record.deprecated() == []
-    assert set(cuda.guards) == {2}, "build, deserialisation and every run happen on the backend's device"
+    np.testing.assert_array_equal(out["depth"], reference["depth"])
+    np.testing.assert_array_equal(out["semantic"], reference["semantic_logits"])
+    raw = backend.run({"image": batch * 2})
+    assert set(raw) == {"depth", "semantic_logits"}
+    np.testing.assert_array_equal(raw["depth"], ort_run(model, {"image": batch * 2})["depth"])
+    copies = cudart.calls_to("cudaMemcpyAsync")
+    assert [c[2] for c in copies[-3:]] == [1 * 3 * 8 * 12 * 4, 1 * 1 * 8 * 12 * 4, 1 * 2 * 8 * 12 * 4], "input in, both outputs back, byte counts"
+    assert {int(c[3]) for c in copies} == {1, 2} and len({c[4] for c in copies}) == 1, "host->device and device->host on the backend's one stream"
+    assert all(c[0] == 1 for c in cudart.calls_to("cudaSetDevice")[::2]), "build, deserialisation and every run happen on the backend's device"
     with pytest.raises(ValueError, match="float32"):
         backend.run({"image": batch.astype(np.float64)})
     with pytest.raises(ValueError, match="missing"):
         backend.run({})
     with pytest.raises(ValueError, match="no output"):
         backend.run({"image": batch}, ["normals"])
-    stream = cuda.streams[-1]
-    before = stream.synchronized
+    syncs = len(cudart.calls_to("cudaStreamSynchronize"))
     backend.close()
-    assert stream.synchronized == before + 1, "close() waits for the stream before freeing the buffers"
+    assert len(cudart.calls_to("cudaStreamSynchronize")) == syncs + 1, "close() waits for the stream before freeing the buffers"
+    assert cudart.live() == {"device": 0, "host": 0, "streams": 0} and cudart.violations == []
     with pytest.raises(BackendError, match="closed"):
         backend.infer(batch)
 
 
-DEPLOY_IO = {"camera": ((8, 12, 3), "UINT8", True), "depth_m": ((8, 12, 3), "FLOAT", False), "labels": ((8, 12, 3), "UINT8", False)}
+def test_dynamic_batch_runs_the_rows_it_is_given(tmp_path, monkeypatch, cudart):
+    use(monkeypatch, VERSIONS[1], cudart)
+    model = network_file(tmp_path / "net.onnx", batch=None)
+    backend = trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines", max_batch=4)
+    assert backend.batch_size is None and backend.max_batch == 4
+    for rows in (1, 3, 4):
+        batch = np.random.default_rng(rows).normal(size=(rows, 3, 8, 12)).astype(np.float32)
+        out = backend.infer(batch)
+        assert out["depth"].shape == (rows, 1, 8, 12)
+        np.testing.assert_array_equal(out["depth"], ort_run(model, {"image": batch})["depth"])
+    with pytest.raises(ValueError, match="exceeds the engine's largest batch 4"):
+        backend.infer(np.zeros((5, 3, 8, 12), np.float32))
+    backend.close()
 
 
-def deploy_execute(buffers):
-    buffers["depth_m"].copy_(buffers["camera"].float() / 10)
-    buffers["labels"].copy_(buffers["camera"] // 2)
-
-
-def test_deploy_graph_runs_by_tensor_name_with_mixed_dtypes(tmp_path, monkeypatch, cuda):
-    trt = fake_tensorrt(VERSIONS[-1], cuda, DEPLOY_IO, deploy_execute)
-    use(monkeypatch, trt)
+def test_deploy_graph_runs_by_tensor_name_with_mixed_dtypes(tmp_path, monkeypatch, cudart):
+    trt = use(monkeypatch, VERSIONS[-1], cudart)
     graph = deploy_file(tmp_path / "deploy.onnx")
     backend = trt_backend.TensorRTBackend(graph, cache_dir=tmp_path / "engines", graph="deploy")
     assert backend.key.precision == "fp32" and backend.key.input_shape == (8, 12, 3) and backend.key.onnx_sha256 == file_sha256(graph)
+    assert backend.specs["camera"].dtype == np.uint8 and backend.specs["labels"].dtype == np.uint8 and backend.specs["depth_m"].dtype == np.float32
     (flag,) = trt.record.calls_to("IBuilderConfig", "clear_flag")[0].args
     assert flag == trt.BuilderFlag.TF32
     camera = np.arange(8 * 12 * 3, dtype=np.uint8).reshape(8, 12, 3)
     out = backend.run({"camera": camera})
     assert out["labels"].dtype == np.uint8 and out["depth_m"].dtype == np.float32
-    np.testing.assert_array_equal(out["labels"], camera // 2)
-    np.testing.assert_allclose(out["depth_m"], camera / 10, rtol=1e-6)
+    np.testing.assert_array_equal(out["labels"], camera)
+    np.testing.assert_array_equal(out["depth_m"], camera.astype(np.float32))
     with pytest.raises(BackendError, match="deploy graph"):
         backend.infer(np.zeros((1, 3, 8, 12), np.float32))
     with pytest.raises(ValueError, match="shape"):
@@ -308,13 +254,13 @@ def test_deploy_graph_runs_by_tensor_name_with_mixed_dtypes(tmp_path, monkeypatc
     assert backend.key != trt_backend.TensorRTBackend(other, cache_dir=tmp_path / "engines", graph="deploy").key
 
 
-def test_unchecked_returns_are_now_errors(tmp_path, monkeypatch, cuda):
-    trt = fake_tensorrt(VERSIONS[0], cuda, NETWORK_IO, network_execute)
-    use(monkeypatch, trt)
+def test_failure_returns_are_errors_and_free_what_was_allocated(tmp_path, monkeypatch, cudart):
+    trt = use(monkeypatch, VERSIONS[0], cudart)
     model = network_file(tmp_path / "net.onnx")
-    trt.behave("IExecutionContext", "set_tensor_address", lambda c, n, p: False)
-    with pytest.raises(BackendError, match="refused the buffer"):
+    trt.behave("IExecutionContext", "set_tensor_address", lambda c, n, p: n != "depth")
+    with pytest.raises(BackendError, match="refused the buffer of tensor 'depth'"):
         trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines")
+    assert cudart.live() == {"device": 0, "host": 0, "streams": 0}, "a failed start frees its buffers and stream"
     trt.behave("ICudaEngine", "create_execution_context", lambda e: None)
     with pytest.raises(BackendError, match="execution context"):
         trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines")
@@ -323,15 +269,37 @@ def test_unchecked_returns_are_now_errors(tmp_path, monkeypatch, cuda):
         trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines")
 
 
-def test_one_logger_per_process(tmp_path, monkeypatch, cuda):
-    trt = fake_tensorrt(VERSIONS[-1], cuda, NETWORK_IO, network_execute)
-    use(monkeypatch, trt)
-    trt_backend.TensorRTBackend(network_file(tmp_path / "net.onnx"), precision="fp32", cache_dir=tmp_path / "engines")
+def test_an_engine_of_another_tensorrt_is_not_deserialised(tmp_path, monkeypatch, cudart):
+    """A plan copied from another TensorRT: the cache rebuilds it; with on_mismatch='fail' it says why."""
+    use(monkeypatch, VERSIONS[0], cudart)
+    model = network_file(tmp_path / "net.onnx")
+    trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines").close()
+    use(monkeypatch, VERSIONS[-1], cudart)
+    with pytest.raises(Exception, match=rf"TensorRT version {VERSIONS[0]} \(cached\) != {VERSIONS[-1]}"):
+        trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines", on_mismatch="fail")
+    backend = trt_backend.TensorRTBackend(model, precision="fp32", cache_dir=tmp_path / "engines")
+    assert backend.engine_source == "built"
+    backend.close()
+
+
+def test_an_engine_type_without_a_numpy_type_is_a_clear_error(tmp_path, monkeypatch, cudart):
+    trt = use(monkeypatch, VERSIONS[-1], cudart)
+    with pytest.raises(TypeError):
+        trt.nptype(trt.DataType.BF16)  # as the wheel's nptype: no NumPy bfloat16
+    assert trt.nptype(trt.DataType.HALF) is np.float16
+    trt.behave("ICudaEngine", "get_tensor_dtype", lambda e, name: trt.DataType.BF16 if name == "depth" else trt.DataType.FLOAT)
+    with pytest.raises(BackendError, match="tensor 'depth' has TensorRT type DataType.BF16, which has no NumPy type"):
+        trt_backend.TensorRTBackend(network_file(tmp_path / "net.onnx"), precision="fp32", cache_dir=tmp_path / "engines")
+
+
+def test_one_logger_per_process(tmp_path, monkeypatch, cudart):
+    trt = use(monkeypatch, VERSIONS[-1], cudart)
+    trt_backend.TensorRTBackend(network_file(tmp_path / "net.onnx"), precision="fp32", cache_dir=tmp_path / "engines").close()
     assert len(trt.record.calls_to("Logger", "__init__")) == 1, "builder, parser and runtime share one logger"
 
 
-def test_int8_without_frames_or_an_earlier_file_is_a_clear_error(tmp_path, monkeypatch, cuda):
-    use(monkeypatch, fake_tensorrt(VERSIONS[-1], cuda))
+def test_int8_without_frames_or_an_earlier_file_is_a_clear_error(tmp_path, monkeypatch, cudart):
+    use(monkeypatch, VERSIONS[-1], cudart)
     from mtl_perception.inference.precision import PrecisionError
 
     with pytest.raises(PrecisionError, match="calibration frames"):
@@ -339,16 +307,24 @@ def test_int8_without_frames_or_an_earlier_file_is_a_clear_error(tmp_path, monke
 
 
 def test_version_gate(monkeypatch):
-    import sys
-    import types
-
-    for version, ok in (("10.2.1", False), ("10.3.0", True), ("10.13.0.35", True), ("11.4.0.106", True), ("12.0.0", False), ("8.6.1", False)):
-        monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
+    for version, ok in (("10.2.1", False), ("10.3.0", True), ("10.13.0.35", True), ("11.4.0.106", True), ("12.0.0", False)):
+        monkeypatch.setitem(sys.modules, "tensorrt", FakeTensorRT(VERSIONS[0], reported_version=version))
         if ok:
             assert trt_backend.import_tensorrt().__version__ == version
         else:
-            with pytest.raises(BackendError, match="supports TensorRT 10.x from 10.3 and 11.x"):
+            with pytest.raises(BackendError, match="supports TensorRT 10.x from 10.3 and 11.x; use backend 'onnxruntime'"):
                 trt_backend.import_tensorrt()
+
+
+def test_jetpack_6_0_tensorrt_8_6_is_refused_naming_the_version_jetpack_and_fallback(monkeypatch, tmp_path):
+    """JetPack 6.0 ships TensorRT 8.6 (issue 27, 6): refused at activation, before CUDA is touched."""
+    from mtl_perception.inference.frame_pipeline import FramePipeline
+
+    monkeypatch.setitem(sys.modules, "tensorrt", FakeTensorRT(VERSIONS[0], reported_version="8.6.2"))
+    with pytest.raises(BackendError) as caught:
+        FramePipeline(network_file(tmp_path / "net.onnx"), backend="tensorrt")
+    message = str(caught.value)
+    assert "\n" not in message and "TensorRT 8.6.2" in message and "JetPack 6.1" in message and "'onnxruntime'" in message
 
 
 def test_old_sidecars_stay_readable_and_differ_by_platform(tmp_path):

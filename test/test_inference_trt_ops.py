@@ -4,6 +4,8 @@ The check on every exported encoder and architecture is in test_inference_export
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -131,3 +133,109 @@ def test_tensorrt_11_table_and_problems_name_their_versions():
     assert check_tensorrt_compat(unique)[0].endswith("(TensorRT 10.1 and 11.4)"), "one line for a problem both parsers share"
     with pytest.raises(ValueError, match="no operator table for TensorRT 9"):
         load_trt_op_table("9")
+
+
+# -- element types (the parser's type rules) -----------------------------------------------------------------
+
+def u8_info(name: str, shape=(2, 3)):
+    return helper.make_tensor_value_info(name, TensorProto.UINT8, list(shape))
+
+
+def test_type_rules_record_where_each_was_read():
+    from mtl_perception.inference.trt_ops import load_trt_type_rules, trt_type_rules_source
+
+    rules = load_trt_type_rules()
+    assert rules["parser_source"]["repository"] == "onnx/onnx-tensorrt" and len(rules["parser_source"]["commit"]) == 40
+    (io_only,) = rules["io_only_types"]
+    assert io_only["type"] == "UINT8" and io_only["source"]["file"] == "ModelImporter.cpp"
+    assert rules["constant_conversions"][0]["from"] == "UINT8" and rules["constant_conversions"][0]["to"] == "INT32"
+    (cast,) = rules["cast_conversions"]
+    assert cast["with"] == ["FLOAT", "FLOAT16"] and {s["tag"] for s in cast["sources"]} >= {"v10.3.0", "v11.1"}
+    assert all(len(s["commit"]) == 40 for s in cast["sources"])
+    gather = rules["operators"]["Gather"]
+    assert any(r["input"] == "0" and "UINT8" in r["rejects"] and r["source"]["file"] == "onnxOpImporters.cpp" for r in gather)
+    assert any("only" in r and r["only"] == ["BOOL"] for r in rules["operators"]["Not"])
+    assert all(len(r["source"]["commit"]) == 40 for op in rules["operators"].values() for r in op)
+    assert rules["later_sources"], "what later parser sources change is recorded"
+    assert "10.1-GA" in trt_type_rules_source()
+
+
+def test_uint8_gather_intermediate_and_output_are_rejected_naming_the_nodes():
+    """The old palette LUT: a uint8 input gathered, passed through Identity to a uint8 output."""
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [4])
+    nodes = [helper.make_node("Gather", ["palette", "ids"], ["colours"], name="lut", axis=0),
+             helper.make_node("Identity", ["colours"], ["out"], name="copy")]
+    problems = check_tensorrt_compat(model_of(nodes, [u8_info("palette"), ids], [u8_info("out", (4, 3))]))
+    assert any(p.startswith("graph: node lut (Gather): input 0 (palette) is UINT8; its importer takes no UINT8 (onnxOpImporters.cpp:") for p in problems)
+    assert any("node lut (Gather): output colours is UINT8, an intermediate tensor" in p for p in problems)
+    assert any("node lut (Gather): reads the UINT8 network input palette" in p for p in problems)
+    assert any("node copy (Identity): writes the UINT8 network output out; a UINT8 output must come from a Cast" in p for p in problems)
+    assert all(p.endswith("(TensorRT 10.1 and 11.4)") for p in problems)
+
+
+def test_the_float_lut_with_casts_at_the_edges_passes():
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [4])
+    nodes = [helper.make_node("Cast", ["palette"], ["palette_f"], to=TensorProto.FLOAT),
+             helper.make_node("Gather", ["palette_f", "ids"], ["colours"], axis=0),
+             helper.make_node("Cast", ["colours"], ["out"], to=TensorProto.UINT8)]
+    assert check_tensorrt_compat(model_of(nodes, [u8_info("palette"), ids], [u8_info("out", (4, 3))])) == []
+
+
+def test_a_planted_uint8_intermediate_is_rejected_naming_its_node():
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], name="to_float", to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["xf"], ["x8"], name="planted", to=TensorProto.UINT8),
+             helper.make_node("Cast", ["x8"], ["y"], name="back", to=TensorProto.FLOAT)]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    problems = check_tensorrt_compat(model_of(nodes, [x_info((2, 3))], [y]))
+    assert len(problems) == 1 and problems[0].startswith("graph: node planted (Cast): output x8 is UINT8, an intermediate tensor"), problems
+
+
+def test_uint8_casts_go_through_float_and_uint8_constants_become_int32():
+    labels = helper.make_tensor_value_info("labels", TensorProto.INT64, [4])
+    direct = [helper.make_node("Cast", ["labels"], ["out"], name="direct", to=TensorProto.UINT8)]
+    problems = check_tensorrt_compat(model_of(direct, [labels], [u8_info("out", (4,))]))
+    assert len(problems) == 1 and "node direct (Cast): casts INT64 to UINT8; TensorRT converts UINT8 only from and to FLOAT, FLOAT16" in problems[0]
+    through = [helper.make_node("Cast", ["labels"], ["f"], to=TensorProto.FLOAT), helper.make_node("Cast", ["f"], ["out"], to=TensorProto.UINT8)]
+    assert check_tensorrt_compat(model_of(through, [labels], [u8_info("out", (4,))])) == []
+    widen = [helper.make_node("Cast", ["pixels"], ["wide"], name="widen", to=TensorProto.INT32),
+             helper.make_node("Cast", ["wide"], ["y"], to=TensorProto.FLOAT)]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    assert any("node widen (Cast): casts UINT8 to INT32" in p for p in check_tensorrt_compat(model_of(widen, [u8_info("pixels")], [y])))
+    lut = numpy_helper.from_array(np.arange(12, dtype=np.uint8).reshape(4, 3), "lut")
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [2])
+    gather = [helper.make_node("Gather", ["lut", "ids"], ["rows"], name="lookup"), helper.make_node("Cast", ["rows"], ["y"], to=TensorProto.FLOAT)]
+    problems = check_tensorrt_compat(model_of(gather, [ids], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [lut]))
+    assert any("node lookup (Gather): reads the UINT8 constant lut, which the parser turns into INT32" in p for p in problems)
+    assert any("node lookup (Gather): output rows is UINT8, an intermediate tensor" in p for p in problems)
+
+
+def test_operator_input_types_and_failed_shape_inference_are_reported():
+    flags = helper.make_tensor_value_info("flags", TensorProto.BOOL, [4])
+    summed = [helper.make_node("Add", ["flags", "flags"], ["y"], name="bool_add")]
+    problems = check_tensorrt_compat(model_of(summed, [flags], [helper.make_tensor_value_info("y", TensorProto.BOOL, [4])]))
+    assert any("node bool_add (Add): input 0 (flags) is BOOL" in p for p in problems)
+    mismatch = [helper.make_node("Add", ["x", "n"], ["y"])]  # float + int64: ONNX shape inference refuses it
+    n = helper.make_tensor_value_info("n", TensorProto.INT64, [1, 3, 8, 8])
+    problems = check_tensorrt_compat(model_of(mismatch, [x_info(), n], [y_info()]))
+    assert problems and problems[0].startswith("ONNX shape inference failed") and "element types cannot be checked" in problems[0]
+
+
+@pytest.mark.skipif(not (os.environ.get("MTL_ONNX_TENSORRT_GIT") and os.environ.get("MTL_TENSORRT_GIT")),
+                    reason="set MTL_ONNX_TENSORRT_GIT and MTL_TENSORRT_GIT to git directories of onnx/onnx-tensorrt and NVIDIA/TensorRT "
+                           "to re-derive the type rules")
+def test_type_rules_re_derive_from_the_sources(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mtl_perception.inference.trt_ops import load_trt_type_rules
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = load_trt_type_rules()
+    out = tmp_path / "rules.json"
+    subprocess.run([sys.executable, str(root / "tools" / "derive_trt_parser_rules.py"), "--onnx-tensorrt", os.environ["MTL_ONNX_TENSORRT_GIT"],
+                    "--rev", shipped["parser_source"]["revision"], "--tensorrt", os.environ["MTL_TENSORRT_GIT"], "--tags", *shipped["header_source"]["tags"],
+                    "--out", str(out)], check=True, capture_output=True)
+    derived = json.loads(out.read_text())
+    assert {k: v for k, v in derived.items() if k != "later_sources"} == {k: v for k, v in shipped.items() if k != "later_sources"}

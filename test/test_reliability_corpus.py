@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from bad_input_corpus import (
@@ -32,9 +32,8 @@ from bad_input_corpus import (
     stamped,
 )
 from bags_support import make_synthetic_bag
-from ros_fixtures import RosGraph, wait_until
+from ros_fixtures import RosGraph, ros_graph, wait_until
 
-from mtl_perception.ros.domain import isolate_ros_domain
 
 HERE = Path(__file__).resolve().parent
 TALLY: dict[str, tuple[int, int]] = {}  # entry point -> (tried, passed)
@@ -105,12 +104,7 @@ def test_cli_corpus(workspace: Workspace, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- node
 
 
-@pytest.fixture(scope="module")
-def graph() -> Iterator[RosGraph]:
-    pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
-    ros = RosGraph(isolate_ros_domain(offset=53))
-    yield ros
-    ros.close()
+graph = ros_graph(offset=53)
 
 
 def _node(graph: RosGraph, name: str, overrides: dict[str, Any]) -> Any:
@@ -120,12 +114,6 @@ def _node(graph: RosGraph, name: str, overrides: dict[str, Any]) -> Any:
 
     params = [Parameter(k, value=v) for k, v in {"autostart": False, "qos.reliability": "reliable", "qos.depth": 5, **overrides}.items()]
     return graph.add(PerceptionNode(name, namespace=f"/{name}", parameter_overrides=params, context=graph.context))
-
-
-def _destroy(graph: RosGraph, node: Any) -> None:
-    node.release()
-    graph.remove(node)
-    node.destroy_node()
 
 
 def _active(graph: RosGraph, name: str, model: Path, **overrides: Any) -> Any:
@@ -220,7 +208,7 @@ def test_node_corpus(graph: RosGraph, workspace: Workspace) -> None:
     for publisher in (image_pub, info_pub, jpeg_pub):
         graph.helper.destroy_publisher(publisher)
     for node in (raw, jpeg):
-        _destroy(graph, node)
+        graph.stop_perception(node)
     _report("node messages", failures, len(cases))
     assert not failures, "\n".join(failures)
 
@@ -274,7 +262,7 @@ def test_node_setup_corpus(graph: RosGraph, workspace: Workspace) -> None:
     if not semantic.wait_for(lambda msgs: any(m.header.stamp.sec == 7000 for m in msgs), 20):
         failures.append("after the bad set-ups the node did not serve a good frame")
     graph.helper.destroy_publisher(publisher)
-    _destroy(graph, node)
+    graph.stop_perception(node)
     _report("node set-up", failures, len(cases))
     assert not failures, "\n".join(failures)
 

@@ -38,4 +38,4 @@ def test_launch_file_gives_the_node_the_profile_by_default() -> None:
     assert "fastdds_large_images.xml" in default and "CONFIG_DIR" in default
     node_env = [k.value for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "Node"
                 for k in c.keywords if k.arg == "additional_env"]
-    assert any("FASTDDS_DEFAULT_PROFILES_FILE" in ast.unparse(value) for value in node_env)
+    assert any("fastdds_profile_env(profile)" in ast.unparse(value) for value in node_env)  # the variable each Fast DDS major reads

@@ -22,9 +22,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from ros_fixtures import ros_graph
 
 from mtl_perception.training.checkpoint import load_checkpoint
 
@@ -197,16 +197,7 @@ def test_export_and_evaluate_killed_at_random_leave_old_or_complete_outputs(tmp_
 # ---------------------------------------------------------------------------------------------- node
 
 
-@pytest.fixture(scope="module")
-def graph() -> Iterator["RosGraph"]:  # noqa: F821
-    pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
-    from ros_fixtures import RosGraph
-
-    from mtl_perception.ros.domain import isolate_ros_domain
-
-    ros = RosGraph(isolate_ros_domain(offset=71))
-    yield ros
-    ros.close()
+graph = ros_graph(offset=71)
 
 
 def _statuses(msgs: list, name: str) -> list:
@@ -216,21 +207,17 @@ def _statuses(msgs: list, name: str) -> list:
 def test_model_file_damaged_under_a_running_node(graph, tiny_files: tuple[Path, Path], tmp_path: Path) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from ros_fixtures import wait_until
     from sensor_msgs.msg import Image
 
     from bad_input_corpus import good_image, stamped
-    from mtl_perception.ros.node import PerceptionNode
 
     model = tmp_path / "live.onnx"
     shutil.copyfile(tiny_files[0], model)
     good = model.read_bytes()
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    params = [Parameter(k, value=v) for k, v in {"autostart": False, "model.path": str(model), "qos.reliability": "reliable"}.items()]
-    node = graph.add(PerceptionNode("damaged", namespace="/damaged", parameter_overrides=params, context=graph.context))
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    node = graph.start_perception("damaged", "/damaged", {"model.path": str(model), "qos.reliability": "reliable"})
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics", 10)
     publisher = graph.helper.create_publisher(Image, "/damaged/image", reliable)
     depth = graph.collect(Image, "/damaged/depth", reliable)
@@ -253,29 +240,21 @@ def test_model_file_damaged_under_a_running_node(graph, tiny_files: tuple[Path, 
     diagnostics.clear()
     assert diagnostics.wait_for(lambda msgs: any(s.level == b"\x00" for s in _statuses(msgs, "damaged")), 5)
     graph.helper.destroy_publisher(publisher)
-    node.release()
-    graph.remove(node)
-    node.destroy_node()
+    graph.stop_perception(node)
 
 
 def test_backend_failing_at_run_time_reports_error_and_falls_back(graph, tiny_files: tuple[Path, Path]) -> None:
     """Beyond test_ros_node's fallback test: the failure is an ERROR on /diagnostics although frames keep coming."""
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from ros_fixtures import wait_until
     from sensor_msgs.msg import Image
 
     from bad_input_corpus import good_image, stamped
-    from mtl_perception.ros.node import PerceptionNode
 
     model = tiny_files[0]
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    params = [Parameter(k, value=v) for k, v in {"autostart": False, "model.path": str(model), "qos.reliability": "reliable",
-                                                  "model.provider": "auto"}.items()]
-    node = graph.add(PerceptionNode("failing", namespace="/failing", parameter_overrides=params, context=graph.context))
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    node = graph.start_perception("failing", "/failing", {"model.path": str(model), "qos.reliability": "reliable", "model.provider": "auto"})
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics", 10)
     publisher = graph.helper.create_publisher(Image, "/failing/image", reliable)
     depth = graph.collect(Image, "/failing/depth", reliable)
@@ -295,6 +274,4 @@ def test_backend_failing_at_run_time_reports_error_and_falls_back(graph, tiny_fi
     diagnostics.clear()
     assert diagnostics.wait_for(lambda msgs: any(s.level == b"\x00" for s in _statuses(msgs, "failing")), 5), "the ERROR did not clear on the fallback"
     graph.helper.destroy_publisher(publisher)
-    node.release()
-    graph.remove(node)
-    node.destroy_node()
+    graph.stop_perception(node)

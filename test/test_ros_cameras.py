@@ -6,20 +6,16 @@ A real ROS graph in this process; waits are on messages and counters.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_fixtures import RosGraph, wait_until  # noqa: E402
+from ros_fixtures import RosGraph, pinhole_info, ros_graph, wait_until  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from mtl_perception.ros.domain import isolate_ros_domain  # noqa: E402
 from mtl_perception.ros.camera_channel import CameraConfigError, CameraInfoBuffer, camera_specs  # noqa: E402
 from mtl_perception.inference.image_codec import array_to_image_msg, image_msg_to_array  # noqa: E402
 from mtl_perception.ros.node import PerceptionNode  # noqa: E402
@@ -28,24 +24,11 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 FOUR = ["front", "rear", "left", "right"]
 
 
-@pytest.fixture(scope="module")
-def graph() -> Iterator[RosGraph]:
-    ros = RosGraph(isolate_ros_domain(offset=37))
-    yield ros
-    ros.close()
+graph = ros_graph(offset=37)
 
 
 def start(graph: RosGraph, name: str, overrides: dict, namespace: str) -> PerceptionNode:
-    params = [Parameter(k, value=v) for k, v in {"autostart": False, "qos.reliability": "reliable", "qos.depth": 5, "points.stride": 2, **overrides}.items()]
-    node = graph.add(PerceptionNode(name, namespace=namespace, parameter_overrides=params, context=graph.context))
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    return node
-
-
-def stop(graph: RosGraph, node: PerceptionNode) -> None:
-    node.release()
-    graph.remove(node)
-    node.destroy_node()
+    return graph.start_perception(name, namespace, {"qos.reliability": "reliable", "qos.depth": 5, "points.stride": 2, **overrides})
 
 
 def frame(seed: int, stamp: int, frame_id: str, height: int = 96, width: int = 128) -> Image:
@@ -56,11 +39,7 @@ def frame(seed: int, stamp: int, frame_id: str, height: int = 96, width: int = 1
 
 
 def camera_info(stamp: int, frame_id: str, fx: float = 110.0, height: int = 96, width: int = 128) -> CameraInfo:
-    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-    info.k = [fx, 0.0, width / 2 - 0.5, 0.0, fx, height / 2 - 0.5, 0.0, 0.0, 1.0]
-    info.p = [fx, 0.0, width / 2 - 0.5, 0.0, 0.0, fx, height / 2 - 0.5, 0.0, 0.0, 0.0, 1.0, 0.0]
-    info.header.stamp.sec, info.header.frame_id = stamp, frame_id
-    return info
+    return pinhole_info(width, height, fx, frame_id, stamp)
 
 
 class Cameras:
@@ -122,8 +101,8 @@ def test_each_camera_gets_its_own_outputs_equal_to_a_single_camera_node(graph: R
     finally:
         graph.helper.destroy_publisher(reference_image)
         rig.close()
-        stop(graph, multi)
-        stop(graph, single)
+        graph.stop_perception(multi)
+        graph.stop_perception(single)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +117,7 @@ def pair(graph: RosGraph, tiny_model: Path):
     yield node, rig, rear_image, rear_depth
     graph.helper.destroy_publisher(rear_image)
     rig.close()
-    stop(graph, node)
+    graph.stop_perception(node)
 
 
 def test_a_silent_camera_does_not_stall_the_others(pair) -> None:
@@ -225,4 +204,4 @@ def test_the_two_camera_parameter_file_configures_two_cameras(graph: RosGraph, t
             ("rear", "/rear/color/image_raw", "/rear/color/camera_info", "rear")]
         assert graph.helper.count_publishers("/yaml/front/depth") == 1 and graph.helper.count_publishers("/yaml/rear/semantic/classes") == 1
     finally:
-        stop(graph, node)
+        graph.stop_perception(node)

@@ -7,17 +7,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from ros_fixtures import RosGraph, wait_until
+from ros_fixtures import RosGraph, ros_graph, wait_until
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_node_process import start_process, stop_process  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from mtl_perception.ros.domain import isolate_ros_domain  # noqa: E402
+from mtl_perception.paths import fastdds_profile_env  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # the deployment set-up docs/node.md recommends for multi-MB images (large shared-memory segments)
@@ -25,36 +25,17 @@ PROFILE = HERE.parent / "config" / "fastdds_large_images.xml"
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 FRAMES = 40
 
-
-@pytest.fixture(scope="module")
-def graph() -> Iterator[RosGraph]:
-    ros = RosGraph(isolate_ros_domain(offset=23))
-    yield ros
-    ros.close()
+graph = ros_graph(offset=23)
 
 
 def child_env() -> dict[str, str]:
     """This process's environment (ROS domain, the ROS wheels' library path) plus the Fast DDS profile."""
-    return {**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(PROFILE)}
+    return {**os.environ, **fastdds_profile_env(PROFILE)}
 
 
 def start_node(model: Path, namespace: str, *extra: str) -> subprocess.Popen:
-    """perception_node in its own process, run by this venv's Python (the ROS library path is inherited)."""
-    command = [sys.executable, "-m", "mtl_perception.ros.node", "--ros-args", "-r", f"__ns:={namespace}", "-p", f"model.path:={model}", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env())
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 20.0) -> tuple[int, str]:
-    """Send ``sig`` and wait; returns (exit code, output)."""
-    if process.poll() is None:
-        process.send_signal(sig)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        return -999, output
-    return process.returncode, output
+    """perception_node in its own process, with the Fast DDS profile."""
+    return start_process(["-r", f"__ns:={namespace}", "-p", f"model.path:={model}", *extra], env=child_env())
 
 
 def latest_value(diagnostics: list[DiagnosticArray], key: str) -> str | None:
@@ -95,7 +76,7 @@ def test_reliable_outputs_arrive_with_their_input_headers(graph: RosGraph, tiny_
                 assert 0 <= index < FRAMES and msg.header.stamp.nanosec == index * 1000 and msg.header.frame_id == f"camera_{index}"
                 assert (msg.width, msg.height) == (640, 480)
     finally:
-        code, output = stop(node, signal.SIGINT)
+        code, output = stop_process(node)
     assert code == 0, output
     assert "shutting down" in output
 
@@ -107,6 +88,6 @@ def test_sigterm_and_autostart_false(graph: RosGraph, tiny_model: Path) -> None:
         time.sleep(0.5)
         assert graph.helper.count_publishers("/waiting/depth") == 0 and graph.helper.count_subscribers("/waiting/image") == 0
     finally:
-        code, output = stop(node, signal.SIGTERM)
+        code, output = stop_process(node, sig=signal.SIGTERM)
     assert code == 0, output
     assert "waiting for a lifecycle manager" in output

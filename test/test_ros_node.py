@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import pytest
-from ros_fixtures import CLASS_NAMES, PALETTE, RosGraph, wait_until
+from ros_fixtures import CLASS_NAMES, PALETTE, RosGraph, ros_graph, wait_until
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -23,7 +23,6 @@ from std_msgs.msg import Header, String  # noqa: E402
 from mtl_perception.inference.processing import preprocess, to_rgb  # noqa: E402
 from mtl_perception.inference.sample_images import sample_image  # noqa: E402
 from mtl_perception.inference.image_codec import array_to_image_msg, image_msg_to_array  # noqa: E402
-from mtl_perception.ros.domain import isolate_ros_domain  # noqa: E402
 from mtl_perception.ros.node import PerceptionNode  # noqa: E402
 from mtl_perception.ros.pointcloud import pointcloud_to_array  # noqa: E402
 from numpy_oracle import backproject, postprocess  # noqa: E402
@@ -46,11 +45,7 @@ HEIGHT, WIDTH = 96, 128  # camera frames of these tests (4:3, like the model's 6
 K = np.array([[110.0, 0.0, 63.5], [0.0, 110.0, 47.5], [0.0, 0.0, 1.0]])
 
 
-@pytest.fixture(scope="module")
-def graph() -> Iterator[RosGraph]:
-    ros = RosGraph(isolate_ros_domain(offset=11))
-    yield ros
-    ros.close()
+graph = ros_graph(offset=11)
 
 
 def make_node(graph: RosGraph, name: str, overrides: dict[str, Any], namespace: str) -> PerceptionNode:
@@ -58,19 +53,11 @@ def make_node(graph: RosGraph, name: str, overrides: dict[str, Any], namespace: 
     return graph.add(PerceptionNode(name, namespace=namespace, parameter_overrides=params, context=graph.context))
 
 
-def destroy(graph: RosGraph, node: PerceptionNode) -> None:
-    node.release()
-    graph.remove(node)
-    node.destroy_node()
-
-
 @pytest.fixture(scope="module")
 def node(graph: RosGraph, tiny_model: Path) -> Iterator[PerceptionNode]:
-    perception = make_node(graph, "perception", {"model.path": str(tiny_model), "qos.reliability": "reliable", "qos.depth": 5, "points.stride": 1}, "/cam")
-    assert perception.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert perception.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    perception = graph.start_perception("perception", "/cam", {"model.path": str(tiny_model), "qos.reliability": "reliable", "qos.depth": 5, "points.stride": 1})
     yield perception
-    destroy(graph, perception)
+    graph.stop_perception(perception)
 
 
 def header(index: int, frame_id: str = "cam_optical") -> Header:
@@ -317,7 +304,7 @@ def test_outputs_nobody_subscribes_to_are_not_computed(graph: RosGraph, tiny_mod
     assert semantic.wait_for(lambda msgs: len(msgs) == 1, 20)
     assert quiet.diagnostics_values()["frames_processed"] == 1
     graph.helper.destroy_publisher(publisher)
-    destroy(graph, quiet)
+    graph.stop_perception(quiet)
 
 
 def test_lifecycle_transitions(graph: RosGraph, tiny_model: Path) -> None:
@@ -377,7 +364,7 @@ def test_compressed_input_and_corrupt_data(graph: RosGraph, tiny_model: Path) ->
             got = camera.wait_stamp(1010 + index, ["depth", "semantic/overlay"])
             assert (got["depth"].width, got["depth"].height) == (640, 480)
     camera.close()
-    destroy(graph, node)
+    graph.stop_perception(node)
 
 
 def real_frames() -> list[tuple[str, Image]]:
@@ -432,7 +419,7 @@ def test_diagnostics_report_rates_latency_model_and_stalls(graph: RosGraph, tiny
     assert int(values["frames_received"]) == 4 and int(values["frames_processed"]) + int(values["frames_dropped"]) == 4
     assert values["backend"] == "onnxruntime (auto)" and len(values["model_sha256"]) == 64 and values["state"] == "active"
     graph.helper.destroy_publisher(publisher)
-    destroy(graph, watched)
+    graph.stop_perception(watched)
 
 
 def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_model: Path) -> None:
@@ -440,7 +427,7 @@ def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_mode
     node = make_node(graph, "fallback", {"model.path": str(tiny_model), "model.backend": "tensorrt", "qos.reliability": "reliable"}, "/fallback")
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert node.diagnostics_values()["backend"] == "onnxruntime (cpu)"
-    destroy(graph, node)
+    graph.stop_perception(node)
     # a backend that fails while running is replaced by the fallback, and the frame is still served
     node = make_node(graph, "fallback2", {"model.path": str(tiny_model), "model.provider": "auto", "qos.reliability": "reliable"}, "/fallback2")
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -466,4 +453,4 @@ def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_mode
     assert wait_until(lambda: node.diagnostics_values()["inference_errors"] == 1, 10)
     assert "illegal memory access" in node._backend_error
     graph.helper.destroy_publisher(publisher)
-    destroy(graph, node)
+    graph.stop_perception(node)

@@ -108,3 +108,82 @@ def test_docs_describe_every_parameter() -> None:
     for spec in params.SPECS:
         key = spec.name.split(".", 1)[1] if spec.name.startswith("output.") and spec.name[7:] in params.OUTPUT_TOPICS else None
         assert f"`{spec.name}`" in text or (key and f"`{key}`" in text) or (spec.name in ("depth.min", "depth.max") and "`depth.min`, `depth.max`" in text), spec.name
+
+
+# ------------------------------------------------------------------ the shipped files as ROS reads them
+CONFIG = ROOT / "config"
+OWN_LOADER_DIRS = ("train", "study")  # experiment and study configs: read by the project's loader, not by ROS
+
+
+def node_parameter_files() -> list[Path]:
+    """Every YAML under config/ that holds a ``<node or /**>: ros__parameters:`` section."""
+    found = []
+    for path in sorted(CONFIG.rglob("*.yaml")):
+        document = yaml.safe_load(path.read_text())
+        if isinstance(document, dict) and any(isinstance(v, dict) and "ros__parameters" in v for v in document.values()):
+            found.append(path)
+    return found
+
+
+def string_scalars(path: Path) -> list[tuple[str, yaml.ScalarNode]]:
+    """(dotted name, node) of every string scalar value under ros__parameters (list items included)."""
+    root = yaml.compose(path.read_text())
+    found: list[tuple[str, yaml.ScalarNode]] = []
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, f"{prefix}.{key.value}" if prefix else key.value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item, prefix)
+        elif isinstance(node, yaml.ScalarNode) and isinstance(yaml.safe_load(yaml.serialize(node)), str):
+            found.append((prefix, node))
+
+    for _, section in root.value:
+        for key, value in section.value:
+            if key.value == "ros__parameters":
+                walk(value, "")
+    return found
+
+
+def test_config_yamls_are_node_parameter_files_or_the_loaders():
+    node_files = node_parameter_files()
+    assert {p.name for p in node_files} >= {"mtl_perception.yaml", "two_cameras.yaml"}
+    for path in sorted(CONFIG.rglob("*.yaml")):
+        if path not in node_files:
+            assert path.parent.name in OWN_LOADER_DIRS, f"{path.relative_to(ROOT)} is neither a node parameter file nor a train/study config"
+
+
+@pytest.mark.parametrize("path", node_parameter_files(), ids=lambda p: p.name)
+def test_every_string_value_is_quoted(path: Path):
+    """ROS's parser types plain text by its form (nan, inf, 1e3, 0x10, true, on): a string must be quoted to stay one."""
+    scalars = string_scalars(path)
+    assert scalars, "the scan found no string value"
+    plain = [f"{name} = {node.value!r} (line {node.start_mark.line + 1})" for name, node in scalars if node.style not in ("'", '"')]
+    assert plain == []
+
+
+@pytest.mark.parametrize("value,meant", [(float("nan"), "nan"), (float("inf"), "inf"), ("inf", "inf"), ("nan", "nan")])
+def test_unquoted_nan_and_inf_mean_the_strings(value, meant):
+    assert params.normalise("depth.out_of_range", value) == meant
+    params.check_value("depth.out_of_range", value)
+    assert params.settings_from_values({"depth.out_of_range": value}).out_of_range == meant
+    assert params.descriptor(params.SPEC_BY_NAME["depth.out_of_range"]).dynamic_typing
+
+
+@pytest.mark.parametrize("value", [float("-inf"), 3.0, True, 1])
+def test_other_numbers_for_out_of_range_are_refused(value):
+    with pytest.raises(params.ParameterError, match="depth.out_of_range"):
+        params.check_value("depth.out_of_range", value)
+
+
+def test_only_out_of_range_takes_number_spellings():
+    """A number is never silently a string elsewhere: 'model.precision' = nan stays a type error."""
+    assert [s.name for s in params.SPECS if s.number_spellings] == ["depth.out_of_range"]
+    assert params.normalise("model.precision", float("nan")) != "nan"
+    with pytest.raises(params.ParameterError, match="must be a str"):
+        params.check_value("model.precision", float("nan"))
+    line = params.type_error_message(params.SPEC_BY_NAME["model.precision"],
+                                     "Trying to set parameter 'model.precision' to '1000.0' of type 'DOUBLE', expecting type 'STRING'")
+    assert "model.precision" in line and "quote it" in line and "\n" not in line

@@ -17,35 +17,25 @@ pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_fixtures import RosGraph, wait_until  # noqa: E402
+from ros_fixtures import RosGraph, ros_graph, wait_until  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from mtl_perception.inference.image_codec import array_to_image_msg  # noqa: E402
-from mtl_perception.ros.domain import isolate_ros_domain  # noqa: E402
 from mtl_perception.ros.node import PerceptionNode  # noqa: E402
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-@pytest.fixture(scope="module")
-def graph() -> Iterator[RosGraph]:
-    ros = RosGraph(isolate_ros_domain(offset=23))
-    yield ros
-    ros.close()
+graph = ros_graph(offset=23)
 
 
 @pytest.fixture(scope="module")
 def node(graph: RosGraph, tiny_model: Path) -> Iterator[PerceptionNode]:
     # a reader history deep enough for a whole burst: every frame reaches the node's callback (DDS drops none), so
     # every drop is the node's own (latest frame wins) and is counted
-    params = [Parameter(k, value=v) for k, v in {"autostart": False, "model.path": str(tiny_model), "qos.reliability": "reliable",
-                                                  "qos.depth": 100}.items()]
-    perception = graph.add(PerceptionNode("pipelined", namespace="/pipe", parameter_overrides=params, context=graph.context))
-    assert perception.trigger_configure() == TransitionCallbackReturn.SUCCESS and perception.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    perception = graph.start_perception("pipelined", "/pipe", {"model.path": str(tiny_model), "qos.reliability": "reliable", "qos.depth": 100})
     yield perception
-    perception.release()
-    graph.remove(perception)
-    perception.destroy_node()
+    graph.stop_perception(perception)
 
 
 def frame(index: int, height: int = 96, width: int = 128) -> Image:

@@ -108,3 +108,74 @@ def test_loaders_pin_memory_for_cuda_only():
     assert Trainer.pin_memory.fget(SimpleNamespace(device=torch.device("cpu"))) is False
     loader = _collate_loader(list(range(4)), [[0, 1], [2, 3]], 0, pin_memory=True)
     assert loader.pin_memory is True
+
+
+# -- validation on the network itself (issue 22, 11) -------------------------------------------------
+
+class _DepthNet(torch.nn.Module):
+    """A BatchNorm and a 1x1 convolution predicting positive depth; records how it was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.BatchNorm2d(3)
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        self.calls: list[tuple[bool, bool]] = []
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+        return {"depth": torch.nn.functional.softplus(self.conv(self.norm(image))) + 0.1}
+
+
+def _validation_trainer(network: torch.nn.Module, model: torch.nn.Module, info: DistInfo, count: int) -> SimpleNamespace:
+    """What Trainer.validate reads, around a real network (``model`` is what training runs: the network or its DDP wrapper)."""
+    generator = torch.Generator().manual_seed(0)
+    records = [{"image": torch.rand(3, 4, 6, generator=generator), "depth": torch.rand(1, 4, 6, generator=generator) + 0.5} for _ in range(count)]
+    config = SimpleNamespace(train=SimpleNamespace(batch_size=1), data=SimpleNamespace(workers=0), model=SimpleNamespace(num_classes=1))
+    return SimpleNamespace(val_set=records, config=config, dist=info, pin_memory=False, network=network, model=model,
+                           tasks=["depth"], info=SimpleNamespace(class_names=[]), device=torch.device("cpu"))
+
+
+class _Wrapper(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, image):  # pragma: no cover - validation must never call it
+        raise AssertionError("validation ran the training wrapper")
+
+
+def test_validation_runs_the_network_itself_under_inference_mode():
+    network = _DepthNet()
+    network.train()
+    metrics = Trainer.validate(_validation_trainer(network, _Wrapper(network), DistInfo(), 3))
+    assert network.calls == [(True, False)] * 3, "every validation batch under inference mode, no grad"
+    assert network.training, "the training mode comes back" and metrics["depth"]["abs_rel"] > 0
+    from mtl_perception.training.validation import evaluate_model
+
+    with pytest.raises(TypeError, match="not its DistributedDataParallel wrapper"):
+        evaluate_model(torch.nn.parallel.DistributedDataParallel.__new__(torch.nn.parallel.DistributedDataParallel), [], ["depth"], 1)
+
+
+def _validation_worker(rank: int, init_file: str, out_dir: str) -> None:
+    join_group(rank, init_file)
+    info = DistInfo(rank, 2, rank)
+    torch.manual_seed(0)
+    network = _DepthNet()
+    model = torch.nn.parallel.DistributedDataParallel(network)  # its first forward after training broadcasts the buffers
+    wrapper_calls = []
+    wrapped = model.forward
+    model.forward = lambda *a, **k: wrapper_calls.append(1) or wrapped(*a, **k)
+    with torch.no_grad():
+        network.norm.running_mean.fill_(float(rank))  # each rank's own BatchNorm statistics, as after training steps
+    network.train()
+    metrics = Trainer.validate(_validation_trainer(network, model, info, 1))  # one record: rank 0 one batch, rank 1 none
+    finish_rank(rank, out_dir, {"abs_rel": metrics["depth"]["abs_rel"], "calls": len(network.calls), "wrapper_calls": len(wrapper_calls),
+                                "running_mean": network.norm.running_mean.tolist()})
+
+
+def test_validation_with_uneven_slices_finishes_on_every_rank_and_scores_rank_0s_network(tmp_path):
+    """Through the DDP wrapper, the first validation forward is a buffer broadcast that a rank without a batch never joins."""
+    results = run_two_ranks(_validation_worker, tmp_path, timeout_s=120.0)
+    assert [r["calls"] for r in results] == [1, 0] and [r["wrapper_calls"] for r in results] == [0, 0]
+    assert results[0]["abs_rel"] == pytest.approx(results[1]["abs_rel"]) and results[0]["abs_rel"] > 0, "metrics summed over both ranks"
+    assert results[1]["running_mean"] == [0.0, 0.0, 0.0], "rank 0's BatchNorm statistics on every rank"

@@ -297,3 +297,52 @@ def test_two_processes_weight_with_the_global_batch(tmp_path: Path) -> None:
     # FAMO's coefficients from the mean losses (3, 1) with z = (1/2, 1/2): k = (1/6, 1/2) / (2/3) = (1/4, 3/4)
     for rank, (depth, semantic) in enumerate(RANK_SLOPES):
         assert results[rank]["famo_grad"] == pytest.approx([0.25 * depth + 0.75 * semantic], rel=1e-6)
+
+
+# -- gradients under AMP (issue 22, 11) ------------------------------------------------------------------
+
+def _fp16_losses(scale: float, half: bool) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """Two task losses of ``scale * sum(x * W)``, computed in FP16 (as under autocast) or FP32; W: the shared layer.
+
+    ``scale`` 1e-8 is below FP16's smallest subnormal (6e-8): the gradient flowing back through the FP16
+    product is zero unless the loss is scaled first, as GradScaler does."""
+    generator = torch.Generator().manual_seed(0)
+    shared = torch.nn.Parameter(torch.rand(16, generator=generator) + 0.5)
+    x = torch.rand(2, 16, generator=generator) + 0.5
+    dtype = torch.float16 if half else torch.float32
+    products = x.to(dtype) * shared.to(dtype)  # what an autocast convolution does: FP16 activations
+    losses = {t: scale * (k + 1) * products[k].float().sum() for k, t in enumerate(TASKS)}  # the trainer's losses are float32
+    return losses, [shared]
+
+
+def test_gradnorm_and_aligned_mtl_gradients_of_scaled_fp16_losses_match_fp32():
+    scale = 2.0**16  # GradScaler's initial scale
+    losses32, shared32 = _fp16_losses(1e-8, half=False)
+    reference = GradNorm(TASKS, {}).gradient_norms(GradNorm(TASKS, {})._stack(losses32), shared32)
+    assert (reference > 0).all()
+    losses16, shared16 = _fp16_losses(1e-8, half=True)
+    stacked = GradNorm(TASKS, {})._stack(losses16)
+    unscaled = GradNorm(TASKS, {}).gradient_norms(stacked, shared16)
+    assert unscaled.tolist() == [0.0, 0.0], "the FP16 gradient underflows without the loss scale"
+    norms = GradNorm(TASKS, {}).gradient_norms(stacked, shared16, scale)
+    assert norms.dtype == torch.float32 and norms.tolist() == pytest.approx(reference.tolist(), rel=2e-3)
+    aligned = AlignedMTL(TASKS, {})
+    gradients = aligned.task_gradients(stacked, shared16, scale)
+    expected = aligned.task_gradients(AlignedMTL(TASKS, {})._stack(losses32), shared32)
+    assert gradients.dtype == torch.float32 and torch.allclose(gradients, expected, rtol=2e-3, atol=0)
+    assert not aligned.task_gradients(stacked, shared16).any(), "and all zeros without it"
+
+
+def test_gradient_weightings_take_the_loss_scale_in_forward_and_skip_an_overflowed_step():
+    losses, shared = _fp16_losses(1e-8, half=True)
+    scheme = AlignedMTL(TASKS, {"depth": 1.0, "semantic": 1.0})
+    scheme(losses, shared, 2.0**16)
+    weights = scheme.weights()
+    assert weights["depth"] != pytest.approx(weights["semantic"]), "aligned weights of two unequal gradients (not the zero-gradient fallback)"
+    losses, shared = _fp16_losses(1.0, half=True)
+    scheme(losses, shared, 2.0**16)  # 1.0 x 65536 x the products overflows FP16: infinite gradients
+    assert scheme.weights() == weights, "an overflowed step keeps the last weights"
+    gradnorm = GradNorm(TASKS, {})
+    total = gradnorm(losses, shared, 2.0**16)
+    assert torch.isfinite(total), "GradNorm's balancing term is dropped for an overflowed step"
+    assert GradNorm.USES_GRADIENTS and AlignedMTL.USES_GRADIENTS and not FixedWeighting.USES_GRADIENTS

@@ -10,8 +10,10 @@ calls into TensorRT when a function is used. So this tool compiles three empty s
 exporting the handful of C entry points the module links to (every one returns NULL / 0), imports
 the module in a subprocess against them, and records by introspection, for each class and enum, the
 public names with their kind (method, property, enum value, class), the return type and parameter
-names parsed from pybind11's signature line, and the TensorRT version a docstring says the name was
-deprecated in. No TensorRT code runs and no docstring text is kept: only names and those facts.
+names parsed from pybind11's signature line, the TensorRT version a docstring says the name was
+deprecated in, every enum member's integer value (``int(member)``: pybind11 registers them at import),
+and what the package's own ``nptype`` answers for each ``DataType`` (a NumPy type name, or None where
+it raises TypeError). No TensorRT library code runs and no docstring text is kept: only names and those facts.
 
 ``--download`` fetches the wheels with ``pip download --no-deps`` (PyPI) into ``--wheel-dir``. The
 table records each wheel's file name and SHA-256; ``test/test_inference_trt_api.py`` compares the
@@ -32,7 +34,7 @@ from pathlib import Path
 
 WHEEL_PACKAGE = "tensorrt-cu12-bindings"
 VERSIONS = ("10.3.0", "10.13.0.35", "11.4.0.106")  # 10.3: JetPack 6 (Orin); 10.13: last 10.x tested; 11.4: JetPack 7.2.2+
-TABLE_FORMAT = "mtl_perception.tensorrt_api/1"
+TABLE_FORMAT = "mtl_perception.tensorrt_api/2"  # 2: enum values and nptype
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "test" / "data" / "tensorrt_api.json"
 DEFAULT_WHEEL_DIR = Path(os.environ.get("MTL_TRT_WHEEL_CACHE", "~/.cache/mtl_perception/trt_wheels")).expanduser()
 
@@ -125,7 +127,8 @@ def describe_class(cls):
             continue
         value = getattr(cls, name, None)
         if entry["enum"] and name in cls.__members__:
-            entry["members"][name] = {"kind": "enum_value", "deprecated": deprecated_in(member_docs.get(name))}
+            entry["members"][name] = {"kind": "enum_value", "value": int(cls.__members__[name]),
+                                      "deprecated": deprecated_in(member_docs.get(name))}
             continue
         if isinstance(raw, property):
             fget_doc = raw.fget.__doc__ if raw.fget else ""
@@ -138,7 +141,7 @@ def describe_class(cls):
             sigs = signatures(getattr(value, "__doc__", ""), name)
             entry["members"][name] = {"kind": "method", "overloads": sigs, "deprecated": deprecated_in(getattr(value, "__doc__", ""))}
         elif type(value).__module__ and type(value).__module__.startswith("tensorrt") and is_enum(type(value)):
-            entry["members"][name] = {"kind": "enum_value", "type": short(type(value).__qualname__), "deprecated": None}
+            entry["members"][name] = {"kind": "enum_value", "type": short(type(value).__qualname__), "value": int(value), "deprecated": None}
         else:
             entry["members"][name] = {"kind": "attribute", "deprecated": None}
     return entry
@@ -162,7 +165,20 @@ for name in sorted(dir(trt)):
             "kind": "method", "overloads": sigs, "deprecated": deprecated_in(getattr(value, "__doc__", ""))}
     else:
         module[name] = "attribute"
-json.dump({"version": trt.__version__, "module": module, "classes": classes}, sys.stdout, sort_keys=True)
+def numpy_types():
+    """DataType member -> the NumPy dtype name of what ``trt.nptype`` gives it (``numpy.dtype(...).name``: the same
+    under NumPy 1 and 2, where ``bool_.__name__`` differs), or None where it raises TypeError."""
+    import numpy
+
+    found = {}
+    for name, member in trt.DataType.__members__.items():
+        try:
+            found[name] = numpy.dtype(trt.nptype(member)).name
+        except TypeError:
+            found[name] = None
+    return found
+
+json.dump({"version": trt.__version__, "module": module, "classes": classes, "nptype": numpy_types()}, sys.stdout, sort_keys=True)
 '''
 
 

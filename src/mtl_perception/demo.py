@@ -64,10 +64,9 @@ def start_node(model: Path, namespace: str, log_path: Path) -> subprocess.Popen:
     for name, value in parameters.items():
         command += ["-p", f"{name}:={value}"]
     log = open(log_path, "wb")  # noqa: SIM115 - owned by the process, closed in stop_node
-    from mtl_perception.paths import fastdds_profile_path
+    from mtl_perception.paths import fastdds_profile_env
 
-    env = dict(os.environ)
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile_path()))  # no 3 s stalls on large outputs
+    env = {**fastdds_profile_env(), **os.environ}  # no 3 s stalls on large outputs; a profile set by the user wins
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     process.log = log  # type: ignore[attr-defined]
     return process

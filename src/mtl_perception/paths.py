@@ -1,10 +1,19 @@
 """Files installed with the package (share/mtl_perception/...), found through the ament index or the source tree."""
 from __future__ import annotations
 
+import importlib.metadata
+import os
 from pathlib import Path
 
 PACKAGE = "mtl_perception"
 DEFAULT_MODEL_FILE = "default.onnx"
+# The variable naming the XML profile that Fast DDS loads at participant creation, by its major version:
+# 2.x (Humble, Jazzy) reads only FASTRTPS_DEFAULT_PROFILES_FILE; 3.x (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE
+# (rmw_fastrtps 9 still honours the old name, with a deprecation warning at every start).
+FASTDDS_PROFILE_VARIABLES = {2: "FASTRTPS_DEFAULT_PROFILES_FILE", 3: "FASTDDS_DEFAULT_PROFILES_FILE"}
+# the ROS wheels that ship the library (3.x renamed it from fastrtps to fastdds)
+FASTDDS_WHEELS = ("ros-fastdds", "ros-fastrtps")
+FASTDDS_LIBRARIES = {3: "libfastdds.so.3*", 2: "libfastrtps.so.2*"}
 
 
 def package_file(folder: str, name: str) -> Path:
@@ -28,3 +37,36 @@ def default_model_path() -> Path:
 def fastdds_profile_path() -> Path:
     """The Fast DDS profile that delivers large images between processes (config/fastdds_large_images.xml)."""
     return package_file("config", "fastdds_large_images.xml")
+
+
+def fastdds_major() -> int | None:
+    """Major version of the Fast DDS library rmw_fastrtps loads here: 2, 3, or None where none is found.
+
+    Looked up without loading it: the ROS wheel that ships it (pip installs), else the shared library in a
+    prefix of AMENT_PREFIX_PATH or a folder of LD_LIBRARY_PATH (a ROS distribution, e.g. /opt/ros/jazzy/lib).
+    """
+    for wheel in FASTDDS_WHEELS:
+        try:
+            return int(importlib.metadata.version(wheel).split(".")[0])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            continue
+    folders = [Path(p) / "lib" for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    folders += [Path(p) for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    for folder in folders:
+        for major, pattern in FASTDDS_LIBRARIES.items():
+            if folder.is_dir() and any(folder.glob(pattern)):
+                return major
+    return None
+
+
+def fastdds_profile_env(profile: Path | str | None = None) -> dict[str, str]:
+    """The environment variable(s) that make this machine's Fast DDS load ``profile`` (default: the shipped one).
+
+    One variable where the major version is known (``fastdds_major``), both where it is not: a profile set
+    under the other major's name is ignored without a word (Jazzy's Fast DDS 2.14 never reads
+    FASTDDS_DEFAULT_PROFILES_FILE).
+    """
+    path = str(profile if profile is not None else fastdds_profile_path())
+    major = fastdds_major()
+    names = [FASTDDS_PROFILE_VARIABLES[major]] if major in FASTDDS_PROFILE_VARIABLES else list(FASTDDS_PROFILE_VARIABLES.values())
+    return dict.fromkeys(names, path)

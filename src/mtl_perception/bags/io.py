@@ -7,7 +7,9 @@ writes them: replay then keeps e.g. the transient-local class table latched), an
 Every failure to read a bag (missing, truncated, corrupt, unsupported) surfaces as :class:`BagError`
 with one line that names the bag and the problem, whether it happens on opening or half-way through
 the messages. Bags are written into a hidden temporary folder next to the target and renamed into
-place when complete, so a crash never leaves a half-written bag under the requested name.
+place when complete, so a crash never leaves a half-written bag under the requested name; a storage
+fault while writing (full disk, read-only or vanished folder) is :class:`BagWriteError`, one line that
+names the bag, the cause and what was left.
 """
 from __future__ import annotations
 
@@ -15,11 +17,14 @@ import os
 import shutil
 import struct
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable, Iterator, Literal
+
+from mtl_perception.bags.write_faults import STORAGE_FAULTS, describe, reason
 
 STORAGES = ("sqlite3", "mcap")
 Storage = Literal["sqlite3", "mcap"]
@@ -118,11 +123,6 @@ class TopicInfo:
     count: int
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().rstrip(".") or type(exc).__name__
-    return text.splitlines()[0]
-
-
 def header_stamp_ns(raw: bytes | memoryview) -> int:
     """Header stamp (ns) of a serialised message whose first field is ``std_msgs/Header``.
 
@@ -154,7 +154,7 @@ class BagReader:
             self._reader = Reader(self.path)
             self._reader.open()
         except Exception as exc:  # rosbags, sqlite3, yaml and mcap parsing raise many types for bad files
-            raise BagError(f"cannot open bag {self.path}: {_reason(exc)}; the bag is truncated, corrupt or not a rosbag2 bag "
+            raise BagError(f"cannot open bag {self.path}: {reason(exc)}; the bag is truncated, corrupt or not a rosbag2 bag "
                            "(re-record or re-copy it; `ros2 bag reindex` can rebuild a lost metadata.yaml)") from None
         self._topics: dict[str, TopicInfo] = {}
         self._connections: dict[str, list[Any]] = {}
@@ -196,7 +196,7 @@ class BagReader:
             except StopIteration:
                 break
             except Exception as exc:
-                raise BagError(f"bag {self.path} broke off while reading messages: {_reason(exc)}; "
+                raise BagError(f"bag {self.path} broke off while reading messages: {reason(exc)}; "
                                "the bag is truncated or corrupt (re-record or re-copy it)") from None
             seen.add(connection.topic)
             yield connection.topic, int(log_time), raw
@@ -220,7 +220,7 @@ class BagReader:
         try:
             return typestore().deserialize_cdr(raw, msgtype)
         except Exception as exc:
-            raise BagError(f"bag {self.path}: a {msgtype} message on {topic} does not deserialise ({_reason(exc)}); the bag is corrupt") from None
+            raise BagError(f"bag {self.path}: a {msgtype} message on {topic} does not deserialise ({reason(exc)}); the bag is corrupt") from None
 
     def close(self) -> None:
         if self._reader.is_open:
@@ -233,12 +233,19 @@ class BagReader:
         self.close()
 
 
+class BagWriteError(BagError):
+    """Writing a bag failed in its storage (a full disk, a read-only or vanished folder); nothing is left at the path."""
+
+
 class BagWriter:
     """Writes a rosbag2 bag atomically: a hidden temporary folder is renamed to ``path`` on success.
 
     ``add_topic`` declares a topic; ``write`` takes a ``rosbags`` message object, ``write_raw`` CDR bytes
     (e.g. copied from another bag or received from a raw rclpy subscription). Use as a context manager:
-    an exception inside the ``with`` block discards everything written.
+    an exception inside the ``with`` block discards everything written. A storage fault (full disk,
+    read-only or vanished folder; ``OSError`` or ``sqlite3.Error`` from either storage) discards the
+    partial bag and raises :class:`BagWriteError` naming the bag, the cause and what was left: the path
+    then holds a complete bag or nothing.
     """
 
     def __init__(self, path: str | os.PathLike, storage: Storage = "sqlite3", overwrite: bool = False, version: int = 9) -> None:
@@ -251,13 +258,16 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise BagError(f"output bag {self.path} exists already; choose another path or pass --overwrite")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix=temp_name_prefix(self.path.name), suffix=".tmp", dir=self.path.parent))
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = _writer_class()(self._staging / self.path.name, version=version, storage_plugin=plugin)
-        self._writer.open()
+        self._staging: Path | None = None
+        self._writer: Any = None
         self._connections: dict[str, Any] = {}
         self._closed = False
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        with self._storage_faults():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix=temp_name_prefix(self.path.name), suffix=".tmp", dir=self.path.parent))
+            self._writer = _writer_class()(self._staging / self.path.name, version=version, storage_plugin=plugin)
+            self._writer.open()
 
     def add_topic(self, topic: str, msgtype: str, qos: Iterable[Any] | None = None) -> None:
         """Declare ``topic`` with message type ``msgtype`` (once per topic) and the QoS offered on it.
@@ -268,7 +278,8 @@ class BagWriter:
         if topic in self._connections:
             raise BagError(f"topic {topic} is declared twice in output bag {self.path}")
         profiles = list(qos or []) or default_qos(msgtype)
-        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore(), offered_qos_profiles=profiles)
+        with self._storage_faults():
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore(), offered_qos_profiles=profiles)
 
     def has_topic(self, topic: str) -> bool:
         return topic in self._connections
@@ -276,31 +287,63 @@ class BagWriter:
     def write(self, topic: str, log_time_ns: int, message: Any) -> None:
         """Serialise and write one message object (its type is the topic's)."""
         connection = self._connections[topic]
-        self._writer.write(connection, int(log_time_ns), typestore().serialize_cdr(message, connection.msgtype))
+        raw = typestore().serialize_cdr(message, connection.msgtype)
+        with self._storage_faults():
+            self._writer.write(connection, int(log_time_ns), raw)
 
     def write_raw(self, topic: str, log_time_ns: int, raw: bytes | memoryview) -> None:
         """Write one already-serialised CDR message."""
-        self._writer.write(self._connections[topic], int(log_time_ns), bytes(raw))
+        with self._storage_faults():
+            self._writer.write(self._connections[topic], int(log_time_ns), bytes(raw))
 
     def close(self) -> Path:
         """Finish the bag and move it into place; returns its path."""
         if self._closed:
             return self.path
-        self._writer.close()
+        assert self._staging is not None
+        with self._storage_faults():
+            self._writer.close()
+            _replace_dir(self._staging / self.path.name, self.path)
         self._closed = True
-        _replace_dir(self._staging / self.path.name, self.path)
         shutil.rmtree(self._staging, ignore_errors=True)
         return self.path
 
     def abort(self) -> None:
         """Discard the partial bag."""
-        if not self._closed:
-            self._closed = True
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
             try:
-                self._writer.close()
+                self._writer.abort()  # closes the storage file without its index or metadata
             except Exception:  # the bag is being thrown away; a close failure changes nothing
                 pass
+        if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
+
+    @contextmanager
+    def _storage_faults(self) -> Iterator[None]:
+        """Turn a storage fault inside the block into BagWriteError, the partial bag discarded."""
+        try:
+            yield
+        except STORAGE_FAULTS as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: BaseException) -> BagWriteError:
+        fault = describe(exc, self.path.parent, self._staging)
+        staging = self._staging
+        self.abort()
+        if staging is None:
+            left = "nothing was written"
+        elif staging.exists():
+            left = f"the partial bag is left at {staging}: delete it"
+        else:
+            left = f"the partial bag ({staging.name}) was removed"
+        if self.path.exists():
+            left += f"; the bag already at {self.path} is unchanged"
+        elif staging is not None:
+            left += f", nothing is left at {self.path}"
+        return BagWriteError(f"cannot write bag {self.path}: {fault.cause}; {left}; {fault.fix}")
 
     def __enter__(self) -> "BagWriter":
         return self
@@ -321,7 +364,11 @@ def _replace_dir(source: Path, target: Path) -> None:
 
     trash = target.with_name(f"{temp_name_prefix(target.name)}old-{os.getpid()}")
     os.replace(target, trash)
-    os.replace(source, target)
+    try:
+        os.replace(source, target)
+    except OSError:
+        os.replace(trash, target)  # the old bag stays in place
+        raise
     if trash.is_dir():
         shutil.rmtree(trash, ignore_errors=True)
     else:

@@ -138,15 +138,21 @@ def replay_bag(bag: str | Path, options: ReplayOptions, log: Log = print, contex
         played = list(dict.fromkeys(t for c in cameras for t in (c.image_topic, c.camera_info_topic) if t))
         copied = list(dict.fromkeys(t for c in cameras for t in c.copied_topics))
         outputs = {topic: kind for c in cameras for topic, kind in output_topics(c.namespace).items()}
+        # opened before joining the graph: an unwritable recording fails before anything is published
+        writer = BagWriter(options.record, options.storage, overwrite=options.overwrite) if options.record else None
         own_context = context is None
-        if own_context:
-            context = rclpy.Context()
-            rclpy.init(context=context)
-        node = rclpy.create_node("bag_replay", context=context)
+        try:
+            if own_context:
+                context = rclpy.Context()
+                rclpy.init(context=context)
+            node = rclpy.create_node("bag_replay", context=context)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
-        writer = BagWriter(options.record, options.storage, overwrite=options.overwrite) if options.record else None
         try:
             reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                                   durability=DurabilityPolicy.VOLATILE)

@@ -19,6 +19,10 @@ EXIT_FAILED = 1  # the command ran and found problems (e.g. check-trt)
 EXIT_BAD_INPUT = 2  # missing/corrupt files, unusable options, missing libraries
 EXIT_INTERRUPTED = 130
 
+# OSErrors caused by the user's paths and disks (too long, full, over quota, too large, read-only, not writable);
+# a bag writer reports these itself (bags.io.BagWriteError), every other file write falls back on this list
+USER_ERRNOS = (errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES)
+
 CommandMain = Callable[[argparse.Namespace], "int | None"]
 
 
@@ -64,7 +68,7 @@ def command(main: CommandMain) -> Callable[[argparse.Namespace], int]:
         except expected_errors() as exc:
             return one_line(name, str(exc) or type(exc).__name__)
         except OSError as exc:
-            if exc.errno in (errno.ENAMETOOLONG, errno.ENOSPC, errno.EROFS, errno.EACCES):  # the user's paths and disks
+            if exc.errno in USER_ERRNOS:
                 where = f" ({shorten(str(exc.filename), 80)})" if exc.filename else ""
                 return one_line(name, f"{exc.strerror or exc}{where}; "
                                       "give a shorter or writable path, or free disk space")

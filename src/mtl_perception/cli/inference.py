@@ -40,13 +40,40 @@ def export_main(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def camera_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. 640x480) -> (width, height)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"camera size '{text[:40]}' is not WIDTHxHEIGHT (e.g. 640x480)") from None
+    if not (1 <= width <= 16384 and 1 <= height <= 16384):
+        raise argparse.ArgumentTypeError(f"camera size {width}x{height} is outside 1..16384 pixels per side")
+    return width, height
+
+
 def add_build_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True,
-                        help="exported ONNX model file (FP32), or a precision file made by `quantize`")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
-                        help="engine precision: the engine is built, strongly typed, from the mixed-precision FP16 or "
-                             "the Q/DQ INT8 file of the model (made once and cached next to the engines); int8 needs "
-                             "--calib-dir, an INT8 file made earlier, or an INT8 --model")
+    from mtl_perception.inference.encodings import SUPPORTED_ENCODINGS
+
+    parser.add_argument("--model", default=None,
+                        help="exported ONNX model file (FP32), or a precision file made by `quantize`; with --deploy "
+                             "None = the params file's model.path (else the bundled model)")
+    parser.add_argument("--deploy", action="store_true",
+                        help="build the node's deploy engine (camera bytes in, every enabled output out) for --camera "
+                             "and --encoding, exactly as perception_node with the settings of --params-file will load it "
+                             "(same cache key); run it on the robot before a mission so the node starts on a cache hit")
+    parser.add_argument("--camera", type=camera_size, default=None,
+                        help="with --deploy: the camera's image size WIDTHxHEIGHT (e.g. 640x480)")
+    parser.add_argument("--encoding", choices=SUPPORTED_ENCODINGS, default="rgb8",
+                        help="with --deploy: the camera's image encoding (a compressed camera decodes to bgr8, or mono8 "
+                             "for grey images)")
+    parser.add_argument("--params-file", default=None,
+                        help="with --deploy: the node's ROS parameter file (outputs enabled, precision, resize mode, "
+                             "resolution, points stride, engine cache, cameras); None = the node's defaults")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                        help="engine precision (default fp16; with --deploy the params file's model.precision): the "
+                             "engine is built, strongly typed, from the mixed-precision FP16 or the Q/DQ INT8 file of "
+                             "the model (made once and cached next to the engines); int8 needs --calib-dir, an INT8 "
+                             "file made earlier, or an INT8 --model")
     parser.add_argument("--calib-dir", default=None,
                         help="INT8 calibration frames: a folder of images or a rosbag2 (directory, .db3 or .mcap)")
     parser.add_argument("--calib-topic", default=None,
@@ -57,8 +84,8 @@ def add_build_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how calibration frames are fitted to the network input (as the node does; its default "
                              "is letterbox)")
     parser.add_argument("--cache-dir", default=None,
-                        help="engine cache directory; None = $MTL_PERCEPTION_ENGINE_CACHE or "
-                             "~/.cache/mtl_perception/engines")
+                        help="engine cache directory; None = (with --deploy the params file's model.engine_cache_dir, "
+                             "else) $MTL_PERCEPTION_ENGINE_CACHE or ~/.cache/mtl_perception/engines")
     parser.add_argument("--workspace-mb", type=flag(int, ge=16, le=1 << 20), default=1024,
                         help="TensorRT builder workspace limit in MiB")
     parser.add_argument("--max-batch", type=flag(int, ge=1, le=1024), default=1,
@@ -73,21 +100,74 @@ def add_build_engine_arguments(parser: argparse.ArgumentParser) -> None:
 def build_engine_main(args: argparse.Namespace) -> int:
     from mtl_perception.inference.backends.tensorrt_backend import BuildOptions, prepare_engine
 
-    options = BuildOptions(args.precision, args.workspace_mb, args.max_batch, args.calib_dir, args.calib_topic,
+    if args.deploy:
+        return _build_deploy_engines(args)
+    if args.model is None:
+        raise ValueError("--model is required (without --deploy)")
+    options = BuildOptions(args.precision or "fp16", args.workspace_mb, args.max_batch, args.calib_dir, args.calib_topic,
                            args.calib_images, args.resize_mode)
     path, key, source, _ = prepare_engine(args.model, options, args.cache_dir, args.on_mismatch, True, args.device)
+    _print_engine(path, key, source)
+    return EXIT_OK
+
+
+def _print_engine(path: object, key: object, source: str) -> None:
     verb = "found in cache (not rebuilt)" if source == "cache" else "built"
     print(f"engine {verb}: {path}")
-    print(f"  TensorRT {key.tensorrt_version}, {key.gpu_name} (sm {key.compute_capability}, {key.sm_count} SMs, "
-          f"{key.memory_gib} GiB), {key.precision} (strongly typed), input {list(key.input_shape)}, "
-          f"parsed file {key.onnx_sha256[:12]}")
+    print(f"  TensorRT {key.tensorrt_version}, {key.gpu_name} (sm {key.compute_capability}, {key.sm_count} SMs, "  # type: ignore[attr-defined]
+          f"{key.memory_gib} GiB), {key.precision} (strongly typed), input {list(key.input_shape)}, "  # type: ignore[attr-defined]
+          f"parsed file {key.onnx_sha256[:12]}, key {key.digest()}")  # type: ignore[attr-defined]
+
+
+def _build_deploy_engines(args: argparse.Namespace) -> int:
+    """``build-engine --deploy``: the node's own pipeline and plan (``ros/engine_plan.py``), built on this thread."""
+    import dataclasses
+
+    from mtl_perception.inference.encodings import FORMATS
+    from mtl_perception.ros import engine_plan
+    from mtl_perception.ros import parameters as params
+
+    if args.camera is None:
+        raise ValueError("--deploy needs --camera WIDTHxHEIGHT (the camera's image size)")
+    if args.device != 0:
+        raise ValueError("--deploy builds for CUDA device 0, the device the node runs on")
+    if args.params_file is not None:
+        settings, cameras = engine_plan.settings_from_file(args.params_file)
+    else:
+        settings, cameras = params.settings_from_values({}), 1
+    overrides = {"backend": "tensorrt"}
+    if args.model is not None:
+        overrides["model_path"] = str(args.model)
+    if args.precision is not None:
+        overrides["precision"] = args.precision
+    if args.cache_dir is not None:
+        overrides["engine_cache_dir"] = str(args.cache_dir)
+    settings = dataclasses.replace(settings, **overrides)
+    model = engine_plan.model_file(settings)
+    precision = params.network_precision(settings, "tensorrt", settings.provider)
+    if precision == "int8" and args.calib_dir is not None:  # the INT8 file first, where the node finds it
+        from mtl_perception.inference.precision import CalibrationSpec, precision_model_file
+
+        precision_model_file(model, "int8", None, CalibrationSpec(args.calib_dir, args.calib_topic, args.calib_images, settings.resize_mode))
+    pipeline = engine_plan.node_pipeline(settings, model, "tensorrt", settings.provider, cameras)
+    width, height = args.camera
+    try:
+        planned = engine_plan.planned_options(pipeline, settings, height, width, FORMATS[args.encoding].graph, cameras)
+        print(f"{model.name}: deploy engine(s) for {width}x{height} {args.encoding}, outputs {list(planned[0].outputs)}, "
+              f"batch sizes {[o.batch for o in planned]}, {precision}")
+        for build in pipeline.prepare_now(planned):
+            _print_engine(build.engine, build.key, build.source)
+    finally:
+        pipeline.close()
     return EXIT_OK
 
 
 def add_check_trt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="ONNX model file to check against the TensorRT ONNX parsers' supported operators and, "
-                             "for a Q/DQ (INT8) file, TensorRT's explicit-quantization rules")
+                        help="ONNX model file to check against the TensorRT ONNX parsers' supported operators, their "
+                             "element-type rules (every tensor's type after ONNX shape inference: UINT8 only at the network's "
+                             "inputs and outputs, casts to and from UINT8 only through FLOAT/FLOAT16, the input types each "
+                             "operator's importer takes) and, for a Q/DQ (INT8) file, TensorRT's explicit-quantization rules")
     parser.add_argument("--trt-version", choices=("10", "11", "all"), default="all",
                         help="which parser table(s) to check against: TensorRT 10, 11 or both")
 
@@ -96,7 +176,7 @@ def add_check_trt_arguments(parser: argparse.ArgumentParser) -> None:
 def check_trt_main(args: argparse.Namespace) -> int:
     from mtl_perception.inference.model_file import load_onnx_file
     from mtl_perception.inference.trt_ops import (TABLE_MAJORS, check_qdq_placement, check_tensorrt_compat,
-                                                  graph_operators, qdq_summary, trt_table_versions)
+                                                  graph_operators, qdq_summary, trt_table_versions, trt_type_rules_source)
 
     majors = TABLE_MAJORS if args.trt_version == "all" else (args.trt_version,)
     versions = " and ".join(trt_table_versions(majors))
@@ -104,6 +184,7 @@ def check_trt_main(args: argparse.Namespace) -> int:
     problems = check_tensorrt_compat(model, majors)
     ops = graph_operators(model)
     print(f"{args.model}: {', '.join(f'{op} x{count}' for op, count in ops.items())}")
+    print(f"element types judged by {trt_type_rules_source()}")
     if "QuantizeLinear" in ops or "DequantizeLinear" in ops:
         qdq = check_qdq_placement(model)
         summary = qdq_summary(model)

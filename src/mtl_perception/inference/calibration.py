@@ -114,16 +114,23 @@ class CalibrationCacheFile:
     """A TensorRT implicit-calibration table (TensorRT <= 10 calibrators), keyed by the ONNX file's hash.
 
     The build path no longer calibrates inside TensorRT (the Q/DQ file carries its scales); this stays for
-    reading tables that earlier engine caches hold. A table is only valid for the graph it was measured on.
+    reading tables that earlier engine caches hold. A table is only valid for the graph it was measured on,
+    and only read back when its bytes match the content hash written beside it (``fileio``): a damaged table
+    is reported, removed, and read as none, so the calibrator measures it again.
     """
 
     def __init__(self, cache_dir: Path, onnx_sha256: str) -> None:
         self.path = Path(cache_dir) / f"calibration-{onnx_sha256[:16]}.cache"
 
     def read(self) -> bytes | None:
-        return self.path.read_bytes() if self.path.is_file() and self.path.stat().st_size > 0 else None
+        from mtl_perception.fileio import sound_cache_file
+
+        if not self.path.is_file() or not sound_cache_file(self.path, "removed; calibrating again"):
+            return None
+        return self.path.read_bytes() or None
 
     def write(self, table: bytes) -> None:
-        from mtl_perception.fileio import atomic_write_bytes
+        from mtl_perception.fileio import cache_lock, write_cache_file
 
-        atomic_write_bytes(self.path, bytes(table))
+        with cache_lock(self.path):
+            write_cache_file(self.path, bytes(table))

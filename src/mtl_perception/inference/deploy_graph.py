@@ -33,6 +33,11 @@ side by side.
 Resizing is bilinear with half-pixel centres (what ``cv2.resize`` INTER_LINEAR does) on float data:
 the image to the network's content size (letterbox padding = normalised zeros), and every output map
 from the content region back to the output size. Labels are the argmax of the resized logits.
+
+Element types follow TensorRT's ONNX parser (``trt_ops.check_tensorrt_compat`` checks them): uint8 only
+at the graph's inputs and outputs, each uint8 input read by one Cast to float at once, each uint8
+output a Cast from float; labels, colour tables and point bytes are float32 until that last Cast
+(argmax INT64 -> float -> uint8), so no Gather, Concat or constant ever holds uint8.
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ import onnx.version_converter
 from onnx import numpy_helper
 
 from mtl_perception.colorize import depth_lut_bgr
-from mtl_perception.fileio import atomic_write_bytes
+from mtl_perception.fileio import ensure_cache_file
 from mtl_perception.inference.metadata import INPUT_NAME, ModelMetadata
 from mtl_perception.inference.model_file import load_onnx_file, metadata_from_props
 from mtl_perception.inference.processing import Transform, make_transform
@@ -161,10 +166,6 @@ def _floats(values: list[float] | np.ndarray) -> str:
     return ", ".join(repr(float(v)) for v in np.asarray(values, dtype=np.float32).tolist())
 
 
-def _ints(values: list[int] | tuple[int, ...]) -> str:
-    return ", ".join(str(int(v)) for v in values)
-
-
 def _header(ir_version: int) -> str:
     return f'<ir_version: {ir_version}, opset_import: ["" : {OPSET}]>'
 
@@ -216,7 +217,8 @@ def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLa
         "pre_normalised = Sub (pre_scaled, pre_shift)",
     ]
     if (t.pad_top, t.pad_left, t.pad_bottom, t.pad_right) != (0, 0, 0, 0):
-        lines.append(f"pre_pads = Constant <value_ints = [0, 0, {t.pad_top}, {t.pad_left}, 0, 0, {t.pad_bottom}, {t.pad_right}]> ()")
+        # a tensor-valued constant: onnx 1.17 (the floor) gives a `value_ints` Constant no shape Pad can read
+        lines.append(f"pre_pads = Constant <value = int64[8] {{0, 0, {t.pad_top}, {t.pad_left}, 0, 0, {t.pad_bottom}, {t.pad_right}}}> ()")
         lines.append("pre_net_input = Pad (pre_normalised, pre_pads)")
     else:
         lines.append("pre_net_input = Identity (pre_normalised)")
@@ -300,7 +302,7 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             ]
             outputs.append(f"float[{b}, {ho}, {wo}] depth")
     if "depth_color" in wanted:
-        lut = _ints(depth_lut_bgr().reshape(-1).tolist())
+        lut = _floats(depth_lut_bgr().reshape(-1))
         lines += [
             "post_span = Sub (post_hi, post_lo)",
             "post_254 = Constant <value_float = 254.0> ()",
@@ -312,8 +314,9 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             "post_index_f = Add (post_clipped, post_half)",
             "post_index_v = Where (post_valid, post_index_f, post_zero)",
             "post_index = Cast <to = 6> (post_index_v)",
-            f"post_lut = Constant <value = uint8[256, 3] {{{lut}}}> ()",
-            "depth_color = Gather <axis = 0> (post_lut, post_index)",
+            f"post_lut = Constant <value = float[256, 3] {{{lut}}}> ()",
+            "post_depth_bgr = Gather <axis = 0> (post_lut, post_index)",
+            "depth_color = Cast <to = 2> (post_depth_bgr)",
         ]
         outputs.append(f"uint8[{b}, {ho}, {wo}, 3] depth_color")
     if need_semantic:
@@ -323,9 +326,10 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             f"post_argmax = ArgMax <axis = 3, keepdims = 0> ({logits})",
             f"post_plane_l = Constant <value_ints = [{b}, {ho}, {wo}]> ()",
             "post_label_ids = Reshape (post_argmax, post_plane_l)",
+            "post_label_f = Cast <to = 1> (post_label_ids)",  # INT64 -> float -> uint8: TensorRT casts uint8 only from/to float
         ]
         if "labels" in wanted:
-            lines.append("labels = Cast <to = 2> (post_label_ids)")
+            lines.append("labels = Cast <to = 2> (post_label_f)")
             outputs.append(f"uint8[{b}, {ho}, {wo}] labels")
         if "confidence" in wanted:
             lines += [
@@ -340,9 +344,10 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
             outputs.append(f"float[{b}, {ho}, {wo}] confidence")
     if need_colour:
         inputs.append(f"uint8[{k}, 3] palette_bgr")
-        lines.append("post_label_bgr = Gather <axis = 0> (palette_bgr, post_label_ids)")
+        lines += ["post_palette = Cast <to = 1> (palette_bgr)",  # a uint8 input feeds a Cast at once; the LUT works in float
+                  "post_label_bgr = Gather <axis = 0> (post_palette, post_label_ids)"]
         if "semantic_color" in wanted:
-            lines.append("semantic_color = Identity (post_label_bgr)")
+            lines.append("semantic_color = Cast <to = 2> (post_label_bgr)")
             outputs.append(f"uint8[{b}, {ho}, {wo}, 3] semantic_color")
     if need_view:
         inputs.append(f"float[{b}, {ho}, {wo}, 3] pre_view")
@@ -357,9 +362,8 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
         lines += [
             "post_one = Constant <value_float = 1.0> ()",
             "post_keep = Sub (post_one, overlay_alpha)",
-            "post_colour_f = Cast <to = 1> (post_label_bgr)",
             "post_image_part = Mul (post_view_hwc, post_keep)",
-            "post_colour_part = Mul (post_colour_f, overlay_alpha)",
+            "post_colour_part = Mul (post_label_bgr, overlay_alpha)",
             "post_blend = Add (post_image_part, post_colour_part)",
             "post_blend_round = Round (post_blend)",
             "post_0 = Constant <value_float = 0.0> ()",
@@ -410,24 +414,23 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
         if has_semantic:
             lines += [
                 "post_pc_colour = Slice (post_label_bgr, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-                "post_pc_ids = Slice (post_label_ids, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-                "post_pc_label2 = Cast <to = 2> (post_pc_ids)",
-                "post_pc_label = Unsqueeze (post_pc_label2, post_last)",
+                "post_pc_ids = Slice (post_label_f, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+                "post_pc_label = Unsqueeze (post_pc_ids, post_last)",
             ]
         else:
             lines += [
-                "post_view_round = Round (post_view_hwc)",
-                "post_view_u8 = Cast <to = 2> (post_view_round)",
-                "post_pc_colour = Slice (post_view_u8, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+                "post_pc_view = Slice (post_view_hwc, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+                "post_pc_colour = Round (post_pc_view)",
                 f"post_pc_label_shape = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
-                f"post_pc_label = ConstantOfShape <value = uint8[1] {{{NO_LABEL}}}> (post_pc_label_shape)",
+                f"post_pc_label = ConstantOfShape <value = float[1] {{{float(NO_LABEL)!r}}}> (post_pc_label_shape)",
             ]
         lines += [
             f"post_pc_shape1 = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
             f"post_pc_shape3 = Constant <value_ints = [{b}, {hs}, {ws}, 3]> ()",
-            "post_pc_zero1 = ConstantOfShape <value = uint8[1] {0}> (post_pc_shape1)",
-            "post_pc_zero3 = ConstantOfShape <value = uint8[1] {0}> (post_pc_shape3)",
-            "points_extra = Concat <axis = -1> (post_pc_colour, post_pc_zero1, post_pc_label, post_pc_zero3)",
+            "post_pc_zero1 = ConstantOfShape <value = float[1] {0.0}> (post_pc_shape1)",
+            "post_pc_zero3 = ConstantOfShape <value = float[1] {0.0}> (post_pc_shape3)",
+            "post_pc_extra = Concat <axis = -1> (post_pc_colour, post_pc_zero1, post_pc_label, post_pc_zero3)",
+            "points_extra = Cast <to = 2> (post_pc_extra)",
         ]
         outputs += [f"float[{b}, {hs}, {ws}, 3] points_xyz", f"uint8[{b}, {hs}, {ws}, 8] points_extra"]
     body = "\n  ".join(lines)
@@ -471,11 +474,15 @@ def rebatch_network(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
 
 
 def _network(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """The network at the deploy graph's opset and batch with every name prefixed ``net_`` (no clash with the wrappers)."""
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
-    if opset != OPSET:
+    """The network at the deploy graph's opset (or its own, when higher) and batch with every name prefixed ``net_``
+    (no clash with the wrappers). A higher opset is kept: the INT8 file needs opset 19 for its FP16 Q/DQ scales."""
+    if _opset(model) < OPSET:
         model = onnx.version_converter.convert_version(model, OPSET)
     return onnx.compose.add_prefix(rebatch_network(model, batch), NET_PREFIX)
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
 
 
 def _check_tasks(meta: ModelMetadata, options: DeployOptions) -> None:
@@ -501,6 +508,8 @@ def compose_deploy_graph(model: onnx.ModelProto, options: DeployOptions) -> onnx
     ir_version = model.ir_version
     pre, post = compose_deploy_parts(meta, options, layout, ir_version)
     net = _network(model, options.batch)
+    if _opset(net) > OPSET:  # the wrappers follow the network's opset (merge_models needs one opset)
+        pre, post = (onnx.version_converter.convert_version(part, _opset(net)) for part in (pre, post))
     net_input = NET_PREFIX + INPUT_NAME
     net_outputs = [o.name for o in net.graph.output]
     joined = onnx.compose.merge_models(pre, net, io_map=[("pre_net_input", net_input)], outputs=[*net_outputs, "pre_view"])
@@ -526,19 +535,17 @@ def deploy_graph_path(model_sha256: str, options: DeployOptions, out_dir: Path) 
     return Path(out_dir) / f"deploy-{digest}.onnx"
 
 
-def deploy_graph_file(model: onnx.ModelProto, model_sha256: str, options: DeployOptions, out_dir: Path) -> Path:
+def deploy_graph_file(model: onnx.ModelProto, model_sha256: str, options: DeployOptions, out_dir: Path, rebuild: bool = False) -> Path:
     """The deploy graph of a loaded model file for ``options``, as a file in ``out_dir`` (built once, then reused).
 
     The file name is keyed by the model file's SHA-256 and the options, so a retrained model or another
     camera size never reuses a stale graph; backends that key their own caches by file hash (TensorRT
-    engines) inherit that.
+    engines) inherit that. The file is reused only when its bytes match the content hash written beside it
+    (``fileio.ensure_cache_file``): a damaged one is reported once and composed again; ``rebuild=True``
+    composes it again whatever its hash says (a backend refused it).
     """
     path = deploy_graph_path(model_sha256, options, out_dir)
-    if path.is_file():
-        return path
-    graph = compose_deploy_graph(model, options)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, graph.SerializeToString())
+    ensure_cache_file(path, lambda: compose_deploy_graph(model, options).SerializeToString(), rebuild)
     return path
 
 

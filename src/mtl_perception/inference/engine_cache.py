@@ -15,6 +15,9 @@ or GPU: rebuild or fail, with a message naming what differs).
 
 An engine is native code: a hit is loaded only when its bytes match the SHA-256 in its sidecar and the
 cache folder, engine and sidecar belong to this user and are not world-writable (``check_trusted``).
+A damaged entry (engine bytes that differ from the sidecar's hash, an engine gone, an unreadable sidecar
+named for the key) is a miss that names the damaged file (``CacheDecision.damaged``): the caller reports
+it once (``fileio.report_damaged``) and builds a new engine over it.
 """
 from __future__ import annotations
 
@@ -87,12 +90,14 @@ class CacheDecision:
     status: str
     engine_path: Path | None = None
     reasons: list[str] = field(default_factory=list)
+    damaged: Path | None = None  # a miss because this cache file of the key is damaged (reasons say how)
 
     def message(self, key: EngineKey) -> str:
         if self.status == "hit":
             return f"cached engine {self.engine_path} matches"
         if self.status == "miss":
-            return f"no cached engine for ONNX {key.onnx_sha256[:12]}, {key.precision}, input {list(key.input_shape)}"
+            why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
+            return f"no usable cached engine for ONNX {key.onnx_sha256[:12]}, {key.precision}, input {list(key.input_shape)}{why}"
         return "cached engine was built for another platform: " + "; ".join(self.reasons)
 
 
@@ -187,15 +192,18 @@ class EngineCache:
         entries = self.entries()
         status, matched = decide([k for k, _, _ in entries], key)
         if status == "miss" or matched is None:
+            unreadable = sorted(self.root.glob(f"*-{key.digest()}.json")) if self.root.is_dir() else []
+            if unreadable:  # this key's sidecar is there but could not be read
+                return CacheDecision("miss", reasons=[f"engine sidecar {unreadable[0]} is unreadable"], damaged=unreadable[0])
             return CacheDecision("miss")
         engine_path, info = next((p, i) for k, p, i in entries if k == matched)
         if status == "mismatch":
             return CacheDecision("mismatch", engine_path, mismatch_reasons(matched, key))
         if not engine_path.is_file():
-            return CacheDecision("miss", reasons=[f"engine file {engine_path} is missing"])
+            return CacheDecision("miss", reasons=[f"engine file {engine_path} is missing"], damaged=engine_path)
         check_trusted(engine_path)
         if file_sha256(engine_path) != info.get("engine_sha256"):
-            return CacheDecision("miss", reasons=[f"engine file {engine_path} is damaged (hash differs from its sidecar)"])
+            return CacheDecision("miss", reasons=[f"engine file {engine_path} is damaged (hash differs from its sidecar)"], damaged=engine_path)
         return CacheDecision("hit", engine_path)
 
     def store(self, key: EngineKey, model_name: str, engine: bytes, extra: dict[str, Any] | None = None) -> Path:
@@ -212,8 +220,12 @@ class EngineCache:
 
     def remove(self, key: EngineKey, model_name: str) -> None:
         """Delete an entry (sidecar first, so a half-removed entry is never a hit)."""
-        engine_path, sidecar = self.paths(key, model_name)
-        sidecar.unlink(missing_ok=True)
+        self.discard(self.paths(key, model_name)[0])
+
+    @staticmethod
+    def discard(engine_path: Path) -> None:
+        """Delete the entry of an engine file (sidecar first), e.g. one TensorRT refused to deserialise."""
+        engine_path.with_suffix(".json").unlink(missing_ok=True)
         engine_path.unlink(missing_ok=True)
 
 

@@ -13,16 +13,29 @@ Runtime settings (depth range, overlay alpha, palette, focal-length rescale, int
 inputs: changing them never rebuilds. Resize mode, output size, points stride, the output set and a
 new camera size select another graph (built once, then cached).
 
+Two ways to pick the output set a graph is built for:
+- per call (the default; ONNX Runtime, torch): each call's own output set, built on the serving thread
+  when first asked for (a graph builds in under a second there, and one cut to the outputs asked for runs
+  2-5x faster than the full one: ONNX Runtime computes every output of a graph whatever is asked;
+  ``benchmarks/engine_outputs.py``);
+- engine outputs (``serve_from``; TensorRT, where a build takes minutes): one graph per camera layout
+  and batch, for a fixed output set (the node's enabled outputs), built off the serving thread
+  (``prepare``, or the first call that needs it); any subset is served from it. A new output set is
+  built in the background while the graph in service keeps serving what it has; until a camera
+  layout has any graph, calls raise ``GraphPending``.
+
 The torch backend runs a checkpoint, not an ONNX file: there the pre- and post-processing graphs run in
 ONNX Runtime around the torch network (the same graphs, split where the network sits).
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -36,8 +49,10 @@ from mtl_perception.inference.deploy_graph import (
     DeployOptions,
     compose_deploy_parts,
     deploy_graph_file,
+    deploy_graph_path,
     layout_for,
 )
+from mtl_perception.inference.backends.base import Backend
 from mtl_perception.inference.metadata import ModelMetadata
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "mtl_perception" / "deploy"
@@ -48,6 +63,32 @@ OUT_OF_RANGE = {"nan": (np.nan, np.nan), "inf": (-np.inf, np.inf)}  # depth belo
 
 class CameraInfoMismatch(CameraInfoError):
     """The camera info describes another image size than the frame's."""
+
+
+class GraphPending(RuntimeError):
+    """No graph can serve this camera layout yet: one is being built off the serving thread."""
+
+    def __init__(self, options: DeployOptions) -> None:
+        super().__init__(f"the deploy graph for {options.width}x{options.height} {options.encoding} (batch {options.batch}) "
+                         f"is being built; outputs {list(options.outputs)}")
+        self.options = options
+
+
+@dataclass(frozen=True)
+class GraphBuild:
+    """One deploy graph built (or loaded) off the serving thread, or being built (``seconds`` None)."""
+
+    options: DeployOptions
+    started: float  # time.monotonic() when the build began
+    seconds: float | None = None  # None while it runs
+    source: str = ""  # TensorRT: 'cache' (engine loaded from the engine cache) | 'built'; other backends: 'composed'
+    engine: str = ""  # TensorRT: the engine file
+    key: Any = None  # TensorRT: its EngineKey (engine_cache.py)
+    error: str = ""  # why it failed ('' when it did not)
+
+    def describe(self) -> str:
+        o = self.options
+        return f"{','.join(o.outputs)} for {o.width}x{o.height} {o.encoding} batch {o.batch}"
 
 
 @dataclass(frozen=True)
@@ -121,15 +162,17 @@ def graph_input(pixels: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
 
 
 class _OnnxRunner:
-    """A backend that runs the whole deploy graph file (onnxruntime, tensorrt)."""
+    """A backend that runs the whole deploy graph file (onnxruntime, tensorrt).
 
-    def __init__(self, backend: Any) -> None:
+    The pipeline prepares every runtime input; a graph takes those its outputs need (``Backend.input_names``).
+    """
+
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.input_names = set(getattr(backend, "input_names", ()) or ())
+        self.input_names = frozenset(backend.input_names)
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        used = {k: v for k, v in feeds.items() if not self.input_names or k in self.input_names}
-        return self.backend.run(used, outputs)
+        return self.backend.run({k: v for k, v in feeds.items() if k in self.input_names}, outputs)
 
     def close(self) -> None:
         self.backend.close()
@@ -221,6 +264,16 @@ class FramePipeline:
         self._graphs: OrderedDict[DeployOptions, tuple[Any, DeployLayout]] = OrderedDict()
         self._geometries: dict[tuple[Any, ...], tuple[Any, CameraGeometry]] = {}  # per camera-info message: (it, its geometry)
         self.graphs_built = 0
+        # engine outputs (serve_from): graphs built off the serving thread, adopted by it
+        self._engine_outputs: tuple[str, ...] | None = None
+        self._on_built: Callable[[GraphBuild], None] | None = None
+        self._builder: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # guards the four below (the builder thread writes them)
+        self._building: dict[DeployOptions, float] = {}  # options -> time.monotonic() the build began
+        self._finished: list[tuple[DeployOptions, Any, DeployLayout]] = []  # built, not yet adopted by the serving thread
+        self._failed: dict[DeployOptions, Exception] = {}
+        self.builds: list[GraphBuild] = []  # every finished background build, oldest first (bounded)
+        self._serving: dict[tuple[int, int, str, int], DeployOptions] = {}  # camera layout and batch -> the graph in service
         self.settings = FrameSettings()
         self._runtime: dict[str, np.ndarray] = {}
         self.configure(settings or FrameSettings())
@@ -258,33 +311,213 @@ class FramePipeline:
         return np.ascontiguousarray(self._runtime["palette_bgr"][:, ::-1])
 
     # ------------------------------------------------------------------ graphs
-    def _options(self, height: int, width: int, encoding: str, outputs: Collection[str], batch: int) -> DeployOptions:
+    def deploy_options(self, height: int, width: int, encoding: str, outputs: Collection[str], batch: int = 1) -> DeployOptions:
+        """The DeployOptions of a camera layout, output set and batch under the current settings."""
         s = self.settings
         return DeployOptions(height, width, encoding, s.resize_mode, s.out_size, tuple(outputs), s.points_stride, batch)
 
     def graph_for(self, height: int, width: int, encoding: str, outputs: Collection[str], batch: int = 1) -> tuple[Any, DeployLayout]:
-        """The runner and layout for a camera layout, output set and batch size (built on first use, then cached)."""
-        options = self._options(height, width, encoding, outputs, batch)
-        if options in self._graphs:
-            self._graphs.move_to_end(options)
-            return self._graphs[options]
-        layout = layout_for(self.metadata, options)
-        if self._network is not None:
-            pre, post = compose_deploy_parts(self.metadata, options, layout)
-            runner: Any = _SplitRunner(self._network, pre, post)
-        else:
-            path = deploy_graph_file(self._model, self._model_sha256, options, self.cache_dir)
-            runner = _OnnxRunner(self._create_backend(self.backend_kind, path, graph="deploy", **self.backend_options))
-        self.graphs_built += 1
-        self._graphs[options] = (runner, layout)
-        while len(self._graphs) > self.max_graphs:
-            _, (old, _) = self._graphs.popitem(last=False)
-            if old is not runner and self._network is None:
-                old.close()
+        """The runner and layout for a camera layout, output set and batch size (built now on first use, then cached)."""
+        return self.build(self.deploy_options(height, width, encoding, outputs, batch))
+
+    def build(self, options: DeployOptions) -> tuple[Any, DeployLayout]:
+        """The runner and layout of ``options``, built (or loaded) on the calling thread unless cached."""
+        with self._lock:
+            if options in self._graphs:
+                self._graphs.move_to_end(options)
+                return self._graphs[options]
+        runner, layout = self._make(options)
+        with self._lock:
+            self.graphs_built += 1
+        self._insert(options, runner, layout)
         return runner, layout
 
     def is_built(self, height: int, width: int, encoding: str, outputs: Collection[str], batch: int = 1) -> bool:
-        return self._options(height, width, encoding, outputs, batch) in self._graphs
+        return self.deploy_options(height, width, encoding, outputs, batch) in self._graphs
+
+    def _make(self, options: DeployOptions) -> tuple[Any, DeployLayout]:
+        layout = layout_for(self.metadata, options)
+        if self._network is not None:
+            pre, post = compose_deploy_parts(self.metadata, options, layout)
+            return _SplitRunner(self._network, pre, post), layout
+        return _OnnxRunner(self._deploy_backend(options)), layout
+
+    def _deploy_backend(self, options: DeployOptions) -> Backend:
+        """The backend running the deploy graph file of ``options``. A file the backend cannot load although its hash
+        is sound is reported, composed again and loaded once more; a second refusal is a BackendError (the backend's
+        fault, not the frame's: the node falls back)."""
+        from mtl_perception.fileio import report_damaged
+        from mtl_perception.inference.backends import BackendError
+        from mtl_perception.inference.model_file import ModelFileError
+
+        path = deploy_graph_file(self._model, self._model_sha256, options, self.cache_dir)
+        try:
+            return self._create_backend(self.backend_kind, path, graph="deploy", **self.backend_options)
+        except ModelFileError as exc:
+            report_damaged(path, f"{self.backend_kind} cannot load it ({str(exc)[:200]})")
+        path = deploy_graph_file(self._model, self._model_sha256, options, self.cache_dir, rebuild=True)
+        try:
+            return self._create_backend(self.backend_kind, path, graph="deploy", **self.backend_options)
+        except ModelFileError as exc:
+            raise BackendError(f"{self.backend_kind} cannot load the deploy graph {path} even after composing it again: {exc}") from exc
+
+    def _insert(self, options: DeployOptions, runner: Any, layout: DeployLayout) -> None:
+        """Cache a graph (serving thread only: an evicted graph is closed here, never while in use; the lock keeps
+        ``_graphs`` whole for the threads that ask what is built)."""
+        evicted = []
+        with self._lock:
+            self._graphs[options] = (runner, layout)
+            while len(self._graphs) > self.max_graphs:
+                dropped, (old, _) = self._graphs.popitem(last=False)
+                self._serving = {key: o for key, o in self._serving.items() if o != dropped}
+                if old is not runner and self._network is None:
+                    evicted.append(old)
+        for old in evicted:
+            old.close()
+
+    def graph_files(self, height: int, width: int, outputs: Collection[str], batch: int = 1) -> dict[str, Path]:
+        """Graph encoding -> the deploy graph file already composed for it (cache only, nothing built)."""
+        if self._network is not None:
+            return {}
+        found = {}
+        for encoding in ENCODING_LAYOUT:
+            path = deploy_graph_path(self._model_sha256, self.deploy_options(height, width, encoding, outputs, batch), self.cache_dir)
+            if path.is_file():
+                found[encoding] = path
+        return found
+
+    # ------------------------------------------------------------------ engine outputs (graphs built off the serving thread)
+    def serve_from(self, outputs: Collection[str], on_built: Callable[[GraphBuild], None] | None = None) -> None:
+        """Build every graph for ``outputs`` (deploy graph output names) from now on and serve any subset of them.
+
+        ``on_built(build)`` is called on the builder thread after each background build (or failure).
+        """
+        unknown = sorted(set(outputs) - set(GRAPH_OUTPUTS))
+        if unknown:
+            raise ValueError(f"unknown engine output(s) {unknown}; valid: {sorted(GRAPH_OUTPUTS)}")
+        self._engine_outputs = tuple(sorted(set(outputs)))
+        if on_built is not None:
+            self._on_built = on_built
+        if self._builder is None:
+            self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploy_graph_builder")  # one build at a time
+
+    @property
+    def engine_outputs(self) -> tuple[str, ...] | None:
+        """The output set graphs are built for (``serve_from``); None: each call's own."""
+        return self._engine_outputs
+
+    def prepare_now(self, planned: Collection[DeployOptions]) -> list[GraphBuild]:
+        """Build (or load) ``planned`` on the calling thread, as ``prepare`` would in the background (``build-engine``)."""
+        records = []
+        for options in planned:
+            started = time.monotonic()
+            runner, _ = self.build(options)
+            records.append(self._record(options, runner, started))
+        return records
+
+    def _record(self, options: DeployOptions, runner: Any, started: float) -> GraphBuild:
+        if self.backend_kind == "tensorrt" and isinstance(runner, _OnnxRunner):
+            backend = runner.backend
+            return GraphBuild(options, started, time.monotonic() - started, backend.engine_source, str(backend.engine_path), backend.key)
+        return GraphBuild(options, started, time.monotonic() - started, "composed")
+
+    def prepare(self, planned: Collection[DeployOptions]) -> list[DeployOptions]:
+        """Start building, off the calling thread, those of ``planned`` that no graph built or building covers."""
+        if self._engine_outputs is None:
+            raise RuntimeError("prepare() needs serve_from(outputs) first")
+        return [options for options in planned if self._submit(options)]
+
+    def building(self) -> list[GraphBuild]:
+        """The background builds in progress (what, since when)."""
+        with self._lock:
+            return [GraphBuild(options, started) for options, started in self._building.items()]
+
+    def pending(self, height: int, width: int, encoding: str) -> bool:
+        """True while a graph for this camera size and encoding is being built and none of its graphs serves yet."""
+        with self._lock:
+            busy = any((o.height, o.width, o.encoding) == (height, width, encoding) for o in self._building)
+            done = any((o.height, o.width, o.encoding) == (height, width, encoding) for o, _, _ in self._finished)
+        return busy and not done and not any(key[:3] == (height, width, encoding) for key in self._serving)
+
+    def _covered(self, options: DeployOptions) -> bool:
+        """A graph built, finished or being built serves every output of ``options`` (all else equal)."""
+        def covers(other: DeployOptions) -> bool:
+            return set(options.outputs) <= set(other.outputs) and replace(other, outputs=options.outputs) == options
+        return any(covers(o) for o in [*self._graphs, *self._building, *(o for o, _, _ in self._finished)])
+
+    def _submit(self, options: DeployOptions) -> bool:
+        with self._lock:
+            builder = self._builder
+            if self._covered(options) or options in self._failed or builder is None:
+                return False
+            self._building[options] = time.monotonic()
+            builder.submit(self._build_in_background, options)
+        return True
+
+    def _build_in_background(self, options: DeployOptions) -> None:
+        with self._lock:
+            started = self._building.get(options, time.monotonic())
+        try:
+            runner, layout = self._make(options)
+        except Exception as exc:  # kept and raised to the serving thread by the next call for this layout
+            record = GraphBuild(options, started, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self._failed[options] = exc
+                self._building.pop(options, None)
+                self.builds = [*self.builds[-31:], record]
+        else:
+            record = self._record(options, runner, started)
+            with self._lock:
+                closed = self._builder is None
+                if not closed:
+                    self._finished.append((options, runner, layout))
+                self._building.pop(options, None)
+                self.graphs_built += 1
+                self.builds = [*self.builds[-31:], record]
+            if closed:  # the pipeline was closed while this built
+                runner.close()
+                return
+        if self._on_built is not None:
+            self._on_built(record)
+
+    def _adopt(self) -> None:
+        """Take the graphs the builder finished into service (serving thread): each replaces the graph of its layout."""
+        with self._lock:
+            finished, self._finished = self._finished, []
+        for options, runner, layout in finished:
+            key = (options.height, options.width, options.encoding, options.batch)
+            old = self._serving.get(key)
+            self._serving[key] = options
+            self._insert(options, runner, layout)
+            with self._lock:
+                stale = self._graphs.pop(old)[0] if old is not None and old != options and old in self._graphs else None
+            if stale is not None:
+                stale.close()
+
+    def _engine_graph(self, height: int, width: int, encoding: str, wanted: Collection[str], batch: int) -> tuple[Any, DeployLayout, set[str]] | None:
+        """The graph that serves ``wanted`` for this layout and batch now, and which of ``wanted`` it computes;
+        starts the build of the engine-output graph when none covers it; None when nothing serves this layout and batch."""
+        assert self._engine_outputs is not None
+        self._adopt()
+        key = (height, width, encoding, batch)
+        target = self.deploy_options(height, width, encoding, set(self._engine_outputs) | set(wanted), batch)
+        with self._lock:
+            failure = self._failed.get(target)
+            cover = target if target in self._graphs else next(
+                (o for o in reversed(self._graphs) if set(target.outputs) <= set(o.outputs) and replace(o, outputs=target.outputs) == target), None)
+        if cover is not None:
+            self._serving[key] = cover
+        elif failure is None:
+            self._submit(target)
+        current = self._serving.get(key)
+        if current is None or current not in self._graphs:
+            if failure is not None:  # nothing else serves this layout: the caller falls back
+                raise failure
+            return None
+        with self._lock:
+            self._graphs.move_to_end(current)
+            runner, layout = self._graphs[current]
+        return runner, layout, set(wanted) & set(current.outputs)
 
     # ------------------------------------------------------------------ camera geometry
     @staticmethod
@@ -337,6 +570,10 @@ class FramePipeline:
         has camera info. The returned buffers of frame i are views of the batch's (no copy). With a
         ``capacity`` (the most frames this layout will batch), the call runs in the graph of
         ``graph_batch_size(len(frames), capacity)``, padded with copies of the last frame.
+
+        With engine outputs (``serve_from``) the frames run in the graph in service for their layout, which
+        may lack some wanted outputs while a graph with them builds (their buffers are then absent), in chunks
+        of a smaller batch size while that one builds; GraphPending when the layout has no graph yet.
         """
         start = time.perf_counter()
         images, encodings = zip(*(graph_input(pixels, encoding) for pixels, encoding, _ in frames))
@@ -346,30 +583,71 @@ class FramePipeline:
         height, width = images[0].shape[:2]
         infos = [info for _, _, info in frames]
         wanted = {o for o in outputs if o != "points" or all(info is not None for info in infos)}
-        padding = graph_batch_size(len(frames), capacity) - len(frames)
-        images, infos = (*images, *[images[-1]] * padding), [*infos, *[infos[-1]] * padding]
+        size = graph_batch_size(len(frames), capacity)
         built = time.perf_counter()
-        runner, layout = self.graph_for(height, width, encodings[0], wanted, len(images))
-        build = time.perf_counter() - built  # 0 but on the first frame of a camera layout, output set and batch size
+        if self._engine_outputs is None:
+            runner, layout = self.graph_for(height, width, encodings[0], wanted, size)
+            served = wanted
+        else:
+            runner, layout, served, size = self._engine_batch(height, width, encodings[0], wanted, size)
+        build = time.perf_counter() - built  # 0 but on the first frame of a camera layout, output set and batch size (per call)
+        results: list[FrameOutputs] = []
+        for offset in range(0, len(frames), size):
+            chunk = list(images[offset:offset + size]), infos[offset:offset + size]
+            results += self._run_chunk(runner, layout, *chunk, served, size, (build, built - start) if offset == 0 else (0.0, 0.0))
+        return results
+
+    def _engine_batch(self, height: int, width: int, encoding: str, wanted: set[str], size: int) -> tuple[Any, DeployLayout, set[str], int]:
+        """The engine-output graph serving this batch size, else another batch size in service while this one builds
+        (the largest smaller one, frames in chunks of it; else the smallest larger one, padded); GraphPending when
+        this camera layout has none yet."""
+        found = self._engine_graph(height, width, encoding, wanted, size)
+        if found is None:  # smaller batch sizes in service first (chunks), then larger ones (padded)
+            sizes = {key[3] for key in self._serving if key[:3] == (height, width, encoding) and key[3] != size}
+            for batch in sorted(b for b in sizes if b < size)[::-1] + sorted(b for b in sizes if b > size):
+                found = self._engine_graph(height, width, encoding, wanted, batch)
+                if found is not None:
+                    size = batch
+                    break
+        if found is None:
+            assert self._engine_outputs is not None
+            raise GraphPending(self.deploy_options(height, width, encoding, set(self._engine_outputs) | wanted, size))
+        return (*found, size)
+
+    def _run_chunk(self, runner: Any, layout: DeployLayout, images: list[np.ndarray], infos: list[Any], served: set[str],
+                   size: int, times: tuple[float, float]) -> list[FrameOutputs]:
+        """One graph call on up to ``size`` frames (padded with copies of the last one to ``size``)."""
+        start = time.perf_counter()
+        count = len(images)
+        height, width = images[0].shape[:2]
+        images, infos = [*images, *[images[-1]] * (size - count)], [*infos, *[infos[-1]] * (size - count)]
         geometries = [self.geometry(info, height, width, layout) if info is not None else None for info in infos]
         batch = images[0][None] if len(images) == 1 else np.stack(images)
         feeds = {IMAGE_INPUT: batch, **self._runtime,
                  "depth_scale": np.array([g.depth_scale[0] if g is not None else 1.0 for g in geometries], dtype=np.float32),
                  "intrinsics": np.stack([g.intrinsics if g is not None else np.zeros(5, np.float32) for g in geometries])}
-        names = [name for output in sorted(wanted) for name in GRAPH_OUTPUTS[output]]
+        names = [name for output in sorted(served) for name in GRAPH_OUTPUTS[output]]
         ready = time.perf_counter()
-        arrays = runner.run(feeds, names)
+        arrays = runner.run(feeds, names) if names else {}
         done = time.perf_counter()
-        seconds = {"build": build, "prepare": ready - start - build, "graph": done - ready}
+        build, before = times
+        seconds = {"build": build, "prepare": before + ready - start, "graph": done - ready}
         return [FrameOutputs({name: value[i] for name, value in arrays.items()}, geometry, (layout.out_height, layout.out_width), dict(seconds))
-                for i, geometry in enumerate(geometries[:len(frames)])]
+                for i, geometry in enumerate(geometries[:count])]
 
     def close(self) -> None:
-        """Free every graph session (the pipeline is unusable afterwards)."""
+        """Free every graph session (the pipeline is unusable afterwards). A background build in progress is not
+        waited for (a TensorRT build cannot be stopped): its graph is freed by the builder when it ends."""
+        with self._lock:
+            builder, self._builder = self._builder, None
+        if builder is not None:
+            builder.shutdown(wait=False, cancel_futures=True)
+        self._adopt()
         for runner, _ in self._graphs.values():
             if self._network is None:
                 runner.close()
         self._graphs.clear()
+        self._serving.clear()
         if self._network is not None:
             self._network.close()
             self._network = None

@@ -21,9 +21,17 @@ zero point 0 for weights (per output channel) and activations (per tensor), the 
 explicit quantization accepts; percentile (99.999) calibration on frames from an image folder or a bag
 (``calibration.py``), or the synthetic renderer; Q/DQ pairs on the inputs of weighted operations and of
 residual additions (TensorRT's placement recommendation), and none on the sensitive layers
-``int8_sensitive_nodes`` names (the heads' last convolutions and the output tails), which stay FP32.
-The result is checked against TensorRT's Q/DQ rules (``trt_ops.check_qdq_placement``) before it is
-written; the same file is the ONNX Runtime CPU INT8 model (one INT8 model, not two).
+``int8_sensitive_nodes`` names (the heads' last convolutions and the output tails). The Q/DQ graph is then
+made mixed-precision FP16 exactly as the FP16 file (opset 19, where Q/DQ take FP16 scales and give FP16):
+what runs between and around the INT8 layers, the heads' last convolutions included, is FP16, and only
+the FP16 file's FP32 nodes (output tails, ``FP16_UNSAFE_OPS``) stay FP32; a strongly typed TensorRT build
+of an FP32 Q/DQ file would run every layer without Q/DQ in FP32, slower than the FP16 engine. This is the
+route of TensorRT's migration guide (ModelOpt's ONNX PTQ with ``high_precision_dtype="fp16"``: ONNX
+Runtime's quantizer, then FP16 conversion); ModelOpt itself is not used: its ONNX extra pins onnx 1.21 and
+onnxruntime-gpu on x86 Linux, which would replace this project's onnx and onnxruntime.
+The result is checked against TensorRT's Q/DQ rules (``trt_ops.check_qdq_placement``) and ONNX's full
+check before it is written; the same file is the ONNX Runtime CPU INT8 model (one INT8 model, not two),
+run there with ``ORT_CPU_DISABLED_OPTIMIZERS`` off.
 
 Files are cached by the source file's hash (and, for INT8, the calibration frames' hash) under the
 project's cache directory; ``precision_model_file`` returns the FP32 file itself for ``fp32``.
@@ -54,11 +62,25 @@ PRECISION_KEY = PLAIN_KEY_PREFIX + "precision"  # fp16 | int8 on files written h
 SOURCE_KEY = PLAIN_KEY_PREFIX + "precision_source_sha256"  # hash of the FP32 file a precision file came from
 RECIPE_KEY = PLAIN_KEY_PREFIX + "precision_recipe"
 FP32_NODES_KEY = PLAIN_KEY_PREFIX + "precision_fp32_nodes"  # names of the nodes kept in FP32
-RECIPES = {"fp16": "fp16-mixed/1 (onnxconverter-common float16, output tails and unsafe ops kept FP32)",
-           "int8": "int8-qdq/1 (onnxruntime quantize_static QDQ, symmetric s8 per-channel weights, s8 per-tensor activations, float biases, percentile 99.999)"}
+RECIPES = {"fp16": "fp16-mixed/2 (onnxconverter-common float16, output tails and unsafe ops kept FP32, Resize scales float32)",
+           "int8": "int8-qdq-fp16/2 (onnxruntime quantize_static QDQ, symmetric s8 per-channel weights, s8 per-tensor activations, "
+                   "float biases, percentile 99.999; then fp16-mixed/2 at opset 19: FP16 scales)"}
+QDQ_FP16_OPSET = 19  # the first opset whose QuantizeLinear / DequantizeLinear take FP16 scales and give FP16
+# ONNX Runtime CPU optimizers that change what an FP16 Q/DQ file computes: WeightBiasQuantization turns a float
+# bias into INT32 at the scale activation scale x weight scale, a product that is subnormal in FP16 (6e-3 x 1e-4),
+# so the biases are lost (4 synthetic frames: depth AbsRel vs FP32 0.049 instead of 0.019). TensorRT keeps float biases.
+ORT_CPU_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
+# ONNX Runtime releases that run the INT8 file (Q/DQ with FP16 scales) right: 1.30 on. Measured on the bundled
+# model's INT8 file (the same file in each; outputs against FP32): 1.17.0, 1.20.1, 1.23.2, 1.27.0 and 1.29.0 give
+# depth AbsRel 0.61 and 33 % label agreement; 1.30.0, 1.31.0 and 1.31.1 give 0.016 and 98 %. TensorRT builds the
+# file itself and is not affected.
+INT8_ONNXRUNTIME_MIN = (1, 30)
 CACHE_ENV = "MTL_PERCEPTION_PRECISION_CACHE"
 DEFAULT_CACHE_DIR = Path("~/.cache/mtl_perception/precision")
 
+# Operands the ONNX spec types float32 whatever the data's type: onnxconverter-common with an empty op
+# block list converts them to FP16 too, which ONNX Runtime refuses and only a full check catches.
+FLOAT32_OPERANDS = {"Resize": (1, 2), "Upsample": (1,)}  # Resize roi and scales (T2 / float), Upsample scales (float)
 # Ops whose FP16 result overflows or loses accuracy wherever they appear (kept FP32 by the FP16 file).
 FP16_UNSAFE_OPS = {
     "Exp": "exp overflows FP16 above 11 and turns the input's FP16 rounding into the same relative output error",
@@ -246,6 +268,61 @@ def _keep_io_float32(model: onnx.ModelProto) -> None:
         output.type.tensor_type.elem_type = float32
 
 
+def _restore_float32_operands(model: onnx.ModelProto, source: onnx.ModelProto) -> None:
+    """Give the operands of ``FLOAT32_OPERANDS`` their float32 type back.
+
+    A constant operand gets the source's float32 initializer again (its exact value, under a new name when
+    other nodes read the FP16 one); any other FP16 operand gets a Cast to float32 in front of the node.
+    """
+    float16, float32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    originals = {init.name: init for init in source.graph.initializer}
+    inits = {init.name: init for init in model.graph.initializer}
+    types = {v.name: v.type.tensor_type.elem_type for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
+    types.update({name: init.data_type for name, init in inits.items()})
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            types.update({out: attr.t.data_type for out in node.output for attr in node.attribute if attr.name == "value"})
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    casts = []
+    for node in model.graph.node:
+        for index in FLOAT32_OPERANDS.get(node.op_type, ()):
+            if index >= len(node.input) or not node.input[index] or types.get(node.input[index]) != float16:
+                continue
+            name = node.input[index]
+            if name in inits and name in originals:
+                if readers[name] == 1:
+                    inits[name].CopyFrom(originals[name])
+                else:
+                    copy = onnx.TensorProto()
+                    copy.CopyFrom(originals[name])
+                    copy.name = f"{name}_fp32"
+                    if copy.name not in inits:
+                        model.graph.initializer.append(copy)
+                        inits[copy.name] = copy
+                    node.input[index] = copy.name
+            else:
+                cast = f"{node.name or node.op_type}_operand{index}_fp32"
+                casts.append((node, onnx.helper.make_node("Cast", [name], [cast], to=float32, name=cast)))
+                node.input[index] = cast
+    for node, cast in casts:  # each Cast right before the node that reads it (the graph stays sorted)
+        nodes = list(model.graph.node)
+        nodes.insert(nodes.index(node), cast)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+
+
+def check_runnable(model: onnx.ModelProto) -> None:
+    """PrecisionError unless ``model`` passes ONNX's full check (strict type and shape inference), which an
+    operand of the wrong type fails where the plain check lets it through."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise PrecisionError(f"the precision file is not a valid ONNX model: {str(exc).strip().splitlines()[0][:300]}") from None
+
+
 def convert_fp16(source: onnx.ModelProto, source_sha256: str = "") -> tuple[onnx.ModelProto, dict[str, str]]:
     """The mixed-precision FP16 model of an FP32 model and the nodes it keeps FP32 (with reasons)."""
     from onnxconverter_common.float16 import convert_float_to_float16
@@ -256,9 +333,10 @@ def convert_fp16(source: onnx.ModelProto, source_sha256: str = "") -> tuple[onnx
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "the float32 number ... will be truncated to 1e-07" per tiny weight
         converted = convert_float_to_float16(working, keep_io_types=True, op_block_list=[], node_block_list=sorted(keep))
+    _restore_float32_operands(converted, source)
     _keep_io_float32(converted)
     _tag(converted, source, "fp16", source_sha256, keep)
-    onnx.checker.check_model(converted)
+    check_runnable(converted)
     return converted, keep
 
 
@@ -292,8 +370,24 @@ def frames_sha256(frames: Sequence[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def quantize_qdq(source_path: Path, frames: Sequence[np.ndarray], source_sha256: str = "") -> tuple[onnx.ModelProto, dict[str, str]]:
-    """The explicit Q/DQ INT8 model of an FP32 model file, calibrated on ``frames``; and its FP32 nodes."""
+@dataclass
+class QuantizedModel:
+    """An INT8 Q/DQ model and the nodes it leaves out of INT8."""
+
+    model: onnx.ModelProto
+    fp32_nodes: dict[str, str]  # node -> why it runs in FP32 (the FP16 file's FP32 nodes)
+    unquantized: dict[str, str]  # node -> why it has no Q/DQ (it runs FP16, or FP32 when in fp32_nodes)
+
+
+def qdq_on_fp16(qdq: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The mixed-precision FP16 form of an FP32 Q/DQ model (opset raised to ``QDQ_FP16_OPSET``) and its FP32 nodes."""
+    opset = next((o.version for o in qdq.opset_import if o.domain in ("", "ai.onnx")), 0)
+    upgraded = onnx.version_converter.convert_version(qdq, QDQ_FP16_OPSET) if opset < QDQ_FP16_OPSET else qdq
+    return convert_fp16(upgraded)
+
+
+def quantize_qdq(source_path: Path, frames: Sequence[np.ndarray], source_sha256: str = "") -> QuantizedModel:
+    """The explicit Q/DQ INT8 model (on FP16, see the module docstring) of an FP32 model file, calibrated on ``frames``."""
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -322,12 +416,12 @@ def quantize_qdq(source_path: Path, frames: Sequence[np.ndarray], source_sha256:
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": 99.999,
                                "QuantizeBias": False},  # TensorRT takes no INT32 biases: they stay float
             )
-        model = onnx.load(str(quantized))
+        model, fp32_nodes = qdq_on_fp16(onnx.load(str(quantized)))
     problems = check_qdq_placement(model)
     if problems:
         raise PrecisionError("the INT8 file breaks TensorRT's Q/DQ rules: " + "; ".join(problems[:5]))
-    _tag(model, source, "int8", source_sha256, sensitive)
-    return model, sensitive
+    _tag(model, source, "int8", source_sha256, fp32_nodes)
+    return QuantizedModel(model, fp32_nodes, sensitive)
 
 
 # -- cached files ------------------------------------------------------------------------------------
@@ -360,8 +454,13 @@ def make_precision_file(
     cache_dir: str | Path | None = None,
     calibration: CalibrationSpec | None = None,
 ) -> PrecisionFile:
-    """Find or write the ``precision`` file of an FP32 model file (see ``precision_model_file``)."""
-    from mtl_perception.fileio import atomic_write_bytes, file_sha256
+    """Find or write the ``precision`` file of an FP32 model file (see ``precision_model_file``).
+
+    A cached file is used only when its bytes match the content hash beside it (``fileio.ensure_cache_file``);
+    a damaged one is reported once and made again. An INT8 file asked for without calibration frames cannot be
+    made again: a damaged one is reported and removed, and the newest sound one made earlier is used.
+    """
+    from mtl_perception.fileio import ensure_cache_file, file_sha256, sound_cache_file
 
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision '{precision}'; valid: {list(PRECISIONS)}")
@@ -377,32 +476,44 @@ def make_precision_file(
     if precision == "fp32":
         return PrecisionFile(model_path, "fp32", source_sha, cached=True)
     folder = resolve_precision_cache(cache_dir)
-    stem = f"{_safe_stem(model_path)}-{precision}-{source_sha[:12]}"
+    recipe = hashlib.sha256(RECIPES[precision].encode()).hexdigest()[:6]  # a new recipe never reuses an old file
+    stem = f"{_safe_stem(model_path)}-{precision}-{source_sha[:12]}-{recipe}"
     start = time.perf_counter()
+    made: dict[str, dict[str, str]] = {}  # the FP32 nodes of a file made now
+
+    def made_file(path: Path, reused: bool, description: str = "") -> PrecisionFile:
+        if reused:
+            return PrecisionFile(path, precision, source_sha, cached=True, calibration=description)
+        return PrecisionFile(path, precision, source_sha, made["fp32_nodes"], False, time.perf_counter() - start, description)
+
     if precision == "fp16":
+        def build_fp16() -> bytes:
+            model, made["fp32_nodes"] = convert_fp16(source, source_sha)
+            return model.SerializeToString()
+
         path = folder / f"{stem}.onnx"
-        if path.is_file():
-            return PrecisionFile(path, precision, source_sha, cached=True)
-        model, keep = convert_fp16(source, source_sha)
-        atomic_write_bytes(path, model.SerializeToString())
-        return PrecisionFile(path, precision, source_sha, keep, False, time.perf_counter() - start)
-    if calibration is None:  # no frames given: an INT8 file made earlier for this model, if any
+        return made_file(path, ensure_cache_file(path, build_fp16))
+    if calibration is None:  # no frames given: the newest sound INT8 file made earlier for this model, if any
         existing = sorted(folder.glob(f"{stem}-*.onnx"), key=lambda p: p.stat().st_mtime)
-        if existing:
-            if len(existing) > 1:
-                LOG.info("%d INT8 files for %s; using the newest, %s", len(existing), model_path.name, existing[-1].name)
-            return PrecisionFile(existing[-1], precision, source_sha, cached=True)
+        unmakeable = "removed: an INT8 file is made again only from calibration frames (`mtl-perception build-engine --calib-dir DIR`)"
+        sound = [candidate for candidate in existing if sound_cache_file(candidate, unmakeable)]
+        if sound:
+            if len(sound) > 1:
+                LOG.info("%d INT8 files for %s; using the newest, %s", len(sound), model_path.name, sound[-1].name)
+            return PrecisionFile(sound[-1], precision, source_sha, cached=True)
         raise PrecisionError(
             f"an INT8 file of {model_path.name} needs calibration frames: give an image folder or a bag "
             "(--calib-dir), or make one first with `mtl-perception quantize`"
         )
     frames = calibration_frames(meta, calibration)
+
+    def build_int8() -> bytes:
+        quantized = quantize_qdq(model_path, frames, source_sha)
+        made["fp32_nodes"] = quantized.fp32_nodes
+        return quantized.model.SerializeToString()
+
     path = folder / f"{stem}-{frames_sha256(frames)[:12]}.onnx"
-    if path.is_file():
-        return PrecisionFile(path, precision, source_sha, cached=True, calibration=calibration.describe())
-    model, sensitive = quantize_qdq(model_path, frames, source_sha)
-    atomic_write_bytes(path, model.SerializeToString())
-    return PrecisionFile(path, precision, source_sha, sensitive, False, time.perf_counter() - start, calibration.describe())
+    return made_file(path, ensure_cache_file(path, build_int8), calibration.describe())
 
 
 def precision_model_file(
@@ -421,14 +532,30 @@ def precision_model_file(
     return make_precision_file(model_path, precision, cache_dir, calibration).path
 
 
+def int8_runs_right_on(onnxruntime_version: str) -> bool:
+    """Whether this ONNX Runtime release runs the INT8 file right (``INT8_ONNXRUNTIME_MIN``)."""
+    return tuple(int(p) if p.isdigit() else 0 for p in onnxruntime_version.split(".")[:2]) >= INT8_ONNXRUNTIME_MIN
+
+
+def check_int8_onnxruntime(version: str, what: str) -> None:
+    """PrecisionError (one line) when ONNX Runtime ``version`` would run the INT8 file ``what`` wrong (``INT8_ONNXRUNTIME_MIN``)."""
+    if not int8_runs_right_on(version):
+        low = ".".join(map(str, INT8_ONNXRUNTIME_MIN))
+        raise PrecisionError(f"onnxruntime {version} runs the INT8 file {what} wrong (its FP16-scale Q/DQ: outputs far from FP32); "
+                             f"upgrade onnxruntime to {low} or newer, or use precision fp16 or fp32 on onnxruntime (TensorRT is not affected)")
+
+
 def run_onnx_cpu(model_path: str | Path, frames: Sequence[np.ndarray], threads: int = 0) -> list[dict[str, np.ndarray]]:
     """Per-frame outputs {task: array} of a network file on ONNX Runtime's CPU provider."""
     import onnxruntime as ort
 
+    if precision_of(model_path) == "int8":
+        check_int8_onnxruntime(ort.__version__, str(model_path))
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(ORT_CPU_DISABLED_OPTIMIZERS))
     meta = describe_onnx(load_onnx_file(model_path), str(model_path))
     names = [meta.output_names[t] for t in meta.tasks]
     return [dict(zip(meta.tasks, session.run(names, {INPUT_NAME: np.ascontiguousarray(f)}))) for f in frames]

@@ -1,12 +1,13 @@
 """INT8 quantisation of an exported model: the explicit Q/DQ file TensorRT and ONNX Runtime both run.
 
 One INT8 model, not two: ``quantize_int8`` writes the symmetric signed INT8 Q/DQ file of
-``precision.quantize_qdq`` (zero points 0, per-channel weights, per-tensor activations, sensitive layers
-kept FP32) that TensorRT's explicit quantization requires, and that ONNX Runtime runs on the CPU. On
-x86 CPUs ONNX Runtime's fast INT8 kernels take *unsigned* activations, so this file is not faster than
-FP32 there (``benchmarks/backends.py`` prints the ratio); its purpose is the GPU/Jetson engine, whose
-accuracy it lets the CPU measure. The file keeps the model metadata, so every backend and tool reads
-it like the original.
+``precision.quantize_qdq`` (zero points 0, per-channel weights, per-tensor activations, on the mixed-precision
+FP16 graph: sensitive layers without Q/DQ in FP16, the output tails in FP32) that TensorRT's explicit
+quantization requires, and that ONNX Runtime runs on the CPU. There ONNX Runtime has no INT8 kernels for FP16
+Q/DQ graphs and runs them as written (dequantize, then float convolution): 0.22x FP32's speed on this x86 CPU
+(``benchmarks/precision_files.py``: FP32 5.7 ms, INT8 25.7 ms, one thread; the FP32 Q/DQ file before was 0.48x).
+Its purpose is the GPU/Jetson engine, whose accuracy it lets the CPU measure. The file keeps the model
+metadata, so every backend and tool reads it like the original.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from mtl_perception.inference.metadata import ModelMetadata
 from mtl_perception.inference.model_file import read_onnx_metadata
 from mtl_perception.inference.precision import RECIPE_KEY as QUANTIZATION_KEY  # noqa: F401  (re-exported: the tag a precision file carries)
 from mtl_perception.inference.precision import OutputAgreement, output_agreement  # noqa: F401  (re-exported)
-from mtl_perception.inference.precision import CalibrationSpec, calibration_frames, compare_files, quantize_qdq
+from mtl_perception.inference.precision import CalibrationSpec, PrecisionError, calibration_frames, compare_files, quantize_qdq
 from mtl_perception.inference.sample_images import sample_batch
 
 
@@ -28,13 +29,16 @@ from mtl_perception.inference.sample_images import sample_batch
 class QuantizationReport:
     path: Path
     calibration_frames: int
-    agreement: OutputAgreement  # INT8 vs FP32 ONNX Runtime on held-out sample frames
+    agreement: OutputAgreement | None  # INT8 vs FP32 ONNX Runtime on held-out sample frames; None: not measurable here
     seconds: float
-    fp32_nodes: int = 0  # nodes left without Q/DQ (sensitive layers)
+    unquantized: int = 0  # sensitive nodes left without Q/DQ
+    fp32_nodes: int = 0  # nodes that run in FP32 (the output tails); the rest of the unquantized run FP16
+    not_measured: str = ""  # why ``agreement`` is None (an onnxruntime that runs the file wrong)
 
     def summary(self) -> str:
-        return (f"quantised {self.path} (explicit Q/DQ, symmetric INT8, {self.calibration_frames} calibration frames, "
-                f"{self.fp32_nodes} sensitive nodes kept FP32) in {self.seconds:.1f} s; vs FP32: {self.agreement.summary()}")
+        return (f"quantised {self.path} (explicit Q/DQ on FP16, symmetric INT8, {self.calibration_frames} calibration frames, "
+                f"{self.unquantized} sensitive nodes without Q/DQ, {self.fp32_nodes} nodes FP32) in {self.seconds:.1f} s; "
+                f"vs FP32: {self.agreement.summary() if self.agreement else 'not measured: ' + self.not_measured}")
 
 
 def held_out_frames(meta: ModelMetadata, count: int) -> list[np.ndarray]:
@@ -55,7 +59,11 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration_source: s
     meta = read_onnx_metadata(model_path)
     spec = CalibrationSpec(calibration_source, calibration_topic, frames, resize_mode)
     calibration = calibration_frames(meta, spec)
-    model, sensitive = quantize_qdq(model_path, calibration, file_sha256(model_path))
-    atomic_write_bytes(out, model.SerializeToString())
-    agreement = compare_files(model_path, out, held_out_frames(meta, eval_frames))
-    return QuantizationReport(Path(out), len(calibration), agreement, time.perf_counter() - start, len(sensitive))
+    quantized = quantize_qdq(model_path, calibration, file_sha256(model_path))
+    atomic_write_bytes(out, quantized.model.SerializeToString())
+    try:
+        agreement, not_measured = compare_files(model_path, out, held_out_frames(meta, eval_frames)), ""
+    except PrecisionError as exc:  # this onnxruntime runs the file wrong: the file is still what TensorRT builds
+        agreement, not_measured = None, str(exc)
+    return QuantizationReport(Path(out), len(calibration), agreement, time.perf_counter() - start,
+                              len(quantized.unquantized), len(quantized.fp32_nodes), not_measured)

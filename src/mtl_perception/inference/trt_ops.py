@@ -4,7 +4,13 @@ Each parser's operator support matrix is kept as data in ``resources/tensorrt<ma
 (operators, supported types, the TensorRT version and source it comes from, and machine-checkable
 attribute/input limits). ``check_tensorrt_compat`` walks a graph (subgraphs included) against every
 table and returns one line per problem, naming the TensorRT versions it applies to; an empty list
-means every node is parseable as far as the tables state. ``check_qdq_placement`` checks the
+means every node is parseable as far as the tables state. After ONNX shape inference it also judges
+every tensor's element type against the parser's type rules, kept as data in
+``resources/tensorrt_parser_type_rules.json`` (derived from onnx-tensorrt's importer sources and
+TensorRT's headers by ``tools/derive_trt_parser_rules.py``, each rule naming its file and commit):
+the types each operator's inputs may have, UINT8 only at the network's inputs and outputs (an input
+read by Casts only, an output written by a Cast), Casts to or from UINT8 only from or to FLOAT/FLOAT16,
+and UINT8 constants, which the parser turns into INT32. ``check_qdq_placement`` checks the
 QuantizeLinear / DequantizeLinear nodes of an INT8 graph against TensorRT's explicit-quantization rules.
 """
 from __future__ import annotations
@@ -13,7 +19,7 @@ import functools
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import onnx
@@ -22,6 +28,10 @@ from onnx import helper, numpy_helper
 TABLE_MAJORS = ("10", "11")  # TensorRT major versions with an operator table
 OPS_RESOURCES = {major: f"tensorrt{major}_onnx_ops.json" for major in TABLE_MAJORS}
 OPS_RESOURCE = OPS_RESOURCES["10"]
+TYPE_RULES_RESOURCE = "tensorrt_parser_type_rules.json"
+# support-matrix type names (the operator tables' ``types``, which name what input 0 may hold) -> ONNX names
+MATRIX_TYPES = {"FP32": "FLOAT", "FP16": "FLOAT16", "BF16": "BFLOAT16", "INT32": "INT32", "INT64": "INT64", "INT8": "INT8",
+                "UINT8": "UINT8", "BOOL": "BOOL", "FP8": "FLOAT8E4M3FN", "INT4": "INT4"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,6 +41,21 @@ def load_trt_op_table(major: str = "10") -> dict[str, Any]:
         raise ValueError(f"no operator table for TensorRT {major}; tables: {list(TABLE_MAJORS)}")
     text = resources.files("mtl_perception.inference").joinpath("resources", OPS_RESOURCES[str(major)]).read_text()
     return json.loads(text)
+
+
+@functools.lru_cache(maxsize=None)
+def load_trt_type_rules() -> dict[str, Any]:
+    """The parser's element-type rules shipped with the package (parsed once)."""
+    text = resources.files("mtl_perception.inference").joinpath("resources", TYPE_RULES_RESOURCE).read_text()
+    return json.loads(text)
+
+
+def trt_type_rules_source() -> str:
+    """Where the type rules come from, in one line (the check-trt report names it)."""
+    rules = load_trt_type_rules()
+    parser, headers = rules["parser_source"], rules["header_source"]
+    return (f"the type rules of {parser['repository']} {parser['revision']} ({parser['commit'][:12]}) and "
+            f"{headers['repository']} {', '.join(headers['tags'])} headers")
 
 
 def trt_table_version(major: str = "10") -> str:
@@ -55,6 +80,37 @@ def _iter_graphs(graph: onnx.GraphProto, path: str = "graph") -> Iterator[tuple[
                     yield from _iter_graphs(sub, f"{path}/{node.name or node.op_type}.{attr.name}[{i}]")
 
 
+class _Constants(Mapping[str, np.ndarray]):
+    """Initializers and Constant-node values by name, converted to arrays only when a check reads one."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, Any] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, source: onnx.TensorProto | onnx.AttributeProto) -> None:
+        self._sources[name] = source
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            source = self._sources[name]
+            if isinstance(source, onnx.TensorProto):
+                self._arrays[name] = numpy_helper.to_array(source)
+            elif source.type == onnx.AttributeProto.TENSOR:
+                self._arrays[name] = numpy_helper.to_array(source.t)
+            else:
+                self._arrays[name] = np.asarray(helper.get_attribute_value(source), dtype=object)
+        return self._arrays[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sources
+
+
 class _GraphFacts:
     """Constants and known tensor shapes of a graph and its subgraphs, for input-based limits.
 
@@ -62,17 +118,14 @@ class _GraphFacts:
     """
 
     def __init__(self, graphs: list[onnx.GraphProto]) -> None:
-        self.constants: dict[str, np.ndarray] = {}
+        self.constants = _Constants()
         self.shapes: dict[str, list[int | None] | None] = {}
         for graph in graphs:
             for init in graph.initializer:
-                self.constants[init.name] = numpy_helper.to_array(init)
+                self.constants.add(init.name, init)
             for node in graph.node:
                 if node.op_type == "Constant" and node.output and node.attribute:
-                    attr = node.attribute[0]
-                    raw = helper.get_attribute_value(attr)
-                    is_tensor = attr.type == onnx.AttributeProto.TENSOR
-                    self.constants[node.output[0]] = numpy_helper.to_array(raw) if is_tensor else np.asarray(raw, dtype=object)
+                    self.constants.add(node.output[0], node.attribute[0])
             for info in list(graph.input) + list(graph.output) + list(graph.value_info):
                 tensor_type = info.type.tensor_type
                 if tensor_type.HasField("shape"):
@@ -152,8 +205,135 @@ def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     return onnx.load(str(path), load_external_data=False)
 
 
-def _check_table(proto: onnx.ModelProto, inferred: onnx.ModelProto, table: dict[str, Any]) -> list[str]:
-    """Problems of one graph under one parser table (messages without the version suffix)."""
+def _type_name(elem_type: int) -> str:
+    return onnx.TensorProto.DataType.Name(elem_type)
+
+
+def _elem_types(graphs: list[onnx.GraphProto]) -> dict[str, str]:
+    """Tensor name -> ONNX element type name, where the graph or shape inference states it."""
+    types: dict[str, str] = {}
+    for graph in graphs:
+        for info in [*graph.input, *graph.output, *graph.value_info]:
+            if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+                types[info.name] = _type_name(info.type.tensor_type.elem_type)
+        for init in graph.initializer:
+            types[init.name] = _type_name(init.data_type)
+        for node in graph.node:
+            if node.op_type == "Constant" and node.output and node.attribute and node.output[0] not in types:
+                attr = node.attribute[0]
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    types[node.output[0]] = _type_name(attr.t.data_type)
+                elif attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
+                    types[node.output[0]] = "FLOAT" if attr.name.startswith("value_float") else "INT64"
+    return types
+
+
+def _cite(source: dict[str, Any]) -> str:
+    """Where a type rule was read, for a problem line: file:line (or file function) at revision."""
+    place = f"{source['file']}:{source['line']}" if "line" in source else f"{source['file']} {source['function']}"
+    return f"{place} at onnx-tensorrt {source['revision']}"
+
+
+class _TypeFacts:
+    """What the type rules need of a shape-inferred graph: element types, constants, readers, writers."""
+
+    def __init__(self, graphs: list[tuple[str, onnx.GraphProto]]) -> None:
+        main = graphs[0][1]
+        self.types = _elem_types([graph for _, graph in graphs])
+        self.constants = {init.name for _, graph in graphs for init in graph.initializer}
+        self.constants |= {node.output[0] for _, graph in graphs for node in graph.node if node.op_type == "Constant" and node.output}
+        self.inputs = [i.name for i in main.input if i.name not in self.constants]
+        self.outputs = {o.name for o in main.output}
+        self.readers: dict[str, list[onnx.NodeProto]] = {}
+        self.writers: dict[str, onnx.NodeProto] = {}
+        for _, graph in graphs:
+            for node in graph.node:
+                for name in node.input:
+                    self.readers.setdefault(name, []).append(node)
+                for name in node.output:
+                    self.writers[name] = node
+
+
+def _node_label(node: onnx.NodeProto) -> str:
+    """A node as a problem line names it: its name, or for an unnamed node its first output."""
+    first = next((name for name in node.output if name), "")
+    return f"node {node.name} ({node.op_type})" if node.name else f"node (unnamed) ({node.op_type}) -> {first}"
+
+
+def _type_problems(graphs: list[tuple[str, onnx.GraphProto]], facts: _TypeFacts, table: dict[str, Any], rules: dict[str, Any]) -> list[str]:
+    """Every tensor's element type judged against the parser's type rules (one line per problem, in graph order)."""
+    io_only = {rule["type"]: rule for rule in rules["io_only_types"]}
+    conversions = {rule["from"]: rule for rule in rules["constant_conversions"]}
+    casts = {rule["type"]: rule for rule in rules["cast_conversions"]}
+    problems: list[str] = []
+    reported_constants: set[str] = set()
+
+    def seen_as(name: str, node: onnx.NodeProto) -> str | None:
+        """The type the parser gives input ``name`` of ``node``: constants converted, DOUBLE read as FLOAT."""
+        kind = facts.types.get(name)
+        if kind in conversions and name in facts.constants and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            return conversions[kind]["to"]
+        return "FLOAT" if kind == "DOUBLE" else kind
+
+    for path, graph in graphs:
+        for node in graph.node:
+            where = f"{path}: {_node_label(node)}"
+            found: list[str] = []
+            inputs = [(index, name) for index, name in enumerate(node.input) if name]
+            for index, name in inputs:
+                kind = facts.types.get(name)
+                if kind in conversions and name in facts.constants and name not in reported_constants and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+                    reported_constants.add(name)
+                    rule = conversions[kind]
+                    found.append(f"reads the {kind} constant {name}, which the parser turns into {rule['to']} ({_cite(rule['source'])}); "
+                                 f"keep constants float and Cast at the output")
+            accepted = [MATRIX_TYPES[t] for t in table["operators"].get(node.op_type, {}).get("types", [])]
+            if accepted and inputs and inputs[0][0] == 0:
+                kind = seen_as(inputs[0][1], node)
+                if kind and kind not in accepted:
+                    found.append(f"input 0 ({inputs[0][1]}) is {kind}; the parser's {node.op_type} takes {', '.join(accepted)}")
+            for rule in rules["operators"].get(node.op_type, []):
+                targets = inputs if rule["input"] == "*" else [(i, n) for i, n in inputs if i == int(rule["input"])]
+                for index, name in targets:
+                    kind = seen_as(name, node)
+                    if kind and (kind in rule.get("rejects", []) or ("only" in rule and kind not in rule["only"])):
+                        allowed = f"only {', '.join(rule['only'])}" if "only" in rule else f"no {', '.join(rule['rejects'])}"
+                        found.append(f"input {index} ({name}) is {kind}; its importer takes {allowed} ({_cite(rule['source'])})")
+            if node.op_type == "Cast" and inputs:
+                source, target = seen_as(inputs[0][1], node), _type_name(int(_attr(node, "to", 0)))
+                for kind, rule in casts.items():
+                    allowed = [*rule["with"], kind]
+                    if source and ((target == kind and source not in allowed) or (source == kind and target not in allowed)):
+                        tags = ", ".join(s["tag"] for s in rule["sources"])
+                        found.append(f"casts {source} to {target}; TensorRT converts {kind} only from and to {', '.join(rule['with'])} "
+                                     f"({rule['sources'][0]['file']} at {tags}): cast through FLOAT")
+            for name in node.output:
+                kind = facts.types.get(name)
+                if name and kind in io_only and name not in facts.outputs and node.op_type not in io_only[kind]["exempt_ops"]:
+                    found.append(f"output {name} is {kind}, an intermediate tensor; TensorRT allows {kind} only at the network's inputs "
+                                 f"and outputs ({_cite(io_only[kind]['source'])})")
+            problems += [f"{where}: {problem}" for problem in dict.fromkeys(found)]
+    path = graphs[0][0]
+    for name in facts.inputs:
+        kind = facts.types.get(name)
+        if kind in io_only:
+            for reader in facts.readers.get(name, []):
+                if reader.op_type != "Cast":
+                    problems.append(f"{path}: {_node_label(reader)}: reads the {kind} network input {name}; "
+                                    f"a {kind} input must feed a Cast to FLOAT or FLOAT16 at once")
+    for name in sorted(facts.outputs):
+        kind = facts.types.get(name)
+        writer = facts.writers.get(name)
+        if kind in io_only and (writer is None or writer.op_type != "Cast"):
+            what = _node_label(writer) if writer is not None else "a network input"
+            problems.append(f"{path}: {what}: writes the {kind} network output {name}; a {kind} output must come from a Cast")
+    return problems
+
+
+def _check_table(proto: onnx.ModelProto, graphs: list[tuple[str, onnx.GraphProto]], facts: _GraphFacts,
+                 types: _TypeFacts, table: dict[str, Any]) -> list[str]:
+    """Problems of one graph (``graphs``: the inferred graph and its subgraphs) under one parser table
+    (messages without the version suffix)."""
     version = table["tensorrt_version"]
     problems: list[str] = []
     for opset in proto.opset_import:
@@ -163,8 +343,6 @@ def _check_table(proto: onnx.ModelProto, inferred: onnx.ModelProto, table: dict[
                 "export with another --opset"
             )
     operators = table["operators"]
-    graphs = list(_iter_graphs(inferred.graph))
-    facts = _GraphFacts([graph for _, graph in graphs])
     for path, graph in graphs:
         for node in graph.node:
             where = f"{path}: node {node.name or '(unnamed)'} ({node.op_type})"
@@ -180,25 +358,36 @@ def _check_table(proto: onnx.ModelProto, inferred: onnx.ModelProto, table: dict[
                 problem = _check_limit(node, limit, facts)
                 if problem:
                     problems.append(f"{where}: {problem}")
-    return problems
+    return problems + _type_problems(graphs, types, table, load_trt_type_rules())
 
 
 def check_tensorrt_compat(model: str | Path | onnx.ModelProto, majors: tuple[str, ...] = TABLE_MAJORS) -> list[str]:
     """Problems that would stop the TensorRT ONNX parsers of ``majors`` (default 10 and 11); empty when compatible.
 
-    Checks the default-domain opset range, every node's operator against each supported list, and the
-    attribute/input limits the lists state. A problem found under several tables is one line naming all
-    their versions. Shape-dependent limits use ONNX shape inference where it knows the shapes.
+    Checks the default-domain opset range, every node's operator against each supported list, the
+    attribute/input limits the lists state, and every tensor's element type against the parser's type
+    rules (``load_trt_type_rules``). A problem found under several tables is one line naming all their
+    versions. Types and shape-dependent limits come from ONNX shape inference; a graph it cannot infer
+    is reported, since its intermediate types are then unknown.
     """
     proto = _load(model)
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception:  # shape inference is a help for a few limits, never required
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except Exception as error:  # the operator checks still run; the type checks see only the declared types
         inferred = proto
+        return [f"ONNX shape inference failed ({str(error).splitlines()[0][:200]}): element types cannot be checked", *_compat_lines(proto, inferred, majors)]
+    return _compat_lines(proto, inferred, majors)
+
+
+def _compat_lines(proto: onnx.ModelProto, inferred: onnx.ModelProto, majors: tuple[str, ...]) -> list[str]:
+    """The problems of every table, one line per problem naming the versions it applies to."""
+    graphs = list(_iter_graphs(inferred.graph))
+    facts = _GraphFacts([graph for _, graph in graphs])
+    types = _TypeFacts(graphs)
     found: dict[str, list[str]] = {}
     for major in majors:
         table = load_trt_op_table(major)
-        for problem in _check_table(proto, inferred, table):
+        for problem in _check_table(proto, graphs, facts, types, table):
             found.setdefault(problem, []).append(table["tensorrt_version"])
     lines = []
     for problem, versions in found.items():

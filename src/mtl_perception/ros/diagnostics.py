@@ -19,6 +19,34 @@ def clip(text: object, limit: int) -> str:
     text = str(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 BACKEND_FAILURE = "backend_failure"  # problem kind: the backend failed at run time (ERROR for that period)
+CACHE_FILE_REBUILT = "cache_file_rebuilt"  # problem kind: a damaged cache file was found and rebuilt (WARN for that period)
+
+
+class CacheRepairs:
+    """The damaged cache files (deploy graphs, precision files, engines, timing and calibration caches) found and
+    rebuilt in this process since this object was made (``fileio.report_damaged``): a count, and the new ones per tick.
+
+    The record is the process's: nodes sharing a process (composition) each count every repair made after their start.
+    """
+
+    def __init__(self) -> None:
+        from mtl_perception.fileio import cache_repairs
+
+        self._start = self._seen = cache_repairs()[0]
+
+    def count(self) -> int:
+        from mtl_perception.fileio import cache_repairs
+
+        return cache_repairs()[0] - self._start
+
+    def new(self) -> list[str]:
+        """One line per repair since the last call (at most the latest ``fileio.MAX_REPAIRS_KEPT``)."""
+        from mtl_perception.fileio import cache_repairs
+
+        total, latest = cache_repairs()
+        fresh = latest[len(latest) - min(total - self._seen, len(latest)):] if total > self._seen else []
+        self._seen = total
+        return [f"{repair.path}: {repair.reason}; {repair.action}" for repair in fresh]
 
 
 @dataclass
@@ -34,6 +62,7 @@ class Health:
     failed_in_period: int  # frames that failed (bad input or inference) since the last tick
     problems: dict[str, str] = field(default_factory=dict)  # kind -> latest description, this period
     backend_error: str | None = None  # model not loaded / inference failing
+    building: str = ""  # deploy engines being built off the serving thread (what, since when); '' = none
 
 
 def assess(health: Health) -> tuple[int, str]:
@@ -42,7 +71,8 @@ def assess(health: Health) -> tuple[int, str]:
     ERROR: the backend cannot load or run the model, it failed at run time this period (even when a
     fallback backend took over), or every frame of the period failed.
     WARN: some frames failed this period, another problem was reported this period (e.g. bad camera
-    info), or no input for longer than the stall timeout while active.
+    info), a deploy engine is being built (enabled outputs wait for it), or no input for longer than the
+    stall timeout while active.
     OK otherwise (including unconfigured/inactive, which say so).
     """
     level, message = _assess(health)
@@ -63,6 +93,8 @@ def _assess(health: Health) -> tuple[int, str]:
         return WARN, f"{health.failed_in_period} frame(s) failed in the last period: {problem_text}"
     if health.problems:
         return WARN, problem_text
+    if health.building:
+        return WARN, f"building deploy engine(s) off the serving thread: {clip(health.building, MAX_PROBLEM_CHARS)}; the engine in service serves what it has meanwhile"
     waited = health.seconds_since_input if health.seconds_since_input is not None else health.seconds_active
     if waited > health.stall_timeout_s:
         return WARN, f"no input on '{clip(health.input_topic, MAX_NAME_CHARS)}' for {waited:.1f} s; check the camera and the topic remapping"

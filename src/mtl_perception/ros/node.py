@@ -17,6 +17,15 @@ and publishes them, each with its frame's header. The hand-off is a one-slot "ne
 frame N+1 is inferred while frame N is published; a frame replaced in a mailbox is counted as dropped at
 that stage. Outputs nobody subscribes to are not computed. Bad input is logged (throttled, per camera and
 kind), counted and reported on /diagnostics, and the next good frame is served.
+
+Engines before frames: on a backend that compiles TensorRT engines (``engine_plan.builds_engines``) the
+graphs are built for the outputs the parameters *enable*, off the serving thread, as soon as a camera's
+size is known (its camera info, when a deploy graph for that size was prepared before, e.g. by
+``mtl-perception build-engine --deploy``; else its first frame); every subscriber subset is served from
+that engine. Enabling an output at run time builds the new engine in the background while the current
+one serves; /diagnostics says what is building and since when. A camera's newest frame waits (held, not
+queued) while its first engine builds. On ONNX Runtime and torch a graph is built per subscribed output
+set on the serving thread (under a second there; a graph cut to what is subscribed runs 2-5x faster).
 """
 from __future__ import annotations
 
@@ -41,18 +50,20 @@ from std_msgs.msg import String
 
 from mtl_perception.colorize import class_table_json
 from mtl_perception.fileio import file_sha256
-from mtl_perception.paths import default_model_path
-from mtl_perception.inference.camera_info import CameraInfoError, validate_camera_info
+from mtl_perception.inference.camera_info import CameraInfoError, image_size, validate_camera_info
 from mtl_perception.inference.frame_pipeline import (
-    DEFAULT_MAX_GRAPHS,
     CameraInfoMismatch,
     FrameOutputs,
     FramePipeline,
+    GraphBuild,
+    GraphPending,
     graph_batch_size,
     graph_input,
 )
 from mtl_perception.inference.image_codec import ImageDecodeError, compressed_msg_to_array, image_msg_to_array
+from mtl_perception.inference.memory_budget import LARGE_FRAME_PIXELS, check_frame, release_freed_memory
 from mtl_perception.inference.model_file import ModelFileError
+from mtl_perception.ros import engine_plan
 from mtl_perception.ros import parameters as params
 from mtl_perception.ros.camera_channel import (
     CAMERA_NAME,
@@ -65,7 +76,7 @@ from mtl_perception.ros.camera_channel import (
     camera_defaults,
     camera_specs,
 )
-from mtl_perception.ros.diagnostics import BACKEND_FAILURE, Health, assess, latency_values, make_status
+from mtl_perception.ros.diagnostics import BACKEND_FAILURE, CACHE_FILE_REBUILT, CacheRepairs, Health, assess, latency_values, make_status
 from mtl_perception.ros.frame_slot import Frame, LatestFrameSlot
 from mtl_perception.ros.outputs import build_messages, graph_outputs, wanted_outputs
 from mtl_perception.ros.stats import Counters
@@ -135,14 +146,23 @@ class PerceptionNode(LifecycleNode):
         self._publisher: threading.Thread | None = None
         self._pending_settings: params.Settings | None = None
         self._backend_counters = Counters()  # problems of the shared backend (fallbacks, inference errors)
+        self._cache_repairs = CacheRepairs()  # damaged cache files rebuilt since this node began
         self._batch_sizes: collections.Counter[int] = collections.Counter()
+        self._trims_due = 0  # frames still to publish after one above memory_budget.LARGE_FRAME_PIXELS, each followed by a heap trim
         self._graph_busy_s = 0.0  # stage 1 time inside the deploy graph since the last diagnostics tick
         self._padding_frames = 0  # batch places filled with a copy to reach a built graph size (graph_batch_sizes)
         self._last_log: dict[str, float] = {}
+        self._held: dict[str, tuple[Frame, tuple[int, int, str]]] = {}  # per camera: its newest frame, waiting for its first engine
+        self._planned: set[tuple[Any, ...]] = set()  # camera layouts whose engines were asked for (engine outputs only)
         self._activated_at = 0.0
         self._last_tick = time.monotonic()
+        # Iron and later apply an accepted change once rclpy has stored it (post-set callback); Humble's rclpy has only
+        # the on-set callback, which runs after rclpy's own descriptor checks: there the change is applied from it.
+        post_set = getattr(self, "add_post_set_parameters_callback", None)
+        self._apply_on_set = post_set is None
         self.add_on_set_parameters_callback(self._check_parameter_change)
-        self.add_post_set_parameters_callback(self._apply_parameter_change)
+        if post_set is not None:
+            post_set(self._apply_parameter_change)
 
     def _declare_cameras(self) -> list[str]:
         """Declare ``cameras.names`` (read once at start-up) and the four parameters of each named camera."""
@@ -207,6 +227,7 @@ class PerceptionNode(LifecycleNode):
         self._state = "inactive"
         inputs = ", ".join(f"'{self.resolve_topic_name(c.spec.input_topic)}'" for c in self._cameras)
         self.get_logger().info(f"configured: outputs {[k for k, on in settings.outputs.items() if on]}, input(s) {inputs}")
+        self.get_logger().info(params.memory_budget_note(settings))
         return super().on_configure(state)
 
     def _check_topics(self, spec: CameraSpec) -> None:
@@ -295,6 +316,7 @@ class PerceptionNode(LifecycleNode):
                     self.get_logger().error(f"{thread.name} thread did not stop within 30 s (inference stuck?)")
                 setattr(self, name, None)
         self._free_model()
+        self._held.clear()
         for camera in self._cameras:
             camera.infos.clear()
 
@@ -320,34 +342,36 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ model
     def _load_model(self, settings: params.Settings) -> None:
-        path = Path(settings.model_path).expanduser() if settings.model_path else default_model_path()
+        path = engine_plan.model_file(settings)
         if not path.is_file():
             problem = "is not a regular file" if path.exists() else "not found"
             raise FileNotFoundError(f"model file {problem}: {path}; set model.path to an exported model (mtl-perception export --checkpoint CKPT --out MODEL.onnx)")
         self._model_path = path
         self._model_sha256 = file_sha256(path)
         try:
-            self._set_backend(settings.backend, params.backend_options(settings, settings.backend, settings.provider), settings.provider)
+            self._set_backend(settings.backend, settings.provider)
         except Exception as exc:
             if not settings.fallback_backend or (isinstance(exc, ModelFileError) and settings.fallback_backend == settings.backend):
                 raise  # no fallback, or the file itself is bad: the same backend on CPU would fail on it again
             self.get_logger().error(f"backend '{settings.backend}' failed to load ({exc}); falling back to '{settings.fallback_backend}' on CPU")
-            self._set_backend(settings.fallback_backend, params.backend_options(settings, settings.fallback_backend, "cpu"), "cpu")
+            self._set_backend(settings.fallback_backend, "cpu")
         self._backend_error = None
 
-    def _set_backend(self, kind: str, options: dict[str, Any], provider: str) -> None:
+    def _set_backend(self, kind: str, provider: str) -> None:
+        """Load backend ``kind`` on ``provider`` (``engine_plan.node_pipeline``) and put it in service."""
         settings = self._settings
-        assert settings is not None
-        cache = Path(settings.engine_cache_dir).expanduser() / "deploy" if settings.engine_cache_dir else None
-        pipeline = FramePipeline(self._model_path, kind, options, params.frame_settings(settings), cache_dir=cache,
-                                 max_graphs=DEFAULT_MAX_GRAPHS * len(self._cameras),  # a few batch sizes per camera layout
-                                 precision=params.network_precision(settings, kind, provider))
+        assert settings is not None and self._model_path is not None
+        pipeline = engine_plan.node_pipeline(settings, self._model_path, kind, provider, len(self._cameras))
         self._check_palette(settings, pipeline.metadata)
+        if engine_plan.builds_engines(kind, provider):
+            pipeline.serve_from(engine_plan.engine_outputs(settings.outputs, pipeline.metadata.tasks), on_built=self._on_graph_built)
         with self._pipeline_lock:
             old, self._pipeline = self._pipeline, pipeline
             self._backend_kind = f"{kind} ({provider})"
+            self._planned.clear()
         if old is not None:
             old.close()
+        self._plan_engines()
 
     def _free_model(self) -> None:
         with self._pipeline_lock:
@@ -363,7 +387,7 @@ class PerceptionNode(LifecycleNode):
         failed = self._backend_kind
         self.get_logger().error(f"backend {failed} failed at run time ({type(exc).__name__}: {exc}); switching to '{settings.fallback_backend}' on CPU")
         try:
-            self._set_backend(settings.fallback_backend, params.backend_options(settings, settings.fallback_backend, "cpu"), "cpu")
+            self._set_backend(settings.fallback_backend, "cpu")
         except Exception as load_exc:
             self._backend_error = f"fallback backend '{settings.fallback_backend}' failed to load: {load_exc}"
             return False
@@ -377,6 +401,115 @@ class PerceptionNode(LifecycleNode):
         if settings.palette_override is not None and len(settings.palette_override) < len(meta.class_names):
             raise params.ParameterError(f"palette.override has {len(settings.palette_override)} colours but the model has {len(meta.class_names)} classes")
 
+    # ------------------------------------------------------------------ engines (backends that compile TensorRT engines)
+    def _plan_engines(self) -> None:
+        """Serve the enabled outputs and ask for the engines of every camera layout known so far (after a new
+        pipeline or a parameter change); a no-op on backends that build per subscribed output set."""
+        settings, pipeline = self._settings, self._pipeline
+        if settings is None or pipeline is None or pipeline.engine_outputs is None:
+            return
+        outputs = engine_plan.engine_outputs(settings.outputs, pipeline.metadata.tasks)
+        if outputs != pipeline.engine_outputs:
+            pipeline.serve_from(outputs)
+        for camera in self._cameras:
+            if camera.layout is not None:
+                shape, encoding = camera.layout
+                self._plan_layout(shape[0], shape[1], encoding)
+
+    def _camera_size(self, camera: CameraChannel) -> tuple[int, int] | None:
+        """(height, width) of a camera: its last frame's, else its camera info's."""
+        if camera.layout is not None:
+            return tuple(camera.layout[0][:2])  # type: ignore[return-value]
+        info = camera.infos.latest()
+        if info is None:
+            return None
+        width, height = image_size(info)
+        return height, width
+
+    def _plan_layout(self, height: int, width: int, encoding: str) -> None:
+        """Start the background builds of one camera layout's engines (``engine_plan.planned_options``), once."""
+        settings, pipeline = self._settings, self._pipeline
+        if settings is None or pipeline is None or pipeline.engine_outputs is None or not pipeline.engine_outputs:
+            return
+        cameras = sum(1 for c in self._cameras if self._camera_size(c) == (height, width)) or 1
+        key = (height, width, encoding, cameras, pipeline.engine_outputs, pipeline.settings)
+        if key in self._planned:
+            return
+        self._planned.add(key)
+        for options in pipeline.prepare(engine_plan.planned_options(pipeline, settings, height, width, encoding, cameras)):
+            self.get_logger().info(f"preparing the deploy engine for {GraphBuild(options, 0.0).describe()} off the serving thread")
+
+    def _plan_from_camera_info(self, camera: CameraChannel, info: CameraInfo) -> None:
+        """A camera info gives the camera's size: prepare its engines for the encoding of its frames, when known
+        (a frame seen, or a deploy graph composed for this size before, e.g. by ``build-engine --deploy``)."""
+        pipeline = self._pipeline
+        if pipeline is None or not pipeline.engine_outputs:
+            return
+        width, height = image_size(info)
+        if camera.layout is not None and tuple(camera.layout[0][:2]) == (height, width):
+            self._plan_layout(height, width, camera.layout[1])
+            return
+        key = ("camera_info", camera.spec.name, height, width, pipeline.engine_outputs, pipeline.settings)
+        if key in self._planned:
+            return
+        self._planned.add(key)
+        for encoding in pipeline.graph_files(height, width, pipeline.engine_outputs):
+            self._plan_layout(height, width, encoding)
+            return
+
+    def _on_graph_built(self, build: GraphBuild) -> None:
+        """A background build ended (builder thread): log it, report a failure, wake the serving stage."""
+        took = f"{build.seconds or 0.0:.1f} s"
+        if build.error:
+            self._report(None, "engine_build_failed", f"the deploy engine for {build.describe()} failed after {took}: {build.error}")
+        elif build.source == "cache":
+            self.get_logger().info(f"deploy engine for {build.describe()}: cache hit, loaded {build.engine} (key {build.key.digest()}) in {took}")
+        else:
+            o = build.options
+            hint = (f"; `mtl-perception build-engine --deploy --camera {o.width}x{o.height} --encoding {o.encoding} --params-file FILE` "
+                    "builds it before a mission" if build.source == "built" else "")
+            engine = f" {build.engine} (key {build.key.digest()})" if build.key is not None else ""
+            self.get_logger().info(f"deploy engine for {build.describe()}: {build.source} in {took}{engine}{hint}")
+        with self._arrivals:
+            self._arrivals.notify_all()
+
+    def _engine_outputs_text(self) -> str:
+        pipeline = self._pipeline
+        if pipeline is None:
+            return "none"
+        return "per subscribed set" if pipeline.engine_outputs is None else ",".join(pipeline.engine_outputs) or "none enabled"
+
+    def _engine_build_text(self) -> str:
+        """What the backend is building off the serving thread and since when ('' when nothing)."""
+        pipeline = self._pipeline
+        now = time.monotonic()
+        return "; ".join(f"{b.describe()} since {now - b.started:.0f} s" for b in pipeline.building()) if pipeline is not None else ""
+
+    def _hold(self, item: Inferred, pipeline: FramePipeline) -> None:
+        """Keep a camera's newest frame while its layout's first engine builds (a newer frame replaces it)."""
+        assert item.pixels is not None
+        layout = (*item.pixels[0].shape[:2], item.pixels[1])
+        name = item.camera.spec.name
+        previous = self._held.get(name)
+        if previous is None or previous[0] is not item.frame:
+            item.camera.counters.add("waiting_for_engine")
+        if pipeline.pending(*layout):
+            self._held[name] = (item.frame, layout)  # type: ignore[assignment]
+        else:
+            self._held.pop(name, None)  # nothing builds for it any more: the next frame tries again
+
+    def _held_ready(self) -> bool:
+        pipeline = self._pipeline
+        return any(pipeline is None or not pipeline.pending(*layout) for _, layout in list(self._held.values()))
+
+    def _take_held(self, camera: CameraChannel) -> Frame | None:
+        held = self._held.get(camera.spec.name)
+        pipeline = self._pipeline
+        if held is None or (pipeline is not None and pipeline.pending(*held[1])):
+            return None
+        self._held.pop(camera.spec.name, None)
+        return held[0]
+
     def _publish_class_table(self) -> None:
         pipeline = self._pipeline
         if pipeline is None:
@@ -389,7 +522,8 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ parameters
     def _check_parameter_change(self, changes: list[rclpy.parameter.Parameter]) -> SetParametersResult:
-        """Accept or refuse a change (never raises into rclpy); the accepted settings wait for the post-set callback."""
+        """Accept or refuse a change (never raises into rclpy); the accepted settings wait for the post-set callback
+        (on Humble, which has none, they are applied here: rclpy stores the values whenever this callback accepts)."""
         try:
             values = params.read_values(self)
             for change in changes:
@@ -408,6 +542,8 @@ class PerceptionNode(LifecycleNode):
         except Exception as exc:  # a value no check foresaw: refuse it, say what, keep running
             return SetParametersResult(successful=False, reason=f"invalid value ({type(exc).__name__}: {str(exc)[:200]})")
         self._pending_settings = settings
+        if self._apply_on_set:
+            self._apply_parameter_change(changes)
         return SetParametersResult(successful=True)
 
     def _apply_parameter_change(self, changes: list[rclpy.parameter.Parameter]) -> None:
@@ -420,6 +556,7 @@ class PerceptionNode(LifecycleNode):
         try:
             if pipeline is not None:
                 pipeline.configure(params.frame_settings(settings))  # runtime inputs: no graph rebuild
+                self._plan_engines()  # engine outputs: a newly enabled output's engine builds off the serving thread
                 if any(change.name == "palette.override" for change in changes):
                     self._publish_class_table()
         except Exception as exc:  # checked before: should not happen; never take the node down for it
@@ -443,6 +580,7 @@ class PerceptionNode(LifecycleNode):
             self._report(camera, "bad_camera_info", f"{exc} (topic '{self.resolve_topic_name(camera.spec.camera_info_topic)}'); points and depth/camera_info paused")
             return
         camera.infos.add(msg)
+        self._plan_from_camera_info(camera, msg)
 
     # ------------------------------------------------------------------ stage 1: gather + decode + deploy graph
     def _wait_for_rate(self, last_start: float) -> bool:
@@ -463,7 +601,7 @@ class PerceptionNode(LifecycleNode):
         other live cameras (those that sent a frame in the last second); never waits on a silent camera."""
         settings = self._settings
         with self._arrivals:
-            if not self._arrivals.wait_for(lambda: not self._running or any(c.slot.has_frame for c in self._cameras), 0.5) or not self._running:
+            if not self._arrivals.wait_for(lambda: not self._running or any(c.slot.has_frame for c in self._cameras) or self._held_ready(), 0.5) or not self._running:
                 return []
             if len(self._cameras) > 1 and settings is not None and settings.batch_wait_ms > 0:
                 now = time.monotonic()
@@ -472,6 +610,10 @@ class PerceptionNode(LifecycleNode):
         frames = []
         for camera in self._cameras:
             frame = camera.slot.take(timeout=0)
+            if frame is not None:
+                self._held.pop(camera.spec.name, None)  # a newer frame wins over one waiting for its engine
+            else:
+                frame = self._take_held(camera)
             if frame is not None:
                 frames.append((camera, frame))
         return frames
@@ -512,12 +654,14 @@ class PerceptionNode(LifecycleNode):
                 camera.counters.add("skipped_no_subscribers")
                 continue
             times = {"start": time.perf_counter()}
-            pixels = self._decode(camera, frame, settings)
+            pixels = self._decode(camera, frame, settings, graph_outputs(wanted))
             if pixels is None:
                 continue
             times["decode"] = time.perf_counter()
             item = Inferred(camera, frame, None, wanted, times, pixels, info)
-            camera.layout = (pixels[0].shape, pixels[1])
+            if camera.layout != (pixels[0].shape, pixels[1]):  # a camera's first frame, or a new size or encoding
+                camera.layout = (pixels[0].shape, pixels[1])
+                self._plan_layout(*pixels[0].shape[:2], pixels[1])
             ready.setdefault(camera.layout, []).append(item)
         done: list[Inferred] = []
         for layout, group in ready.items():
@@ -526,13 +670,17 @@ class PerceptionNode(LifecycleNode):
                 done += self._run_graph(group[start : start + settings.max_batch], capacity)
         return done
 
-    def _decode(self, camera: CameraChannel, frame: Frame, settings: params.Settings) -> tuple[np.ndarray, str] | None:
-        """(pixels as the graph takes them, encoding) of the frame, or None after reporting why it cannot be read."""
+    def _decode(self, camera: CameraChannel, frame: Frame, settings: params.Settings, outputs: set[str]) -> tuple[np.ndarray, str] | None:
+        """(pixels as the graph takes them, encoding) of the frame, or None after reporting why it cannot be read or why
+        computing ``outputs`` (deploy graph outputs) for it would exceed processing.memory_budget_mb."""
         try:
             if frame.compressed:
                 pixels, encoding = compressed_msg_to_array(frame.msg, settings.max_pixels)
             else:
                 pixels, encoding = image_msg_to_array(frame.msg, settings.max_pixels, copy=False), frame.msg.encoding
+            meta = self._pipeline.metadata if self._pipeline is not None else None
+            model_pixels = meta.input_height * meta.input_width if meta is not None and settings.resolution == "model" else None
+            check_frame(*pixels.shape[:2], outputs, settings.memory_budget_mb, model_pixels, settings.points_stride)
             return graph_input(pixels, encoding)
         except (ImageDecodeError, ValueError) as exc:
             self._reject_frame(camera, exc)
@@ -555,17 +703,21 @@ class PerceptionNode(LifecycleNode):
             try:
                 results = self._run_batch(pipeline, batch, names, capacity)
                 self._backend_error = None
+            except GraphPending:  # the layout's first engine is building off this thread: its frames wait for it
+                for item in batch:
+                    self._hold(item, pipeline)
+                return []
+            except ModelFileError as exc:  # a model or deploy graph file the backend cannot load: the backend's fault, never the frames'
+                if self._backend_failed(batch, exc):
+                    continue
+                return []
             except (ValueError, ImageDecodeError) as exc:  # the frames themselves: not the backend's fault
                 for item in batch:
                     self._reject_frame(item.camera, exc)
                 return []
             except Exception as exc:
-                if self._fall_back(exc):
+                if self._backend_failed(batch, exc):
                     continue
-                self._backend_error = f"{type(exc).__name__}: {exc}"
-                for item in batch:
-                    self._count_failure(item.camera)
-                self._report(None, "inference_error", f"inference failed on {self._backend_kind}: {exc}")
                 return []
             finished = time.perf_counter()
             self._graph_busy_s += finished - started
@@ -578,6 +730,16 @@ class PerceptionNode(LifecycleNode):
                     item.wanted -= {"points", "depth_camera_info"}
             return batch
         return []
+
+    def _backend_failed(self, batch: list[Inferred], exc: Exception) -> bool:
+        """The backend failed on ``batch``: True when the fallback took over (run it again there), else counted and reported."""
+        if self._fall_back(exc):
+            return True
+        self._backend_error = f"{type(exc).__name__}: {exc}"
+        for item in batch:
+            self._count_failure(item.camera)
+        self._report(None, "inference_error", f"inference failed on {self._backend_kind}: {exc}")
+        return False
 
     def _run_batch(self, pipeline: FramePipeline, batch: list[Inferred], names: set[str], capacity: int) -> list[FrameOutputs]:
         """pipeline.run_batch, with the camera info of a camera whose info describes another size left out (and reported)."""
@@ -621,6 +783,11 @@ class PerceptionNode(LifecycleNode):
                 publisher.publish(msg)
         times["publish"] = time.perf_counter()
         self._record(inferred.camera, times, inferred.frame)
+        if self._trims_due > 0:  # after an unusually large frame: both stages, then the output histories let go of its buffers
+            self._trims_due -= 1
+            release_freed_memory()  # give the heap pages they took back to the system
+        if inferred.pixels is not None and inferred.pixels[0].shape[0] * inferred.pixels[0].shape[1] > LARGE_FRAME_PIXELS:
+            self._trims_due = settings.output_qos_depth + 1  # its messages leave the keep-last output histories by then
 
     def _record(self, camera: CameraChannel, times: dict[str, float], frame: Frame) -> None:
         """Stage latencies and counters of one published frame (the hand-off wait is not a stage)."""
@@ -668,15 +835,20 @@ class PerceptionNode(LifecycleNode):
             "frames_dropped_before_publishing": dropped_publishing,
             "frames_failed": counts.get("failed", 0),
             "frames_skipped_no_subscribers": counts.get("skipped_no_subscribers", 0),
+            "frames_waiting_for_engine": counts.get("waiting_for_engine", 0),
             "bad_input": counts.get("bad_input", 0),
             "bad_camera_info": counts.get("bad_camera_info", 0),
             "camera_info_mismatch": counts.get("camera_info_mismatch", 0),
             "camera_info_unmatched": counts.get("camera_info_unmatched", 0),
             "inference_errors": backend.get("inference_error", 0),
             "backend_fallbacks": backend.get("backend_fallbacks", 0),
+            "cache_files_rebuilt": self._cache_repairs.count(),
             "backend": self._backend_kind or "none",
             "model": str(self._model_path or ""),
             "model_sha256": self._model_sha256,
+            "graphs_built": self._pipeline.graphs_built if self._pipeline is not None else 0,
+            "engine_outputs": self._engine_outputs_text(),
+            "engine_building": self._engine_build_text() or "none",
         }
         if camera is not None:
             values.update(latency_values(camera.latency.summary()))
@@ -691,8 +863,10 @@ class PerceptionNode(LifecycleNode):
             "graph_utilisation": min(1.0, self._graph_busy_s / period_s) if period_s > 0 else 0.0,
             "padding_frames": self._padding_frames,
             "graphs_built": self._pipeline.graphs_built if self._pipeline is not None else 0,
+            "engine_building": self._engine_build_text() or "none",
             "inference_errors": self._backend_counters.get("inference_error"),
             "backend_fallbacks": self._backend_counters.get("backend_fallbacks"),
+            "cache_files_rebuilt": self._cache_repairs.count(),
             "model_sha256": self._model_sha256,
         }
 
@@ -711,11 +885,14 @@ class PerceptionNode(LifecycleNode):
             failed_in_period=in_period["failed"],
             problems={**camera.counters.recent_problems(self._last_tick), **backend_problems},
             backend_error=self._backend_error,
+            building=self._engine_build_text(),
         )
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         period = now - self._last_tick
+        for repair in self._cache_repairs.new():  # logged once where it was found; WARN on /diagnostics for this period
+            self._backend_counters.problem(CACHE_FILE_REBUILT, repair)
         backend_problems = self._backend_counters.recent_problems(self._last_tick)
         statuses = []
         for camera in self._cameras:
@@ -734,6 +911,9 @@ class PerceptionNode(LifecycleNode):
         array.status = statuses
         if self._diag_pub is not None:
             self._diag_pub.publish(array)
+
+
+WAKE_PERIOD_S = 0.5  # the longest the executor of `perception_node` waits before it looks at the context again
 
 
 def main(args: list[str] | None = None) -> int:
@@ -759,9 +939,16 @@ def main(args: list[str] | None = None) -> int:
     else:
         node.get_logger().info("autostart is false: waiting for a lifecycle manager to configure and activate")
     try:
-        executor.spin()
+        # not executor.spin(): a signal's wake-up of a waiting executor can be lost (seen under CI with
+        # autostart:=false, where no timer wakes it: SIGINT went unanswered for 30 s); bounded waits see the
+        # shut-down context within WAKE_PERIOD_S whatever happens to that wake-up
+        while rclpy.ok(context=node.context):
+            executor.spin_once(timeout_sec=WAKE_PERIOD_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - a signal that shuts the context down while the executor builds its wait set
+        if rclpy.ok():  # surfaces as an RCLError ("the given context is not valid"): that is a shutdown too
+            raise
     finally:
         # the signal handler has already shut the context down: log to the console only (no /rosout)
         print(f"[{node.get_fully_qualified_name()}] shutting down: releasing the model and the topics", file=sys.stderr, flush=True)

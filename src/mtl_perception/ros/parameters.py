@@ -34,6 +34,9 @@ class ParamSpec:
     int_range: tuple[int, int] | None = None  # inclusive bounds of an integer
     float_range: tuple[float, float] | None = None  # inclusive bounds of a float
     constraints: str = ""  # free-text constraint shown by `ros2 param describe`
+    # String choices that ROS's YAML typing reads as numbers (unquoted nan / inf in a file, `-p`, `ros2 param set`):
+    # declared with dynamic typing, the numbers are accepted and normalised to the string they spell.
+    number_spellings: bool = False
 
 
 # Output topics (relative names, under the node's namespace) and the toggle of each.
@@ -75,10 +78,16 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("processing.max_rate_hz", 0.0, "Most frames processed per second; 0 = as many as the camera and inference allow", runtime=True, float_range=(0.0, 1000.0)),
     ParamSpec("processing.batch_wait_ms", 5.0, "With several cameras: how long the newest frame of one camera waits for the other live cameras' frames to share a batch", runtime=True, float_range=(0.0, 100.0)),
     ParamSpec("processing.max_batch", 4, "With several cameras: most frames of one camera size in one call of the deploy graph (one graph per batch size)", runtime=True, int_range=(1, 16)),
+    ParamSpec("processing.memory_budget_mb", 1536, "Most working memory (MB) one frame may take (deploy graph at camera resolution and "
+              "its messages, estimated from its pixels and the outputs computed for it: inference/memory_budget.py); a frame above "
+              "it is refused with the reason; 0 = no budget. The default leaves an 8 GB Jetson (memory shared by CPU and GPU) "
+              "room for the OS, the engine and the robot's other nodes, and admits 3840x2160 with every output", runtime=True,
+              int_range=(0, 1 << 20)),
     ParamSpec("processing.resize_mode", "letterbox", "How frames fit the network input: letterbox (keeps aspect ratio) or stretch", runtime=True, choices=("letterbox", "stretch")),
     ParamSpec("depth.min", 0.0, "Depth below this (metres) is published as NaN; 0 = the model's own minimum", runtime=True, float_range=(0.0, 1000.0)),
     ParamSpec("depth.max", 0.0, "Depth above this (metres) is published as NaN; 0 = the model's own maximum", runtime=True, float_range=(0.0, 1000.0), constraints="depth.min < depth.max when both are set"),
-    ParamSpec("depth.out_of_range", "nan", "Depth outside [depth.min, depth.max]: nan (REP-118 'no estimate'; RViz and depth_image_proc skip it) or inf (REP-117: -Inf too near, +Inf too far)", runtime=True, choices=("nan", "inf")),
+    ParamSpec("depth.out_of_range", "nan", "Depth outside [depth.min, depth.max]: nan (REP-118 'no estimate'; RViz and depth_image_proc skip it) or inf (REP-117: -Inf too near, +Inf too far)", runtime=True, choices=("nan", "inf"),
+              number_spellings=True),
     ParamSpec("depth.rescale_for_camera", True, "Scale depth by the camera's focal length over the training camera's (needs camera_info)", runtime=True),
     ParamSpec("points.stride", 4, "Use every N-th pixel along both axes for the point cloud", runtime=True, int_range=(1, 64)),
     ParamSpec("points.organized", False, "Organised cloud (one point per strided pixel, NaN where no depth) instead of valid points only", runtime=True),
@@ -115,6 +124,7 @@ class Settings:
     max_rate_hz: float
     batch_wait_ms: float
     max_batch: int
+    memory_budget_mb: int
     resize_mode: str
     depth_min: float
     depth_max: float
@@ -235,11 +245,24 @@ def check_topic_name(name: str, value: str) -> None:
                              "use letters, digits, '_' and '/' (e.g. 'image' or '/camera/color/image_raw')") from None
 
 
+def normalise(name: str, value: Any) -> Any:
+    """The value a parameter means: for ``number_spellings`` parameters a double NaN or +Inf (what ROS's YAML typing
+    makes of an unquoted ``nan`` / ``inf``) becomes the string "nan" / "inf"; every other value is returned as it is."""
+    spec = SPEC_BY_NAME.get(name)
+    if spec is not None and spec.number_spellings and isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value == math.inf:
+            return "inf"
+    return value
+
+
 def check_value(name: str, value: Any) -> None:
     """Raise ParameterError if ``value`` breaks the constraints of parameter ``name`` taken alone."""
     spec = SPEC_BY_NAME.get(name)
     if spec is None:
         raise ParameterError(f"unknown parameter '{name}'; valid parameters: {sorted(SPEC_BY_NAME)}")
+    value = normalise(name, value)
     if not isinstance(value, type(spec.default)) or (isinstance(value, bool) and not isinstance(spec.default, bool)):
         raise ParameterError(f"parameter '{name}' must be a {type(spec.default).__name__}, got {str(value)[:80]!r}")
     if spec.choices and value not in spec.choices:
@@ -262,7 +285,7 @@ def settings_from_values(values: dict[str, Any], previous: Settings | None = Non
     change fail, and the palette in force stays.
     """
     merged = {spec.name: spec.default for spec in SPECS}
-    merged.update(values)
+    merged.update({name: normalise(name, value) for name, value in values.items()})
     trusted = {name for name, value in merged.items() if previous is not None and name in previous.raw and previous.raw[name] == value}
     for name, value in merged.items():
         if name not in trusted:
@@ -293,6 +316,7 @@ def settings_from_values(values: dict[str, Any], previous: Settings | None = Non
         max_rate_hz=merged["processing.max_rate_hz"],
         batch_wait_ms=merged["processing.batch_wait_ms"],
         max_batch=merged["processing.max_batch"],
+        memory_budget_mb=merged["processing.memory_budget_mb"],
         resize_mode=merged["processing.resize_mode"],
         depth_min=merged["depth.min"],
         depth_max=merged["depth.max"],
@@ -329,6 +353,27 @@ def frame_settings(settings: Settings) -> FrameSettings:
     )
 
 
+def memory_budget_note(settings: Settings) -> str:
+    """One line for configure: the largest frame ``processing.memory_budget_mb`` admits with every enabled output, and
+    how it relates to ``input.max_pixels`` (the limit checked before decoding, whatever the outputs)."""
+    from mtl_perception.inference.memory_budget import example_size, largest_frame
+    from mtl_perception.ros.outputs import graph_outputs
+
+    if settings.memory_budget_mb <= 0:
+        return f"no memory budget (processing.memory_budget_mb = 0): frames up to input.max_pixels = {settings.max_pixels} pixels are served"
+    enabled = graph_outputs({key for key, on in settings.outputs.items() if on})
+    if settings.resolution == "model" or not enabled:
+        return (f"memory budget {settings.memory_budget_mb} MB: outputs at the network's resolution need little per camera pixel; "
+                f"input.max_pixels = {settings.max_pixels} bounds the frames")
+    limit = largest_frame(settings.memory_budget_mb, enabled, points_stride=settings.points_stride)
+    if limit >= settings.max_pixels:
+        return (f"memory budget {settings.memory_budget_mb} MB admits every frame input.max_pixels = {settings.max_pixels} allows "
+                f"with every enabled output ({limit} pixels, about {example_size(limit)})")
+    return (f"memory budget {settings.memory_budget_mb} MB admits frames up to {limit} pixels (about {example_size(limit)}) with every "
+            f"enabled output at input resolution, below input.max_pixels = {settings.max_pixels}: larger frames are refused per frame "
+            "unless fewer outputs are subscribed (or output.resolution: model)")
+
+
 def network_precision(settings: Settings, kind: str, provider: str) -> str:
     """The precision of the network file the deploy graph is composed from (``FramePipeline(precision=...)``).
 
@@ -351,7 +396,8 @@ def backend_options(settings: Settings, kind: str, provider: str) -> dict[str, A
     precision = None if settings.precision == "default" else settings.precision
     if kind == "onnxruntime":
         # fp16 / int8 on onnxruntime run the precision file (inference/precision.py ``precision_model_file``), which
-        # the caller opens instead of the model file; the TensorRT provider also gets its FP16 flag here.
+        # the caller opens instead of the model file; the TensorRT provider's FP16 flag set here applies to an FP32
+        # file only: for a precision file ``tensorrt_precision_flags`` (onnxruntime_backend.py) leaves it off.
         options: dict[str, Any] = {"provider": provider, "intra_op_threads": settings.threads}
         if provider == "tensorrt":
             if settings.engine_cache_dir:
@@ -395,6 +441,8 @@ def descriptor(spec: ParamSpec) -> Any:
     notes = [spec.constraints] if spec.constraints else []
     if spec.choices:
         notes.append("one of: " + ", ".join(repr(c) for c in spec.choices))
+    if spec.number_spellings:
+        notes.append("unquoted nan / inf (numbers to ROS's YAML typing) are accepted as the strings")
     notes.append("changes at run time" if spec.runtime else ("fixed at start-up" if spec.read_only else "changes only while unconfigured"))
     desc = ParameterDescriptor(
         name=spec.name,
@@ -402,6 +450,7 @@ def descriptor(spec: ParamSpec) -> Any:
         description=spec.description,
         additional_constraints="; ".join(notes),
         read_only=spec.read_only,
+        dynamic_typing=spec.number_spellings,
     )
     if spec.int_range:
         desc.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=0)]
@@ -410,10 +459,45 @@ def descriptor(spec: ParamSpec) -> Any:
     return desc
 
 
+YAML_TYPE_NAMES = {"DOUBLE": "a number", "INTEGER": "a number", "BOOL": "a boolean", "STRING": "a string",
+                   "BYTE_ARRAY": "a list", "BOOL_ARRAY": "a list", "INTEGER_ARRAY": "a list", "DOUBLE_ARRAY": "a list", "STRING_ARRAY": "a list"}
+
+
 def declare_all(node: Any) -> None:
-    """Declare every parameter of the table on ``node`` (values from launch/YAML overrides apply)."""
+    """Declare every parameter of the table on ``node`` (values from launch/YAML overrides apply).
+
+    A ``number_spellings`` value given as a number is stored as the string it means. An override of the wrong type
+    raises ParameterError, one line naming the parameter, what ROS read and the fix (quote a string value).
+    """
+    from rclpy.exceptions import InvalidParameterTypeException
+    from rclpy.parameter import Parameter
+
     for spec in SPECS:
-        node.declare_parameter(spec.name, spec.default, descriptor(spec))
+        try:
+            value = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+        except InvalidParameterTypeException as exc:
+            raise ParameterError(type_error_message(spec, str(exc))) from None
+        if spec.number_spellings:
+            meant = normalise(spec.name, value)
+            if not isinstance(meant, str):
+                raise ParameterError(f"parameter '{spec.name}' must be one of {list(spec.choices)}, but ROS read {value!r} as "
+                                     f"{YAML_TYPE_NAMES.get(Parameter.Type.from_parameter_value(value).name, 'another type')}: write one of those")
+            if meant is not value:
+                node.set_parameters([Parameter(spec.name, Parameter.Type.STRING, meant)])
+
+
+def type_error_message(spec: ParamSpec, rclpy_message: str) -> str:
+    """One line for an override of ``spec`` that rclpy refused for its type (``rclpy_message`` says what it read)."""
+    import re
+
+    read = re.search(r"to '(.*?)' of type '(\w+)'", rclpy_message)
+    given, kind = (read.group(1), read.group(2)) if read else ("?", "?")
+    wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(spec.default)]
+    if isinstance(spec.default, str):
+        key = spec.name.rsplit(".", 1)[-1]
+        return (f"parameter '{spec.name}' must be a string, but ROS read the unquoted value as {YAML_TYPE_NAMES.get(kind, kind)} ({kind} {given}): "
+                f"quote it as written (in a parameter file {key}: \"...\", on the command line -p '{spec.name}:=\"...\"')")
+    return f"parameter '{spec.name}' must be {wanted}, but ROS read {given!r} as {YAML_TYPE_NAMES.get(kind, kind)} ({kind}): give {wanted}"
 
 
 def read_values(node: Any, names: Iterable[str] | None = None) -> dict[str, Any]:

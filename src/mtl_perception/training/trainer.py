@@ -107,6 +107,13 @@ def _val_loader(dataset: Any, batch_size: int, info: DistInfo, workers: int, pin
     return DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
 
 
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Give every process rank 0's buffers (a collective; nothing in a single process)."""
+    if info.enabled:
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
 def load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any] | None) -> bool:
     """Restore a GradScaler; False (and a fresh scale) when the checkpoint's scaler was disabled.
 
@@ -205,8 +212,17 @@ class Trainer:
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> dict[str, dict[str, float]]:
+        """Metrics of the network on the validation set, each process on its own slice.
+
+        Runs the unwrapped network, never the DistributedDataParallel wrapper: the wrapper broadcasts the buffers
+        before every forward (a collective), and the slices differ by a batch when the set does not divide by
+        the number of processes, so a process with one batch more would wait forever. Rank 0's buffers
+        (BatchNorm statistics, which each process updates with its own batches) are broadcast once first, so
+        every process scores the network that rank 0 saves.
+        """
         loader = _val_loader(self.val_set, self.config.train.batch_size, self.dist, self.config.data.workers, self.pin_memory)
-        return evaluate_model(self.model, loader, self.tasks, self.config.model.num_classes, self.info.class_names,
+        broadcast_buffers(self.network, self.dist)
+        return evaluate_model(self.network, loader, self.tasks, self.config.model.num_classes, self.info.class_names,
                               self.device, self.dist)
 
     @property
@@ -308,7 +324,9 @@ class Trainer:
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         t = self.config.train
         losses = self._losses(self.model, batch)
-        total = self.weighting(losses, _shared_parameters(self.model))
+        # gradient-based weightings differentiate each task's loss: under AMP at the scaler's scale (FP16 underflow)
+        loss_scale = self.scaler.get_scale() if self.amp and self.weighting.USES_GRADIENTS else 1.0
+        total = self.weighting(losses, _shared_parameters(self.model), loss_scale)
         check_finite_loss(total, losses, self.step, self.dist, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()

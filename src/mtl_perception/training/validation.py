@@ -93,16 +93,21 @@ def apply_crop(batch: dict[str, Any], crop: str) -> dict[str, Any]:
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_model(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], tasks: list[str] | tuple[str, ...],
                    num_classes: int, class_names: list[str] | None = None, device: torch.device | str = "cpu",
                    dist_info: DistInfo | None = None, on_batch: Any = None, protocol: EvalProtocol | None = None) -> dict[str, dict[str, float]]:
-    """Accumulate metrics over ``batches`` (summed across processes when distributed).
+    """Accumulate metrics over ``batches`` (summed across processes when distributed), under inference mode.
+
+    ``model`` is the network itself, never a DistributedDataParallel wrapper (whose forward is a collective:
+    see ``Trainer.validate``); a wrapper is refused.
 
     Predictions whose size differs from the ground truth's are resized to it (``align_outputs``); ``protocol``
     sets the depth range and crop (default: no cap, no crop). ``on_batch(batch, outputs)`` is called for each
     batch (e.g. to collect contact-sheet rows).
     """
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        raise TypeError("evaluate_model runs the network itself: pass model.module, not its DistributedDataParallel wrapper")
     protocol = protocol or EvalProtocol()
     device = torch.device(device)
     was_training = getattr(model, "training", False)

@@ -1,8 +1,12 @@
 """Loss weighting: combines per-task losses into the scalar the optimiser minimises.
 
 Every scheme is an ``nn.Module`` (its parameters that require grad, if any, join the network's optimiser) with:
-- ``forward(losses, shared_parameters) -> total``: ``losses`` maps task -> scalar loss tensor;
-  ``shared_parameters`` are the last shared layer's parameters (for gradient-based schemes).
+- ``forward(losses, shared_parameters, loss_scale=1.0) -> total``: ``losses`` maps task -> scalar loss tensor;
+  ``shared_parameters`` are the last shared layer's parameters (for gradient-based schemes, ``USES_GRADIENTS``);
+  ``loss_scale`` is AMP's current loss scale (``GradScaler.get_scale()``): under autocast the gradients flow back
+  through FP16 activations, where a task's unscaled gradient underflows to zero (FP16's smallest subnormal is
+  6e-8), so those schemes differentiate ``loss_scale * L_t`` and divide the float32 result by ``loss_scale``, as
+  the optimiser's own backward does.
 - ``weights() -> dict[str, float]``: the current task weights, for logging.
 - ``after_step(losses)``: bookkeeping after the optimiser step (loss history, renormalisation).
 - ``RECOMPUTES_LOSSES`` / ``after_recompute(before, after)``: a scheme that sets the flag gets, after every
@@ -51,13 +55,14 @@ class LossWeighting(nn.Module):
 
     OPTIONS: tuple[str, ...] = ()  # names of the keyword options the scheme accepts
     RECOMPUTES_LOSSES = False  # True: the trainer calls after_recompute after every optimiser step
+    USES_GRADIENTS = False  # True: forward differentiates each task's loss (and needs AMP's loss_scale)
 
     def __init__(self, tasks: list[str], task_weights: dict[str, float]) -> None:
         super().__init__()
         self.tasks = list(tasks)
         self.initial = {t: float(task_weights.get(t, 1.0)) for t in self.tasks}
 
-    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
 
     def weights(self) -> dict[str, float]:
@@ -81,10 +86,17 @@ class LossWeighting(nn.Module):
         return torch.stack([losses[t] for t in self.tasks])
 
 
+def unscaled_gradients(loss: torch.Tensor, parameters: list[torch.Tensor], loss_scale: float = 1.0) -> list[torch.Tensor | None]:
+    """Float32 gradients of ``loss`` on ``parameters`` without a graph, taken of ``loss * loss_scale`` (so that
+    FP16 activation gradients under AMP do not underflow) and divided by ``loss_scale`` again; None: unused."""
+    grads = torch.autograd.grad(loss * loss_scale, parameters, retain_graph=True, allow_unused=True)
+    return [None if g is None else g.detach().float() / loss_scale for g in grads]
+
+
 class FixedWeighting(LossWeighting):
     """Constant task weights from the config."""
 
-    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
         return sum(self.initial[t] * losses[t] for t in self.tasks)
 
 
@@ -98,7 +110,7 @@ class UncertaintyWeighting(LossWeighting):
             raise ValueError(f"uncertainty weighting starts from train.task_weights, which must be positive; got {bad}")
         self.log_vars = nn.Parameter(torch.tensor([-math.log(self.initial[t]) for t in self.tasks]))
 
-    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
         stacked = self._stack(losses)
         return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
 
@@ -135,7 +147,7 @@ class DynamicWeightAveraging(LossWeighting):
         ratio = self.history[1] / self.history[0].clamp_min(1e-12)
         return count * torch.softmax(ratio / self.temperature, dim=0)
 
-    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
         stacked = self._stack(losses)
         scale = self._preferences().double() * self.factors()
         return (scale.to(stacked.device, stacked.dtype) * stacked).sum()
@@ -164,6 +176,7 @@ class GradNorm(LossWeighting):
     """
 
     OPTIONS = ("gradnorm_alpha",)
+    USES_GRADIENTS = True
 
     def __init__(self, tasks: list[str], task_weights: dict[str, float], gradnorm_alpha: float = 1.5) -> None:
         super().__init__(tasks, task_weights)
@@ -175,16 +188,15 @@ class GradNorm(LossWeighting):
         self.register_buffer("initial_losses", torch.zeros(len(self.tasks)))
         self.register_buffer("has_initial", torch.zeros((), dtype=torch.bool))
 
-    def gradient_norms(self, stacked: torch.Tensor, shared_parameters: list[torch.Tensor]) -> torch.Tensor:
-        """(T,) norms ``||grad_W L_t||`` over the shared parameters, without a graph."""
+    def gradient_norms(self, stacked: torch.Tensor, shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
+        """(T,) float32 norms ``||grad_W L_t||`` over the shared parameters, without a graph (``unscaled_gradients``)."""
         norms = []
         for loss in stacked:
-            grads = torch.autograd.grad(loss, shared_parameters, retain_graph=True, allow_unused=True)
-            squares = [g.detach().float().pow(2).sum() for g in grads if g is not None]
-            norms.append(torch.stack(squares).sum().sqrt() if squares else loss.new_zeros(()))
+            squares = [g.pow(2).sum() for g in unscaled_gradients(loss, shared_parameters, loss_scale) if g is not None]
+            norms.append(torch.stack(squares).sum().sqrt() if squares else loss.new_zeros((), dtype=torch.float32))
         return torch.stack(norms)
 
-    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
         stacked = self._stack(losses)
         weighted = (self.loss_weights.detach() * stacked).sum()
         if not (torch.is_grad_enabled() and stacked.requires_grad):
@@ -196,7 +208,9 @@ class GradNorm(LossWeighting):
         if not bool(self.has_initial):
             self.initial_losses.copy_(stacked.detach())
             self.has_initial.fill_(True)
-        norms = self.gradient_norms(stacked, shared)
+        norms = self.gradient_norms(stacked, shared, loss_scale)
+        if not bool(torch.isfinite(norms).all()):
+            return weighted  # AMP's scale overflowed (GradScaler then lowers it): no weight update from an infinite gradient
         grad_norms = self.loss_weights * norms
         ratio = stacked.detach() / self.initial_losses.clamp_min(1e-12)
         relative = ratio / ratio.mean().clamp_min(1e-12)
@@ -260,7 +274,7 @@ class FAMO(LossWeighting):
         self.logits = nn.Parameter(start.log() - start.log().mean(), requires_grad=False)
         self.optimizer = torch.optim.Adam([self.logits], lr=float(famo_lr), weight_decay=float(famo_weight_decay))
 
-    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
         stacked = self._stack(losses)
         levels = stacked.detach()
         if _training(stacked):
@@ -313,17 +327,20 @@ class AlignedMTL(LossWeighting):
     step's ``w``.
     """
 
+    USES_GRADIENTS = True
+
     def __init__(self, tasks: list[str], task_weights: dict[str, float]) -> None:
         super().__init__(tasks, task_weights)
         self.register_buffer("last_weights", self._preferences().double())
 
-    def task_gradients(self, stacked: torch.Tensor, shared_parameters: list[torch.Tensor]) -> torch.Tensor:
-        """(T, P) gradients of each loss on the shared parameters, flattened, without a graph (unused: zeros)."""
+    def task_gradients(self, stacked: torch.Tensor, shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
+        """(T, P) float32 gradients of each loss on the shared parameters, flattened, without a graph (unused:
+        zeros; ``unscaled_gradients``)."""
         size = sum(p.numel() for p in shared_parameters)
         gradients = torch.empty(len(stacked), size, dtype=torch.float32, device=stacked.device)
         for row, loss in zip(gradients, stacked):
-            grads = torch.autograd.grad(loss, shared_parameters, retain_graph=True, allow_unused=True)
-            torch.cat([(torch.zeros_like(p) if g is None else g.detach()).float().flatten()
+            grads = unscaled_gradients(loss, shared_parameters, loss_scale)
+            torch.cat([(torch.zeros_like(p, dtype=torch.float32) if g is None else g).flatten()
                        for p, g in zip(shared_parameters, grads)], out=row)  # one copy, straight into G
         return gradients
 
@@ -340,15 +357,16 @@ class AlignedMTL(LossWeighting):
         scales = torch.sqrt(values.min() / values)
         return vectors @ (scales * (vectors.T @ preferences))
 
-    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], shared_parameters: list[torch.Tensor], loss_scale: float = 1.0) -> torch.Tensor:
         stacked = self._stack(losses)
         if _training(stacked):
             shared = [p for p in shared_parameters if p.requires_grad]
             if not shared:
                 raise ValueError("aligned_mtl needs the model's last shared parameters (model.last_shared_parameters()); "
                                  "this architecture shares none: use loss_weighting fixed, uncertainty, dwa or famo")
-            gradients = mean_over_processes(self.task_gradients(stacked, shared))
-            self.last_weights.copy_(self.aligned_weights(gradients))
+            gradients = mean_over_processes(self.task_gradients(stacked, shared, loss_scale))
+            if bool(torch.isfinite(gradients).all()):  # else AMP's scale overflowed (on some rank): keep the last weights
+                self.last_weights.copy_(self.aligned_weights(gradients))
         return (self.last_weights.to(stacked) * stacked).sum()
 
     def weights(self) -> dict[str, float]:

@@ -2,7 +2,11 @@
 
 - ``infer(batch) -> {task: array}``: the network on a preprocessed float32 batch (evaluation, calibration);
 - ``run(feeds, output_names) -> {name: array}``: any graph by tensor name, for backends that run ONNX
-  files: the deploy graph (``inference/deploy_graph.py``) that the node and ``bag-eval`` use.
+  files: the deploy graph (``inference/deploy_graph.py``) that the node and ``bag-eval`` use;
+- ``input_names`` / ``output_names``: the opened graph's tensor names, in its order. Every backend has
+  them (abstract here), so a caller filters or checks feeds by them, never by probing attributes.
+  ``TensorGraphBackend`` gives them to the backends that open a graph by tensor name (ONNX Runtime, TensorRT):
+  the names the opened graph lists.
 
 ``graph`` selects what a backend opens: ``network`` (an exported model file, its inputs and outputs
 checked against its metadata) or ``deploy`` (a deploy graph composed from one: camera image and
@@ -45,6 +49,16 @@ class Backend(ABC):
     metadata: ModelMetadata
     batch_size: int | None = 1
 
+    @property
+    @abstractmethod
+    def input_names(self) -> list[str]:
+        """The opened graph's input tensor names, in the graph's order."""
+
+    @property
+    @abstractmethod
+    def output_names(self) -> list[str]:
+        """The opened graph's output tensor names, in the graph's order."""
+
     @abstractmethod
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run the network on a preprocessed batch."""
@@ -81,3 +95,22 @@ class Backend(ABC):
     def __repr__(self) -> str:
         meta = self.metadata
         return f"{type(self).__name__}({self.name}, {meta.architecture}/{meta.encoder}, {meta.input_height}x{meta.input_width}, tasks={meta.tasks})"
+
+
+class TensorGraphBackend(Backend):
+    """A backend that opens a graph whose tensors it runs by name (an ONNX file, a TensorRT engine).
+
+    Its ``__init__`` sets ``_input_names`` / ``_output_names`` to what the opened graph lists, in its order;
+    ``input_names`` / ``output_names`` hand out copies of them.
+    """
+
+    _input_names: list[str]
+    _output_names: list[str]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._output_names)

@@ -7,9 +7,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mtl_perception.inference.backends.base import Backend, BackendError, check_graph_kind
+from mtl_perception.inference.backends.base import BackendError, TensorGraphBackend, check_graph_kind
+from mtl_perception.inference.memory_budget import LARGE_FRAME_PIXELS
 from mtl_perception.inference.metadata import INPUT_NAME
 from mtl_perception.inference.model_file import REEXPORT_HINT, ModelFileError, metadata_from_props, static_batch_size, validate_io
+from mtl_perception.inference.precision import ORT_CPU_DISABLED_OPTIMIZERS, check_int8_onnxruntime, precision_of
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -39,6 +41,24 @@ def use_shared_cpu_arena(ort: Any, options: Any) -> None:
     options.add_session_config_entry("session.use_env_allocators", "1")
 
 
+def static_image_pixels(path: str | Path) -> int:
+    """Camera pixels of one run of a deploy graph file (batch x height x width of its static image input); 0 for
+    another graph or a file that does not parse (the session then reports it)."""
+    import onnx
+
+    from mtl_perception.inference.deploy_graph import IMAGE_INPUT
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - InferenceSession gives the damaged file its one-line error
+        return 0
+    for value in model.graph.input:
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if value.name == IMAGE_INPUT and len(dims) == 4 and all(d > 0 for d in dims):
+            return dims[0] * dims[1] * dims[2]
+    return 0
+
+
 def resolve_providers(provider: str, available: list[str]) -> list[str]:
     """Execution providers to request, most preferred first, always ending with CPU.
 
@@ -64,13 +84,34 @@ def resolve_providers(provider: str, available: list[str]) -> list[str]:
     return chain + [cpu]
 
 
-class OnnxRuntimeBackend(Backend):
+def tensorrt_precision_flags(precision: str, fp16: bool) -> dict[str, str]:
+    """The TensorRT provider's precision flags for a file of ``precision``: off for a precision file (see
+    ``OnnxRuntimeBackend._provider_options``); ``trt_fp16_enable`` as ``fp16`` asks for an FP32 file."""
+    return {"trt_fp16_enable": str(bool(fp16) and precision == "fp32"), "trt_int8_enable": "False"}
+
+
+def _file_precision(path: Path) -> str:
+    """The precision tag of a model file; fp32 for one that does not load (the session below says why)."""
+    try:
+        return precision_of(path)
+    except ModelFileError:
+        return "fp32"
+
+
+class OnnxRuntimeBackend(TensorGraphBackend):
     """Runs an exported model file with ONNX Runtime.
 
     provider: auto | cpu | cuda | tensorrt. graph_optimization: disable | basic | extended | all.
     intra_op_threads: threads inside an operator (0 = ONNX Runtime's default, one per physical core).
     tensorrt_cache_dir: where the TensorRT provider keeps its engines (provider 'tensorrt' only).
     graph: network (an exported model file) or deploy (a deploy graph composed from one).
+
+    Memory of a deploy graph on the CPU: graphs of normal frames share one arena (``use_shared_cpu_arena``); a graph
+    whose frames exceed ``memory_budget.LARGE_FRAME_PIXELS`` (an unusually large camera frame) runs without an arena, so
+    that its activations and outputs go back to the system as they are released instead of staying in the shared arena
+    for the life of the process. (The arena's ``memory.enable_memory_arena_shrinkage`` run option on large runs, tried
+    first, kept more: a node held 1145 MB after a 3840x2160 frame with it, 848 MB without an arena, 1338 MB before;
+    the outputs of a large run are still in use when the run ends, so its shrinkage cannot free them.)
     """
 
     name = "onnxruntime"
@@ -96,6 +137,8 @@ class OnnxRuntimeBackend(Backend):
         if intra_op_threads < 0 or inter_op_threads < 0:
             raise ValueError("intra_op_threads and inter_op_threads must be >= 0 (0 = onnxruntime default)")
         providers = resolve_providers(provider, ort.get_available_providers())
+        if providers[0] != PROVIDERS["tensorrt"] and _file_precision(path) == "int8":  # TensorRT's provider builds the file itself
+            check_int8_onnxruntime(ort.__version__, str(path))
         options = ort.SessionOptions()
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -108,11 +151,14 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         if graph == "deploy":  # the node's per-frame graph: idle inference threads must not spin on the cores its other stage needs
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if providers == [PROVIDERS["cpu"]]:  # one activation arena for all of a node's graphs (cameras, batch sizes)
+            if providers == [PROVIDERS["cpu"]] and static_image_pixels(path) > LARGE_FRAME_PIXELS:
+                options.enable_cpu_mem_arena = False  # an unusually large frame: its memory is returned, not kept
+            elif providers == [PROVIDERS["cpu"]]:  # one activation arena for all of a node's graphs (cameras, batch sizes)
                 use_shared_cpu_arena(ort, options)
         provider_options = [self._provider_options(p, tensorrt_fp16, tensorrt_cache_dir, path) for p in providers]
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers, provider_options=provider_options)
+            self.session = ort.InferenceSession(str(path), options, providers=providers, provider_options=provider_options,
+                                                disabled_optimizers=list(ORT_CPU_DISABLED_OPTIMIZERS))
         except Exception as exc:  # onnxruntime raises InvalidProtobuf, Fail, InvalidGraph, ... with a message
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFileError(f"model file {path} cannot be loaded: it is truncated or corrupt, or not an ONNX model ({first_line[:200]}); {REEXPORT_HINT}") from None
@@ -131,13 +177,14 @@ class OnnxRuntimeBackend(Backend):
         self.metadata = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.graph = check_graph_kind(graph)
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
-        self.input_names = list(inputs)
+        self._input_names = list(inputs)
+        self._output_names = [o.name for o in self.session.get_outputs()]
         if self.graph == "network":
             validate_io(inputs, {o.name: o.shape for o in self.session.get_outputs()}, self.metadata, str(path))
             self.batch_size = static_batch_size(inputs)
         self.providers = self.session.get_providers()
         self.path = path
-        self._output_names = [self.metadata.output_names[t] for t in self.metadata.tasks]
+        self._task_outputs = [self.metadata.output_names[t] for t in self.metadata.tasks]
 
     @staticmethod
     def _provider_options(provider: str, fp16: bool, cache_dir: str | Path | None, model_path: str | Path | None = None) -> dict[str, str]:
@@ -146,9 +193,13 @@ class OnnxRuntimeBackend(Backend):
         ONNX Runtime keys the TensorRT provider's cached engines by file name, tensor names and versions, not
         by weights (microsoft/onnxruntime#32254): each model file gets its own engine folder, named by its
         SHA-256, so a re-exported model with the same name never loads the old engine. The timing cache is
-        shared (ONNX Runtime names it by compute capability). A precision file (``precision.py``) turns on the
-        TensorRT flag its layers need: FP16 for the FP16 file, INT8 for the Q/DQ file (the provider builds
-        weakly typed networks, where explicit quantization needs the INT8 flag).
+        shared (ONNX Runtime names it by compute capability).
+
+        Precision flags: a precision file (``precision.py``: the FP16 file, the INT8 Q/DQ file) carries its
+        precision in its own types and Q/DQ nodes, so ``trt_fp16_enable`` and ``trt_int8_enable`` stay off for
+        it; either flag would make the provider's build weakly typed and let TensorRT run the layers the file
+        keeps in FP32 in FP16 (microsoft/onnxruntime#18707). ``fp16`` (``tensorrt_fp16``) applies to an FP32
+        file only: TensorRT then picks FP16 kernels where it likes, the weakly typed mode TensorRT 11 removed.
         """
         if provider != PROVIDERS["tensorrt"]:
             return {}
@@ -167,19 +218,19 @@ class OnnxRuntimeBackend(Backend):
         return {
             "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(engines),
             "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(timing),
-            "trt_fp16_enable": str(bool(fp16) or precision == "fp16"), "trt_int8_enable": str(precision == "int8"),
+            **tensorrt_precision_flags(precision, fp16),
         }
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.graph != "network":
             raise BackendError("this onnxruntime backend holds a deploy graph; infer() runs a network (use run())")
-        outputs = self.run({INPUT_NAME: self.check_batch(batch)}, self._output_names)
+        outputs = self.run({INPUT_NAME: self.check_batch(batch)}, self._task_outputs)
         return dict(zip(self.metadata.tasks, outputs.values()))
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         if self.session is None:
             raise BackendError("onnxruntime backend is closed")
-        names = list(output_names) if output_names is not None else [o.name for o in self.session.get_outputs()]
+        names = list(output_names) if output_names is not None else list(self._output_names)
         return dict(zip(names, self.session.run(names, dict(feeds))))
 
     def close(self) -> None:

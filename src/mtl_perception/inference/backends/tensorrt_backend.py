@@ -13,15 +13,15 @@ Version-specific calls live in ``network_creation_flags`` only (see there). Engi
 ``EngineCache`` (``engine_cache.py``), keyed by the parsed file's hash, the TensorRT version and the
 GPU (name, compute capability, SM count, memory): a matching engine is loaded and never rebuilt.
 
-Device memory and the CUDA stream come from PyTorch (a dependency, shipped with JetPack), through the
-small ``TorchCuda`` helper: buffers are allocated once per I/O tensor with the engine's shape and
-dtype (``trt.nptype(engine.get_tensor_dtype(name))``), bound with ``set_tensor_address``, and every
-``run`` is host->device copies, ``execute_async_v3`` and device->host copies on one stream, then a
-single synchronise. Build, deserialisation and every run happen with ``device`` current.
+Device memory, pinned host memory, the stream and the GPU's identity come from the CUDA runtime through
+cuda-python (``cuda_runtime.py``; JetPack has no PyTorch, and this module never imports it): buffers are
+allocated once per I/O tensor with the engine's shape and dtype (``trt.nptype(engine.get_tensor_dtype(name))``),
+bound with ``set_tensor_address``, and every ``run`` is host->device copies, ``execute_async_v3`` and
+device->host copies on one stream, then a single synchronise. Build, deserialisation and every run happen
+with ``device`` current.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -30,7 +30,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mtl_perception.inference.backends.base import Backend, BackendError, check_graph_kind
+from mtl_perception.inference.backends.base import BackendError, TensorGraphBackend, check_graph_kind
+from mtl_perception.inference.backends.cuda_runtime import FALLBACK_HINT, CudaRuntime, GpuIdentity, TensorBuffers, allocate, release
 from mtl_perception.inference.engine_cache import EngineCache, EngineKey, resolve_engine, timing_cache_name
 from mtl_perception.inference.metadata import INPUT_NAME, ModelMetadata
 from mtl_perception.inference.model_file import (
@@ -44,11 +45,11 @@ from mtl_perception.inference.model_file import (
 )
 
 LOG = logging.getLogger(__name__)
-TENSORRT_MIN = (10, 3)  # JetPack 6 (Jetson Orin) ships TensorRT 10.3; JetPack 7.2.2+ ships 11.4
+TENSORRT_MIN = (10, 3)  # JetPack 6.1+ (Jetson Orin) ships TensorRT 10.3 (6.0 ships 8.6); JetPack 7.2.2+ ships 11.4
 TENSORRT_MAJORS = (10, 11)
 TENSORRT_MISSING = (
     "the TensorRT Python package is not importable; on a Jetson it comes with JetPack (python3-libnvinfer), "
-    "on x86 install `tensorrt` from NVIDIA's package index; or use backend 'onnxruntime'"
+    "on x86 install `tensorrt` from NVIDIA's package index; or " + FALLBACK_HINT
 )
 
 
@@ -65,10 +66,15 @@ def import_tensorrt() -> Any:
     except ImportError:
         raise BackendError(TENSORRT_MISSING) from None
     version = trt_version(trt)
+    if version[0] == 8:
+        raise BackendError(
+            f"TensorRT {trt.__version__} found (JetPack 6.0 ships TensorRT 8.6): the tensorrt backend needs TensorRT "
+            f"{TENSORRT_MIN[0]}.{TENSORRT_MIN[1]}+, which comes with JetPack 6.1 and later (or 11.x); upgrade JetPack or {FALLBACK_HINT}"
+        )
     if version[0] not in TENSORRT_MAJORS or version < TENSORRT_MIN:
         raise BackendError(
             f"TensorRT {trt.__version__} found; this backend supports TensorRT 10.x from {TENSORRT_MIN[0]}.{TENSORRT_MIN[1]} "
-            "and 11.x (use backend 'onnxruntime' otherwise)"
+            f"and 11.x; {FALLBACK_HINT}"
         )
     return trt
 
@@ -100,68 +106,12 @@ def trt_logger(trt: Any) -> Any:
 
 # -- the GPU ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class GpuIdentity:
-    """What an engine and a timing cache depend on besides TensorRT."""
-
-    name: str
-    capability: str  # "major.minor"
-    sm_count: int
-    memory_gib: int
-
-
 def gpu_identity(device: int = 0) -> GpuIdentity:
-    """Name, compute capability, SM count and memory (GiB, rounded) of a CUDA device, through torch."""
-    import torch
+    """Name, compute capability, SM count and memory (GiB, rounded) of a CUDA device, from the CUDA runtime.
 
-    if not torch.cuda.is_available():
-        raise BackendError(f"the tensorrt backend needs a CUDA GPU, and torch {torch.__version__} sees none")
-    props = torch.cuda.get_device_properties(device)
-    return GpuIdentity(props.name, f"{props.major}.{props.minor}", int(props.multi_processor_count), int(round(props.total_memory / 2**30)))
-
-
-class TorchCuda:
-    """Device memory, pinned host memory, streams and the current device, through torch.cuda."""
-
-    def device_guard(self, device: int) -> contextlib.AbstractContextManager:
-        import torch
-
-        return torch.cuda.device(device) if torch.cuda.is_available() else contextlib.nullcontext()
-
-    def stream(self, device: int) -> Any:
-        import torch
-
-        return torch.cuda.Stream(device=device)
-
-    def stream_guard(self, stream: Any) -> contextlib.AbstractContextManager:
-        import torch
-
-        return torch.cuda.stream(stream)
-
-    def stream_handle(self, stream: Any) -> int:
-        return int(stream.cuda_stream)
-
-    def empty(self, shape: tuple[int, ...], dtype: np.dtype, device: int) -> Any:
-        import torch
-
-        return torch.empty(shape, dtype=torch_dtype(dtype), device=torch.device("cuda", device))
-
-    def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> Any:
-        import torch
-
-        return torch.empty(shape, dtype=torch_dtype(dtype)).pin_memory()
-
-    def pointer(self, tensor: Any) -> int:
-        return int(tensor.data_ptr())
-
-
-CUDA = TorchCuda()  # replaced by tests with a CPU stand-in
-
-
-def torch_dtype(dtype: np.dtype) -> Any:
-    import torch
-
-    return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+    BackendError (one line, naming the backend and the fallback) when cuda-python is missing or no device is seen.
+    """
+    return CudaRuntime().identity(device)
 
 
 # -- build -------------------------------------------------------------------------------------------
@@ -214,22 +164,37 @@ def _dynamic_inputs(onnx_path: Path) -> dict[str, list[int]]:
 
 
 def _attach_timing_cache(trt: Any, config: Any, path: Path) -> Any:
-    """Give the builder config the timing cache at ``path`` (or a fresh one when it does not fit this device)."""
-    data = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    if config.set_timing_cache(cache, False):
-        return cache
-    LOG.warning("timing cache %s was written for another device or TensorRT build; starting a fresh one", path)
+    """Give the builder config the timing cache at ``path``, or a fresh one when TensorRT cannot use it.
+
+    The file is read only when its bytes match the content hash beside it (``fileio.sound_cache_file``): a
+    damaged one is reported once and removed, never handed to TensorRT. ``create_timing_cache`` returns None
+    for a blob it cannot read (another TensorRT build) and ``set_timing_cache`` returns False for one of another
+    device: both start a fresh cache. The build writes the cache back (``_store_timing_cache``).
+    """
+    from mtl_perception.fileio import sound_cache_file
+
+    data = path.read_bytes() if path.is_file() and sound_cache_file(path, "starting a fresh timing cache") else b""
+    if data:
+        cache = config.create_timing_cache(data)
+        if cache is not None and config.set_timing_cache(cache, False):
+            return cache
+        LOG.warning("timing cache %s was written for another device or TensorRT build; starting a fresh one", path)
     cache = config.create_timing_cache(b"")
-    if not config.set_timing_cache(cache, False):
+    if cache is None or not config.set_timing_cache(cache, False):
         raise BackendError("TensorRT refused an empty timing cache; see the TensorRT log above")
     return cache
 
 
+def _store_timing_cache(path: Path, blob: bytes) -> None:
+    """Write the builder's timing cache and its content hash (one writer at a time across processes)."""
+    from mtl_perception.fileio import cache_lock, write_cache_file
+
+    with cache_lock(path):
+        write_cache_file(path, blob)
+
+
 def build_engine(trt: Any, onnx_path: Path, meta: ModelMetadata, key: EngineKey, options: BuildOptions, cache_dir: Path) -> bytes:
     """Parse the precision (or deploy) file into a strongly typed network and build a serialised engine for ``key``."""
-    from mtl_perception.fileio import atomic_write_bytes
-
     logger = trt_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(network_creation_flags(trt))
@@ -239,8 +204,9 @@ def build_engine(trt: Any, onnx_path: Path, meta: ModelMetadata, key: EngineKey,
         raise BackendError(f"TensorRT could not parse {onnx_path}: {errors}; run `mtl-perception check-trt --model {onnx_path}`")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_mb) << 20)
-    if key.precision == "fp32":
-        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 is on by default and rounds FP32 matmul inputs to 10-bit mantissas
+    # TF32 is on by default and rounds FP32 matmul inputs to 10-bit mantissas: off for every precision, since the
+    # FP16 and INT8 files keep their sensitive layers in FP32 on purpose
+    config.clear_flag(trt.BuilderFlag.TF32)
     timing_path = cache_dir / timing_cache_name(key)
     _attach_timing_cache(trt, config, timing_path)
 
@@ -256,7 +222,9 @@ def build_engine(trt: Any, onnx_path: Path, meta: ModelMetadata, key: EngineKey,
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f"TensorRT failed to build an engine for {onnx_path} ({key.precision}); see the TensorRT log above, or raise --workspace-mb")
-    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    timing = config.get_timing_cache()
+    if timing is not None:
+        _store_timing_cache(timing_path, bytes(timing.serialize()))
     return bytes(serialized)
 
 
@@ -285,7 +253,7 @@ def prepare_engine(
     for ``options.precision``. graph='deploy': ``onnx_path`` is a deploy graph, parsed as it is, in its
     own precision (``options.precision``, when given, must be that precision).
     """
-    from mtl_perception.fileio import file_sha256
+    from mtl_perception.fileio import cache_lock, file_sha256, report_damaged
     from mtl_perception.inference.precision import CalibrationSpec, precision_model_file, precision_of
 
     options = options or BuildOptions()
@@ -320,15 +288,21 @@ def prepare_engine(
     decision = resolve_engine(cache, key, on_mismatch, allow_build)
     if decision.status == "hit" and decision.engine_path is not None:
         return decision.engine_path, key, "cache", meta
-    if decision.reasons:
-        LOG.warning("building a TensorRT engine: %s", decision.message(key))
-    start = time.perf_counter()
     cache.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with CUDA.device_guard(device):
-        engine = build_engine(trt, build_path, meta, key, options, cache.root)
-    extra = {"metadata": meta.to_json(), "onnx_file": build_path.name, "source_file": onnx_path.name, "graph": graph,
-             "workspace_mb": options.workspace_mb, "build_seconds": round(time.perf_counter() - start, 1)}
-    return cache.store(key, onnx_path.stem, engine, extra), key, "built", meta
+    with cache_lock(cache.paths(key, onnx_path.stem)[0]):  # one build per engine across processes; the others wait and load it
+        decision = resolve_engine(cache, key, on_mismatch, allow_build)
+        if decision.status == "hit" and decision.engine_path is not None:
+            return decision.engine_path, key, "cache", meta
+        if decision.damaged is not None:
+            report_damaged(decision.damaged, "; ".join(decision.reasons), "building the engine again")
+        elif decision.reasons:
+            LOG.warning("building a TensorRT engine: %s", decision.message(key))
+        start = time.perf_counter()
+        with CudaRuntime().device_guard(device):
+            engine = build_engine(trt, build_path, meta, key, options, cache.root)
+        extra = {"metadata": meta.to_json(), "onnx_file": build_path.name, "source_file": onnx_path.name, "graph": graph,
+                 "workspace_mb": options.workspace_mb, "build_seconds": round(time.perf_counter() - start, 1)}
+        return cache.store(key, onnx_path.stem, engine, extra), key, "built", meta
 
 
 # -- run ---------------------------------------------------------------------------------------------
@@ -348,12 +322,17 @@ def engine_io(trt: Any, engine: Any) -> dict[str, TensorSpec]:
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
         shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+        trt_type = engine.get_tensor_dtype(name)
+        try:
+            dtype = np.dtype(trt.nptype(trt_type))
+        except TypeError:
+            raise BackendError(f"engine tensor '{name}' has TensorRT type {trt_type}, which has no NumPy type; "
+                               "keep the graph's inputs and outputs in float32, float16, int8, uint8, int32, int64 or bool") from None
         specs[name] = TensorSpec(shape, dtype, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT)
     return specs
 
 
-class TensorRTBackend(Backend):
+class TensorRTBackend(TensorGraphBackend):
     """Runs a TensorRT engine built from (or cached for) an ONNX network file or deploy graph.
 
     precision: fp32 | fp16 | int8 (default fp16 for a network; a deploy graph's own for graph='deploy').
@@ -383,72 +362,89 @@ class TensorRTBackend(Backend):
         resize_mode: str = "letterbox",
     ) -> None:
         self.context = None
+        self.stream = None
+        self._buffers: dict[str, TensorBuffers] = {}
+        self._input_names: list[str] = []
+        self._output_names: list[str] = []
         self.graph = check_graph_kind(graph)
         if precision is None and graph == "network":
             precision = "fp16"
         trt = import_tensorrt()
-        self._cuda = CUDA
+        self._cuda = CudaRuntime()
         self.device_index = int(device)
-        self.stream = None
+        self._cuda.identity(self.device_index)  # no GPU, or no such device: one line naming the fallback, before anything else
         options = BuildOptions(precision, workspace_mb, max_batch, calibration_source, calibration_topic, resize_mode=resize_mode)
         with self._cuda.device_guard(self.device_index):
             self.engine_path, self.key, self.engine_source, self.metadata = prepare_engine(
                 model_path, options, cache_dir, on_mismatch, allow_build, self.device_index, graph)
             self._runtime = trt.Runtime(trt_logger(trt))
             self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+            if self.engine is None and self.engine_source == "cache":  # a cached engine TensorRT refuses: built again, once
+                from mtl_perception.fileio import report_damaged
+
+                report_damaged(self.engine_path, "TensorRT could not deserialise it", "building the engine again")
+                EngineCache.discard(self.engine_path)
+                self.engine_path, self.key, self.engine_source, self.metadata = prepare_engine(
+                    model_path, options, cache_dir, on_mismatch, allow_build, self.device_index, graph)
+                self.engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
             if self.engine is None:
-                raise BackendError(f"TensorRT could not deserialise {self.engine_path}; delete it and its .json sidecar to rebuild")
+                raise BackendError(f"TensorRT could not deserialise {self.engine_path}, which it just built; see the TensorRT log above")
             context = self.engine.create_execution_context()
             if context is None:
                 raise BackendError(f"TensorRT could not create an execution context for {self.engine_path.name} (out of GPU memory?)")
             self.specs = engine_io(trt, self.engine)
-            self.inputs = [n for n, s in self.specs.items() if s.is_input]
-            self.outputs = [n for n, s in self.specs.items() if not s.is_input]
+            self._input_names = [n for n, s in self.specs.items() if s.is_input]
+            self._output_names = [n for n, s in self.specs.items() if not s.is_input]
             if self.graph == "network":
-                validate_io({n: list(self.specs[n].shape) for n in self.inputs}, {n: list(self.specs[n].shape) for n in self.outputs},
+                validate_io({n: list(self.specs[n].shape) for n in self._input_names}, {n: list(self.specs[n].shape) for n in self._output_names},
                             self.metadata, f"TensorRT engine {self.engine_path.name}")
-            self.dynamic_batch = any(self.specs[n].shape and self.specs[n].shape[0] < 0 for n in self.inputs)
+            self.dynamic_batch = any(self.specs[n].shape and self.specs[n].shape[0] < 0 for n in self._input_names)
             self.max_batch = int(self.key.input_shape[0]) if self.dynamic_batch else 1
-            first = self.specs[self.inputs[0]].shape if self.inputs else ()
+            first = self.specs[self._input_names[0]].shape if self._input_names else ()
             self.batch_size = None if self.dynamic_batch else (first[0] if self.graph == "network" and first else None)
-            shapes = plan_buffers({n: s.shape for n, s in self.specs.items()}, self.max_batch)
-            self.stream = self._cuda.stream(self.device_index)
-            self._device_buffers: dict[str, Any] = {}
-            self._host_buffers: dict[str, Any] = {}
-            for name, shape in shapes.items():
-                dtype = self.specs[name].dtype
-                self._device_buffers[name] = self._cuda.empty(shape, dtype, self.device_index)
-                self._host_buffers[name] = self._cuda.pinned(shape, dtype)
-                if not context.set_tensor_address(name, self._cuda.pointer(self._device_buffers[name])):
-                    raise BackendError(f"TensorRT refused the buffer of tensor '{name}' of {self.engine_path.name}")
+            try:
+                self._bind(context, plan_buffers({n: s.shape for n, s in self.specs.items()}, self.max_batch))
+            except BaseException:
+                self._free()
+                raise
             self.context = context
         self._outputs = {t: self.metadata.output_names[t] for t in self.metadata.tasks} if self.graph == "network" else {}
         self.name = f"tensorrt-{self.key.precision}"
+
+    def _bind(self, context: Any, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """Allocate the stream and every tensor's device and pinned host buffers; bind the device ones."""
+        self.stream = self._cuda.create_stream()
+        for name, shape in shapes.items():
+            self._buffers[name] = buffers = allocate(self._cuda, shape, self.specs[name].dtype)
+            if not context.set_tensor_address(name, buffers.device):
+                raise BackendError(f"TensorRT refused the buffer of tensor '{name}' of {self.engine_path.name}")
 
     # the contract ------------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the engine on named inputs; the named outputs (all when None), by name, with the engine's dtypes."""
         if self.context is None:
             raise BackendError("tensorrt backend is closed")
-        names = list(output_names) if output_names is not None else list(self.outputs)
-        unknown = [n for n in names if n not in self.outputs]
+        names = list(output_names) if output_names is not None else list(self._output_names)
+        unknown = [n for n in names if n not in self._output_names]
         if unknown:
-            raise ValueError(f"{self.name}: no output(s) {unknown}; outputs: {self.outputs}")
+            raise ValueError(f"{self.name}: no output(s) {unknown}; outputs: {self._output_names}")
         arrays, count = self._check_feeds(feeds)
-        with self._cuda.device_guard(self.device_index):
+        cuda, stream = self._cuda, self.stream
+        with cuda.device_guard(self.device_index):
             for name, array in arrays.items():
-                if self.specs[name].shape and self.specs[name].shape[0] < 0 and not self.context.set_input_shape(name, array.shape):
+                rows = self._rows(name, count)
+                if rows is not None and not self.context.set_input_shape(name, array.shape):
                     raise BackendError(f"{self.name}: TensorRT refused input shape {array.shape} for '{name}'")
-                self._rows(self._host_buffers[name], name, count).copy_(_as_tensor(array))
-            with self._cuda.stream_guard(self.stream):
-                for name in arrays:
-                    self._rows(self._device_buffers[name], name, count).copy_(self._rows(self._host_buffers[name], name, count), non_blocking=True)
-                if not self.context.execute_async_v3(self._cuda.stream_handle(self.stream)):
-                    raise BackendError(f"{self.name}: execute_async_v3 failed; see the TensorRT log")
-                for name in names:
-                    self._rows(self._host_buffers[name], name, count).copy_(self._rows(self._device_buffers[name], name, count), non_blocking=True)
-            self.stream.synchronize()
-        return {name: self._rows(self._host_buffers[name], name, count).numpy().copy() for name in names}
+                buffers = self._buffers[name]
+                np.copyto(buffers.array[:rows] if rows is not None else buffers.array, array)
+                cuda.copy_to_device(buffers.device, buffers.host, buffers.rows_nbytes(rows), stream)
+            if not self.context.execute_async_v3(cuda.handle(stream)):
+                raise BackendError(f"{self.name}: execute_async_v3 failed; see the TensorRT log")
+            for name in names:
+                buffers = self._buffers[name]
+                cuda.copy_to_host(buffers.host, buffers.device, buffers.rows_nbytes(self._rows(name, count)), stream)
+            cuda.synchronize(stream)
+        return {name: self._host_rows(name, count).copy() for name in names}
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.graph != "network":
@@ -462,25 +458,34 @@ class TensorRTBackend(Backend):
         return {task: outputs[name].astype(np.float32, copy=False) for task, name in self._outputs.items()}
 
     def close(self) -> None:
-        if self.stream is not None:
-            with self._cuda.device_guard(self.device_index):
-                self.stream.synchronize()  # no copy or kernel may still use the buffers freed below
+        """Wait for the stream (no copy or kernel may still use the buffers), then free buffers and stream."""
         self.context = None
+        self._free()
         self.engine = None
-        self.stream = None
-        self._device_buffers = {}
-        self._host_buffers = {}
+
+    def _free(self) -> None:
+        if self.stream is None and not self._buffers:
+            return
+        with self._cuda.device_guard(self.device_index):
+            if self.stream is not None:
+                self._cuda.synchronize(self.stream)
+            buffers, self._buffers = self._buffers, {}
+            for item in buffers.values():
+                release(self._cuda, item)
+            if self.stream is not None:
+                stream, self.stream = self.stream, None
+                self._cuda.destroy_stream(stream)
 
     # helpers -----------------------------------------------------------------------------------
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
         """The inputs as contiguous arrays of the engine's dtypes and shapes, and the batch (rows) they hold."""
-        missing = [n for n in self.inputs if n not in feeds]
-        extra = [n for n in feeds if n not in self.inputs]
+        missing = [n for n in self._input_names if n not in feeds]
+        extra = [n for n in feeds if n not in self._input_names]
         if missing or extra:
-            raise ValueError(f"{self.name}: inputs are {self.inputs}; missing {missing}, unknown {extra}")
+            raise ValueError(f"{self.name}: inputs are {self._input_names}; missing {missing}, unknown {extra}")
         arrays: dict[str, np.ndarray] = {}
         count = self.max_batch
-        for name in self.inputs:
+        for name in self._input_names:
             array = np.asarray(feeds[name])
             spec = self.specs[name]
             if array.dtype != spec.dtype:
@@ -496,14 +501,12 @@ class TensorRTBackend(Backend):
             arrays[name] = np.ascontiguousarray(array)
         return arrays, count
 
-    def _rows(self, tensor: Any, name: str, count: int) -> Any:
-        """The first ``count`` rows of a dynamic-batch tensor's buffer; the whole buffer of a static one."""
+    def _rows(self, name: str, count: int) -> int | None:
+        """``count`` for a dynamic-batch tensor (its first rows are used); None for a static one (all of it)."""
         shape = self.specs[name].shape
-        return tensor[:count] if shape and shape[0] < 0 else tensor
+        return count if shape and shape[0] < 0 else None
 
-
-def _as_tensor(array: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(array)
-
+    def _host_rows(self, name: str, count: int) -> np.ndarray:
+        rows = self._rows(name, count)
+        array = self._buffers[name].array
+        return array[:rows] if rows is not None else array

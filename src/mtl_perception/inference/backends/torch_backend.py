@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mtl_perception.inference.backends.base import Backend, BackendError
+from mtl_perception.inference.metadata import INPUT_NAME
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16")
@@ -53,6 +54,14 @@ class TorchBackend(Backend):
         self.precision = precision
         self.batch_size = None
         self.name = f"torch-{self.device.split(':')[0]}-{precision}"
+
+    @property
+    def input_names(self) -> list[str]:
+        return [INPUT_NAME]  # the network's input, as its export names it
+
+    @property
+    def output_names(self) -> list[str]:
+        return [self.metadata.output_names[t] for t in self.metadata.tasks]
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         import torch
