@@ -11,7 +11,7 @@ from mtl_perception.inference.backends.base import BackendError, TensorGraphBack
 from mtl_perception.inference.memory_budget import LARGE_FRAME_PIXELS
 from mtl_perception.inference.metadata import INPUT_NAME
 from mtl_perception.inference.model_file import REEXPORT_HINT, ModelFileError, metadata_from_props, static_batch_size, validate_io
-from mtl_perception.inference.precision import ORT_CPU_DISABLED_OPTIMIZERS, check_int8_onnxruntime, precision_of
+from mtl_perception.inference.precision import ORT_CPU_DISABLED_OPTIMIZERS, PRECISION_KEY, check_int8_onnxruntime
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -90,14 +90,6 @@ def tensorrt_precision_flags(precision: str, fp16: bool) -> dict[str, str]:
     return {"trt_fp16_enable": str(bool(fp16) and precision == "fp32"), "trt_int8_enable": "False"}
 
 
-def _file_precision(path: Path) -> str:
-    """The precision tag of a model file; fp32 for one that does not load (the session below says why)."""
-    try:
-        return precision_of(path)
-    except ModelFileError:
-        return "fp32"
-
-
 class OnnxRuntimeBackend(TensorGraphBackend):
     """Runs an exported model file with ONNX Runtime.
 
@@ -137,8 +129,6 @@ class OnnxRuntimeBackend(TensorGraphBackend):
         if intra_op_threads < 0 or inter_op_threads < 0:
             raise ValueError("intra_op_threads and inter_op_threads must be >= 0 (0 = onnxruntime default)")
         providers = resolve_providers(provider, ort.get_available_providers())
-        if providers[0] != PROVIDERS["tensorrt"] and _file_precision(path) == "int8":  # TensorRT's provider builds the file itself
-            check_int8_onnxruntime(ort.__version__, str(path))
         options = ort.SessionOptions()
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -174,7 +164,10 @@ class OnnxRuntimeBackend(TensorGraphBackend):
             import logging
 
             logging.getLogger(__name__).warning("onnxruntime provider 'auto': %s", self.provider_fallback)
-        self.metadata = metadata_from_props(self.session.get_modelmeta().custom_metadata_map, str(path))
+        props = self.session.get_modelmeta().custom_metadata_map
+        if providers[0] != PROVIDERS["tensorrt"] and props.get(PRECISION_KEY) == "int8":  # TensorRT's provider builds the file itself
+            check_int8_onnxruntime(ort.__version__, str(path))
+        self.metadata = metadata_from_props(props, str(path))
         self.graph = check_graph_kind(graph)
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         self._input_names = list(inputs)
