@@ -8,20 +8,19 @@ MIN_VENV ?= .venv-min
 MIN_PY := $(MIN_VENV)/bin/python
 MIN_STAMP := $(MIN_VENV)/.installed
 # `make test-min`: the suite against the oldest versions setup.py admits (constraints/minimum.txt), with the
-# same ROS wheels and the same torch. Left out: tests of processes, timing and transport rather than of library
-# versions, which are also the slowest (soak, fault injection, Fast DDS delivery, multi-process, the study, the
-# demo); the training runs and the two-process DDP test and the export matrix of every sharing depth (torch is
-# not at a floor; the exporter at the onnx/onnxscript floors is tested by test_inference_export.py); and every
-# test of a live ROS graph (marker `ros`: the same ros-* wheels in both venvs; the deploy graph they run is
-# tested at the floors by test_inference_deploy_graph.py).
-MIN_SKIP := --ignore=test/test_reliability_soak.py --ignore=test/test_reliability_faults.py \
-	--ignore=test/test_reliability_delivery.py --ignore=test/test_ros_multiprocess.py \
-	--ignore=test/test_ros_node.py --ignore=test/test_ros_pipelined.py --ignore=test/test_ros_cameras.py \
-	--ignore=test/test_bags_replay.py \
-	--ignore=test/test_study.py --ignore=test/test_demo.py \
-	--ignore=test/test_training_run.py --ignore=test/test_model_sharing.py \
-	--deselect=test/test_training_weighting.py::test_two_processes_weight_with_the_global_batch \
-	-m "not ros"
+# same ROS wheels and the same torch. Left out, by marker (test/conftest.py lists them): `slow`, tests of processes,
+# timing and transport rather than of library versions, which are also the slowest (soak, fault injection,
+# multi-process nodes, the study, the demo), the training runs, the two-process DDP test and the export matrix of
+# every sharing depth (torch is not at a floor; the exporter at the onnx/onnxscript floors is tested by
+# test_inference_export.py); and `ros`, every test of a live ROS graph (the same ros-* wheels in both venvs; the
+# deploy graph they run is tested at the floors by test_inference_deploy_graph.py).
+MIN_MARKERS := not slow and not ros
+
+# Every pytest run is two phases: the suite less the `serial` tests on two pytest-xdist workers (test/conftest.py
+# keeps each group of modules on one worker: every live ROS graph, the shared export cache), then the `serial` tests
+# alone (their assertions measure wall time). Both print their 25 slowest steps.
+PARALLEL := -n 2 --durations=25
+SERIAL := --durations=25
 
 JAZZY_VENV ?= .venv-jazzy
 JAZZY_PY := $(JAZZY_VENV)/bin/python
@@ -48,11 +47,13 @@ $(STAMP): requirements.txt setup.py setup.cfg
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q test $(PARALLEL) -m "not serial"
+	$(PY) -m pytest -q test $(SERIAL) -m "serial"
 
 # the inner loop: everything but the tests marked slow (see test/conftest.py)
 test-fast: $(STAMP)
-	$(PY) -m pytest -q test -m "not slow"
+	$(PY) -m pytest -q test $(PARALLEL) -m "not slow and not serial"
+	$(PY) -m pytest -q test $(SERIAL) -m "not slow and serial"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -67,7 +68,8 @@ $(MIN_STAMP): constraints/minimum.txt requirements.txt setup.py setup.cfg
 
 test-min: $(MIN_STAMP)
 	@$(MIN_PY) -c "import importlib.metadata as m; names = [l.split('==')[0] for l in open('constraints/minimum.txt') if l[:1].isalnum()]; print('minimum versions:', ' '.join(n + '==' + m.version(n) for n in names))"
-	$(MIN_PY) -m pytest -q test $(MIN_SKIP)
+	$(MIN_PY) -m pytest -q test $(PARALLEL) -m "$(MIN_MARKERS) and not serial"
+	$(MIN_PY) -m pytest -q test $(SERIAL) -m "$(MIN_MARKERS) and serial"
 
 $(JAZZY_STAMP): constraints/jazzy.txt requirements.txt setup.py setup.cfg
 	rm -rf $(JAZZY_VENV)
@@ -80,7 +82,7 @@ $(JAZZY_STAMP): constraints/jazzy.txt requirements.txt setup.py setup.cfg
 
 test-jazzy: $(JAZZY_STAMP)
 	@$(JAZZY_PY) -c "import importlib.metadata as m; print('ROS wheels:', ' '.join(n + '==' + m.version(n) for n in ('ros-rclpy', 'ros-rmw-fastrtps-cpp', 'ros-fastrtps')))"
-	$(JAZZY_PY) -m pytest -q $(JAZZY_TESTS)
+	$(JAZZY_PY) -m pytest -q $(JAZZY_TESTS) $(SERIAL)
 
 # `make gpu-check-deps`: .gpu_deps/, the wheels benchmarks/gpu_check.py needs on a bare CUDA machine (pydantic,
 # PyYAML, onnxconverter-common) for CPython 3.10-3.13 on x86_64 and aarch64, downloaded with pip (tools/gpu_deps.py);

@@ -5,10 +5,12 @@ from setuptools import find_packages, setup
 
 PACKAGE = "mtl_perception"
 # scipy: only the tests (and tools/) read .mat files with it
-TEST_REQUIRES = ["pytest>=7.4.4", "scipy>=1.10", "hypothesis>=6.170.15"]
+TEST_REQUIRES = ["pytest>=7.4.4", "pytest-xdist>=3.8.0", "scipy>=1.10", "hypothesis>=6.170.15"]
 # the native TensorRT backend takes device memory, streams and the GPU's identity from the CUDA runtime through
 # cuda-python (cuda.bindings.runtime, from 12.6.2): 12.x for CUDA 12 (JetPack 6.1+), 13.x for CUDA 13 (JetPack 7)
 TENSORRT_REQUIRES = ["cuda-python>=12.6.2"]
+# bag-eval --executor ray: evaluating a fleet's bags on a Ray cluster (never imported by the node)
+FLEET_REQUIRES = ["ray>=2.60.0"]
 
 setup(
     name=PACKAGE,
@@ -49,7 +51,7 @@ setup(
     ],
     # `colcon test` runs pytest only when setup.py names it here (otherwise unittest, which finds nothing);
     # colcon reads extras_require["test"] as well as the older tests_require, which setuptools >= 72 rejects.
-    extras_require={"test": TEST_REQUIRES, "tensorrt": TENSORRT_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "tensorrt": TENSORRT_REQUIRES, "fleet": FLEET_REQUIRES},
     zip_safe=False,
     maintainer="mtl_perception maintainers",
     maintainer_email="maintainers@mtl-perception.dev",

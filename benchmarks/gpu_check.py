@@ -312,11 +312,12 @@ def deploy_parity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarra
 def run_checks(args: argparse.Namespace, check: Check) -> list[Row]:
     from mtl_perception.inference.deploy_graph import DeployOptions, build_deploy_graph
     from mtl_perception.inference.model_file import read_onnx_metadata
-    from mtl_perception.inference.precision import CACHE_ENV, CalibrationSpec, make_precision_file, run_onnx_cpu
+    from mtl_perception.inference.precision import CalibrationSpec, make_precision_file, run_onnx_cpu
+    from mtl_perception.paths import CACHE_ENV
 
     work = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="mtl_gpu_check_"))
-    engines, deploy_dir = work / "engines", work / "deploy"
-    os.environ[CACHE_ENV] = str(work / "precision")  # the backends' precision files, next to the engines of this run
+    engines, deploy_dir = work, work / "deploy"  # engines: the cache root the backends get (engines/, precision/ below it)
+    os.environ[CACHE_ENV] = str(work)  # the cache root of this run: the backends' precision files in its precision/
     model = Path(args.model)
     meta = read_onnx_metadata(model)
     frames = validation_frames(meta, 4)
@@ -486,7 +487,7 @@ def run_checks(args: argparse.Namespace, check: Check) -> list[Row]:
         def body() -> str:
             from mtl_perception.inference.frame_pipeline import FramePipeline
 
-            pipeline = FramePipeline(model, kind, options, cache_dir=work / "batching", precision=precision)
+            pipeline = FramePipeline(model, kind, options, cache_dir=work, precision=precision)  # the run's cache root
             frames = [(image, "rgb8", None) for image in camera_frames(cam_h, cam_w, 4)]
             outputs = ("depth", "labels", "normals")
             check.note(f"{cam_h}x{cam_w} rgb8, outputs {list(outputs)}")

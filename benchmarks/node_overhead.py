@@ -14,11 +14,13 @@ node runs, called directly (``FramePipeline.run``); the bare network (``backend.
 preprocessed batch: the old definition of "bare inference"); and the old NumPy per-frame path (the test
 oracle: decode, preprocess, network, post-processing, colours and points in NumPy, what the node ran
 before the deploy graph); then the node end to end (publish -> last output received). Prints the
-medians and the ratios node / deploy graph (target <= 1.15) and node / bare network, and the node's CPU
+medians, the post-processing share (deploy graph - bare network) / bare network (target <= 2 at camera
+resolution, stretch goal <= 1; <= 0.5 with --resolution model), the ratios node / deploy graph (target <= 1.15)
+and node / bare network, and the node's CPU
 time per frame outside the backend call (its decode + messages + publish stages; target <= 8 ms).
 
 Part 2, sustained: frames at --rate Hz for --duration seconds. Prints frames processed per second
-against 0.9 x min(rate, 1 / deploy-graph time), output latency p50/p99 against deploy-graph p99 + one
+against 0.95 x min(rate, 1 / deploy-graph time), output latency p50/p99 against deploy-graph p99 + one
 frame period + 5 ms, dropped frames per stage, and the node's resident memory (RSS) growth (target <= 5 %).
 """
 from __future__ import annotations
@@ -164,6 +166,10 @@ def main() -> int:
         stages = {k[len("latency_"):-len("_median_ms")]: float(v) for k, v in diag.items() if k.startswith("latency_") and k.endswith("median_ms") and v != "n/a"}
         print("    node stages (diagnostics medians, ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
         outside = sum(stages.get(stage, 0.0) for stage in ("decode", "messages", "publish"))
+        post = (ms(graph_s) - ms(net_s)) / ms(net_s)
+        post_target = 2.0 if args.resolution == "input" else 0.5
+        print(f"    post-processing (deploy graph - bare network) / bare network = {post:.2f} (target <= {post_target}: {'met' if post <= post_target else 'NOT met'}"
+              + (f"; stretch goal <= 1: {'met' if post <= 1.0 else 'not met'})" if args.resolution == "input" else ")"))
         print(f"    ratio node / deploy graph = {ratio:.3f} (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})")
         print(f"    ratio node / bare network = {ms(node_s) / ms(net_s):.3f} (the old definition); old NumPy path / deploy graph = {ms(numpy_s) / ms(graph_s):.3f}")
         print(f"    node time per frame outside the backend call (decode + messages + publish) = {outside:.1f} ms (target <= 8 ms: {'met' if outside <= 8.0 else 'NOT met'})")
@@ -201,11 +207,11 @@ def main() -> int:
             graph_p99 = max(graph_p99, ms(graph_s, 99))
             rate_achieved = published / args.duration
             processed_rate = received_outputs / args.duration
-            rate_target = 0.9 * min(args.rate, 1e3 / ms(graph_s))
+            rate_target = 0.95 * min(args.rate, 1e3 / ms(graph_s))
             p99_limit = graph_p99 + period * 1e3 + 5.0
             print(f"\n[2] sustained input: {published} frames at {rate_achieved:.1f} Hz for {args.duration:.0f} s")
             print(f"    deploy graph (node diagnostics): median {graph_ms:.1f} ms, p95 {float(after['latency_graph_p95_ms']):.1f} ms; called directly in part 1: median {ms(graph_s):.1f} ms, p99 {ms(graph_s, 99):.1f} ms")
-            print(f"    frames served per second {processed_rate:.2f}; target 0.9 x min({args.rate:.0f}, 1 / graph time) = {rate_target:.2f}: {'met' if processed_rate >= rate_target else 'NOT met'}")
+            print(f"    frames served per second {processed_rate:.2f}; target 0.95 x min({args.rate:.0f}, 1 / graph time) = {rate_target:.2f}: {'met' if processed_rate >= rate_target else 'NOT met'}")
             print(f"    outputs received for {received_outputs} frames; node received {node_received}, processed {node_processed}, dropped {node_dropped} "
                   f"(before inference {int(after['frames_dropped_before_inference']) - int(before['frames_dropped_before_inference'])}, "
                   f"before publishing {int(after['frames_dropped_before_publishing']) - int(before['frames_dropped_before_publishing'])})")

@@ -1,4 +1,6 @@
-"""Run by test_training_ddp.py under torchrun: train a few steps, then record a digest of this rank's weights."""
+"""Run by test_training_run.py under torchrun: for each loss weighting named by ``weightings=a,b,...`` (default: the
+config's own), train a few steps into ``<train.out_dir>/<weighting>``, then record digests of this rank's weights and
+weighting state there. One launch, one process group for all of them: the weightings' runs follow one another."""
 import hashlib
 import os
 import sys
@@ -20,9 +22,8 @@ def _tensors(state: object, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
     return []
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    config = load_config(None, sys.argv[1:])
+def run(overrides: list[str]) -> None:
+    config = load_config(None, overrides)
     trainer = Trainer(config, progress=False)
     trainer.fit()
     digest = hashlib.sha256()
@@ -36,6 +37,18 @@ def main() -> None:
         weighting.update(name.encode())
         weighting.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     (Path(config.train.out_dir) / f"weighting_rank{rank}.sha256").write_text(weighting.hexdigest())
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    overrides = [a for a in sys.argv[1:] if not a.startswith("weightings=")]
+    named = [a.partition("=")[2].split(",") for a in sys.argv[1:] if a.startswith("weightings=")]
+    if not named:
+        run(overrides)
+    else:
+        out = Path(load_config(None, overrides).train.out_dir)
+        for name in named[0]:
+            run(overrides + [f"train.loss_weighting={name}", f"train.out_dir={out / name}"])
     shutdown_distributed()
 
 

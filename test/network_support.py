@@ -28,10 +28,11 @@ EXPORT_DATASET = {"class_names": [f"c{i}" for i in range(7)], "palette": [[i, i,
 
 
 def network_config(encoder: str = "resnet18", architecture: str = "hard", height: int = EXPORT_SIZE,
-                   width: int = EXPORT_SIZE) -> ExperimentConfig:
-    """The default experiment with another encoder, architecture or input size."""
+                   width: int = EXPORT_SIZE, sharing: str = "encoder", decoder_stride: int = 4) -> ExperimentConfig:
+    """The default experiment with another encoder, architecture, sharing depth, decoder stride or input size."""
     cfg = ExperimentConfig()
     cfg.model.encoder, cfg.model.architecture = encoder, architecture
+    cfg.model.sharing, cfg.model.decoder_stride = sharing, decoder_stride
     cfg.data.height, cfg.data.width = height, width
     return cfg.validate()
 
@@ -44,15 +45,17 @@ class Exported:
     report: ExportReport
 
 
-def export_random_network(folder: Path, encoder: str, architecture: str) -> Exported:
-    """Export one (encoder, architecture) at 64x64, opset 17, verified against PyTorch (conftest caches it)."""
+def export_random_network(folder: Path, encoder: str, architecture: str, sharing: str = "encoder",
+                          decoder_stride: int = 4) -> Exported:
+    """Export one (encoder, architecture, sharing, decoder stride) at 64x64, opset 17, verified against PyTorch
+    (conftest caches it)."""
     from mtl_perception.inference.checkpoint_model import build_metadata
     from mtl_perception.inference.export import export_model
     from mtl_perception.model.network import build_model
 
     torch.manual_seed(0)
-    config = network_config(encoder, architecture)
+    config = network_config(encoder, architecture, sharing=sharing, decoder_stride=decoder_stride)
     model = build_model(config.model).eval()
     randomise_batchnorm(model)
     meta = build_metadata(config, EXPORT_DATASET, "0" * 64)
-    return Exported(config, export_model(model, meta, folder / f"{encoder}-{architecture}.onnx", opset=17))
+    return Exported(config, export_model(model, meta, folder / f"{encoder}-{architecture}-{sharing}-{decoder_stride}.onnx", opset=17))

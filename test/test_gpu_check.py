@@ -193,9 +193,10 @@ from mtl_perception.inference.backends import create_backend
 from mtl_perception.inference.export import save_untrained_checkpoint
 from mtl_perception.inference.frame_pipeline import FramePipeline
 from mtl_perception.inference.model_file import read_onnx_metadata
-from mtl_perception.inference.precision import CACHE_ENV, CalibrationSpec, make_precision_file
+from mtl_perception.inference.precision import CalibrationSpec, make_precision_file
+from mtl_perception.paths import CACHE_ENV
 
-os.environ[CACHE_ENV] = str(work / "precision")
+os.environ[CACHE_ENV] = str(work)  # the cache root: precision files in its precision/
 model = gpu_check.ROOT / "models" / "default.onnx"
 meta = read_onnx_metadata(model)
 cfg = load_config(str(gpu_check.ROOT / "config" / "train" / "default.yaml"), [])

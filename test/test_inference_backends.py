@@ -209,7 +209,7 @@ def test_tensorrt_provider_caches_are_keyed_by_the_model_file(exported, tmp_path
     assert OnnxRuntimeBackend._provider_options("CUDAExecutionProvider", False, tmp_path, onnx_path) == {}
     first = OnnxRuntimeBackend._provider_options(trt, False, tmp_path / "ort", onnx_path)
     assert first["trt_engine_cache_enable"] == "True" and first["trt_timing_cache_enable"] == "True"
-    assert Path(first["trt_timing_cache_path"]) == tmp_path / "ort" / "timing"
+    assert Path(first["trt_timing_cache_path"]) == tmp_path / "ort" / "ort_tensorrt" / "timing"  # ort_tensorrt/ of the cache root
     assert first["trt_fp16_enable"] == "False" and first["trt_int8_enable"] == "False"
     # the same name with other weights (a re-export) gets another engine folder; a copy of the same bytes the same one
     other = tmp_path / "retrained" / onnx_path.name

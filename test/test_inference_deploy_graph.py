@@ -161,7 +161,7 @@ def test_graph_cache_is_bounded_and_keyed_by_model_and_options(tmp_path: Path) -
         for height in (40, 48, 56):
             pipeline.run(np.zeros((height, 64, 3), np.uint8), "rgb8", ["depth"])
         assert len(pipeline._graphs) == 2 and not pipeline.is_built(40, 64, "rgb8", ["depth"])
-        assert len(list(tmp_path.glob("deploy-*.onnx"))) == 3  # files stay for the next start
+        assert len(list((tmp_path / "deploy").glob("deploy-*.onnx"))) == 3  # files stay for the next start (deploy/ of the root)
     finally:
         pipeline.close()
 
@@ -370,7 +370,6 @@ def test_a_padded_batch_gives_each_frame_what_it_gives_alone(tmp_path: Path) -> 
 
 def test_fp16_network_file_composes_into_the_deploy_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """precision='fp16' composes the deploy graph around the mixed-precision network file; outputs stay float32 and close to fp32."""
-    monkeypatch.setenv("MTL_PERCEPTION_PRECISION_CACHE", str(tmp_path / "precision"))
     rgb = synthetic_frame(96, 128, seed=4)
     fp32 = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path)
     fp16 = FramePipeline(MODEL, backend_options={"provider": "cpu"}, cache_dir=tmp_path, precision="fp16")

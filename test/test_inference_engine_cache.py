@@ -18,17 +18,16 @@ from mtl_perception.inference.calibration import (
     iter_folder_images,
 )
 from mtl_perception.inference.engine_cache import (
-    CACHE_ENV,
     EngineCache,
     EngineCacheError,
     EngineKey,
     decide,
     mismatch_reasons,
-    resolve_cache_dir,
     resolve_engine,
 )
 from mtl_perception.inference.metadata import OUTPUT_NAMES, ModelMetadata
 from mtl_perception.inference.model_file import ModelFileError
+from mtl_perception.paths import CACHE_ENV
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NO_TENSORRT = "TensorRT is not installable in this environment (its PyPI wheels download from an unreachable host)"
@@ -121,10 +120,10 @@ def test_resolve_engine_policies(tmp_path):
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.delenv(CACHE_ENV, raising=False)
-    assert str(resolve_cache_dir()).endswith(".cache/mtl_perception/engines") and "~" not in str(resolve_cache_dir())
+    assert str(EngineCache().root).endswith(".cache/mtl_perception/engines") and "~" not in str(EngineCache().root)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env"))
-    assert resolve_cache_dir() == tmp_path / "env"
-    assert resolve_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert EngineCache().root == tmp_path / "env" / "engines"
+    assert EngineCache(tmp_path / "arg").root == tmp_path / "arg" / "engines"
 
 
 def test_buffer_planning_and_binding_checks():
@@ -250,9 +249,6 @@ def test_prepare_engine_builds_once_then_loads_from_cache(tmp_path, monkeypatch)
     from types import SimpleNamespace
 
     from mtl_perception.inference.backends import tensorrt_backend as trt_backend
-    from mtl_perception.inference.precision import CACHE_ENV
-
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "precision"))  # the fp16 file of the model goes there
     platform = {"version": "10.3.0", "gpu": trt_backend.GpuIdentity("Orin", "8.7", 16, 32)}
     builds = []
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__=platform["version"]))
@@ -268,12 +264,12 @@ def test_prepare_engine_builds_once_then_loads_from_cache(tmp_path, monkeypatch)
 
     monkeypatch.setattr(trt_backend, "build_engine", fake_build)
     model = tiny_onnx(tmp_path / "m.onnx")
-    cache_dir = tmp_path / "engines"
+    cache_dir = tmp_path / "cache"  # the cache root: engines in its engines/
     options = trt_backend.BuildOptions(precision="fp16")
 
     path, engine_key, source, model_meta = trt_backend.prepare_engine(model, options, cache_dir)
     assert source == "built" and len(builds) == 1 and engine_key.input_shape == (1, 3, 32, 48)
-    assert model_meta.input_width == 48 and path.parent == cache_dir
+    assert model_meta.input_width == 48 and path.parent == cache_dir / "engines"
     path2, _, source2, _ = trt_backend.prepare_engine(model, options, cache_dir, allow_build=False)
     assert (path2, source2, len(builds)) == (path, "cache", 1), "a matching engine is never rebuilt"
     # another precision is another engine

@@ -76,7 +76,7 @@ def deploy_file(path, precision=None):
 @pytest.fixture
 def cudart(monkeypatch, tmp_path):
     """The CUDA stand-in in sys.modules (two devices), a private precision cache and a fresh TensorRT logger table."""
-    from mtl_perception.inference.precision import CACHE_ENV
+    from mtl_perception.paths import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "precision"))
     monkeypatch.setattr(trt_backend, "_LOGGERS", {})
@@ -100,7 +100,7 @@ def test_build_path_is_strongly_typed_and_uses_no_removed_api(version, tmp_path,
     trt = use(monkeypatch, version, cudart)
     model = network_file(tmp_path / "net.onnx")
     options = trt_backend.BuildOptions(precision="fp16", workspace_mb=512)
-    path, key, source, _ = trt_backend.prepare_engine(model, options, tmp_path / "engines", device=1)
+    path, key, source, _ = trt_backend.prepare_engine(model, options, tmp_path, device=1)  # the cache root
     assert source == "built" and path.read_bytes().startswith(PLAN_MAGIC)
     record = trt.record
     assert record.deprecated() == [], f"deprecated in TensorRT {version}: {record.deprecated()}"
@@ -120,13 +120,13 @@ def test_build_path_is_strongly_typed_and_uses_no_removed_api(version, tmp_path,
     (flag,) = record.calls_to("IBuilderConfig", "clear_flag")[0].args
     assert flag == trt.BuilderFlag.TF32 and int(flag) == 6, "TF32 off for fp16 too: the file's FP32 layers stay FP32 (issue 22, 9)"
     # the key holds the precision file's hash, the TensorRT version and the GPU's SM count and memory
-    (fp16_file,) = list((tmp_path / "precision").glob("net-fp16-*.onnx"))  # the shared precision cache
+    (fp16_file,) = list((tmp_path / "precision").glob("net-fp16-*.onnx"))  # precision/ of the same cache root
     assert key.onnx_sha256 == file_sha256(fp16_file) != file_sha256(model) and precision_of(fp16_file) == "fp16"
     assert (key.tensorrt_version, key.gpu_name, key.sm_count, key.memory_gib, key.precision) == (version, "Orin", 16, 32, "fp16")
     assert [args for args in cudart.calls_to("cudaSetDevice")] == [(1,), (0,)], "the build runs with device 1 current, then restores it"
     # a second start loads the engine: no builder at all
     builds = len(record.calls_to("Builder", "__init__"))
-    _, _, source2, _ = trt_backend.prepare_engine(model, options, tmp_path / "engines", allow_build=False, device=1)
+    _, _, source2, _ = trt_backend.prepare_engine(model, options, tmp_path, allow_build=False, device=1)
     assert source2 == "cache" and len(record.calls_to("Builder", "__init__")) == builds
 
 
@@ -138,7 +138,7 @@ def test_timing_caches_that_tensorrt_cannot_use_start_fresh(version, tmp_path, m
     engines = tmp_path / "engines"
     _, key, _, _ = trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp32"), engines)
     assert key.onnx_sha256 == file_sha256(model), "fp32 builds the model file itself"
-    timing = engines / timing_cache_name(key)
+    timing = engines / "engines" / timing_cache_name(key)  # engines/ of the cache root
     write_cache_file(timing, TIMING_MAGIC + b"9.9.9")  # a sound file (its hash beside it) the installed TensorRT cannot read
     with caplog.at_level(logging.WARNING):  # another build on this platform (the fp16 file) reads the shared cache
         trt_backend.prepare_engine(model, trt_backend.BuildOptions(precision="fp16"), engines)

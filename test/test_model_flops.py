@@ -51,7 +51,6 @@ def test_branch_of_assigns_task_components() -> None:
     assert branch_of("nets.semantic.encoder.stem.conv1", tasks) == "semantic"
     assert branch_of("cross_stitch.1.weight", tasks) == "cross_stitch"
     assert branch_of("neck.fuse.0.weight", tasks) == "neck"
-    assert branch_of("decoder.lateral.0.weight", tasks) == "neck"  # padnet's and pap's shared decoder
 
 
 def test_hard_sharing_branches_sum_to_totals() -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import torch
-from network_support import EXPORT_DATASET, EXPORT_SIZE, randomise_batchnorm
+from network_support import EXPORT_DATASET, EXPORT_SIZE
 
 from mtl_perception.config import ExperimentConfig, ModelConfig, config_from_dict
-from mtl_perception.inference.checkpoint_model import build_metadata
-from mtl_perception.inference.export import PARITY_TOLERANCE, export_model
+from mtl_perception.inference.export import PARITY_TOLERANCE
 from mtl_perception.inference.trt_ops import check_tensorrt_compat
 from mtl_perception.model.decoder import FeaturePyramid, PyramidDecoder
 from mtl_perception.model.encoders import ENCODERS
@@ -25,7 +25,6 @@ torch.set_num_threads(1)
 DEPTHS = ("encoder", "neck")
 TASKS = ("depth", "semantic", "normals")
 NECK_ARCHITECTURES = ("hard", "mti", "padnet", "pap")
-SLOW_ENCODERS = {"resnet34", "resnet50"}
 
 
 def small_config(architecture: str = "hard", sharing: str = "encoder", encoder: str = "resnet18",
@@ -45,8 +44,9 @@ def small_model(architecture: str = "hard", sharing: str = "encoder", encoder: s
     return build_model(small_config(architecture, sharing, encoder, decoder_stride).model)
 
 
-EXPORT_CASES = [pytest.param("hard", sharing, encoder, 4, id=f"hard-{sharing}-{encoder}",
-                             marks=[pytest.mark.slow] if encoder in SLOW_ENCODERS else [])
+# the matrix of every sharing depth (conftest: slow); the encoder-depth hard cases are test_inference_export.py's
+# own exports, taken from the same session cache (``exported_network``)
+EXPORT_CASES = [pytest.param("hard", sharing, encoder, 4, id=f"hard-{sharing}-{encoder}")
                 for encoder in sorted(ENCODERS) for sharing in DEPTHS]
 EXPORT_CASES += [pytest.param(architecture, "neck", "resnet18", 4, id=f"{architecture}-neck-resnet18")
                  for architecture in ("mti", "padnet", "pap")]
@@ -55,12 +55,9 @@ EXPORT_CASES += [pytest.param("hard", sharing, encoder, 8, id=f"hard-{sharing}-{
 
 
 @pytest.mark.parametrize(("architecture", "sharing", "encoder", "decoder_stride"), EXPORT_CASES)
-def test_exports_with_onnx_runtime_parity_and_passes_check_trt(tmp_path: Path, architecture: str, sharing: str,
-                                                                encoder: str, decoder_stride: int) -> None:
-    config = small_config(architecture, sharing, encoder, decoder_stride)
-    model = small_model(architecture, sharing, encoder, decoder_stride).eval()
-    randomise_batchnorm(model)
-    report = export_model(model, build_metadata(config, EXPORT_DATASET, "0" * 64), tmp_path / "model.onnx")
+def test_exports_with_onnx_runtime_parity_and_passes_check_trt(exported_network: Callable[..., Any], architecture: str,
+                                                                sharing: str, encoder: str, decoder_stride: int) -> None:
+    report = exported_network(encoder, architecture, sharing, decoder_stride).report
     assert set(report.max_abs_diff) == set(TASKS)
     assert report.worst_diff <= PARITY_TOLERANCE, report.max_abs_diff
     assert check_tensorrt_compat(report.path) == []  # what `mtl-perception check-trt` runs on the file
@@ -73,15 +70,14 @@ def decoder_modules(model: torch.nn.Module) -> list[str]:
 
 @pytest.mark.parametrize("architecture", NECK_ARCHITECTURES)
 def test_neck_is_one_decoder_run_once_for_every_task(architecture: str) -> None:
-    neck_name = "decoder" if architecture in ("padnet", "pap") else "neck"
     encoder_depth, neck_depth = small_model(architecture, "encoder"), small_model(architecture, "neck")
-    assert decoder_modules(neck_depth) == [neck_name]
+    assert decoder_modules(neck_depth) == ["neck"]
     if architecture == "mti":  # encoder depth: per-scale 1x1 projections, no pyramid
         assert decoder_modules(encoder_depth) == [] and neck_depth.projections is None
     else:
         assert decoder_modules(encoder_depth) == [f"decoders.{t}" for t in TASKS]
     calls = []
-    getattr(neck_depth, neck_name).register_forward_hook(lambda *_: calls.append(1))
+    neck_depth.neck.register_forward_hook(lambda *_: calls.append(1))
     neck_depth.eval()(torch.zeros(1, 3, 64, 64))
     assert len(calls) == 1
 
@@ -111,8 +107,8 @@ def test_hard_neck_keeps_only_light_heads() -> None:
 def test_encoder_depth_keeps_the_module_names_of_existing_checkpoints() -> None:
     assert {n.split(".")[0] for n in small_model("hard").state_dict()} == {"encoder", "decoders", "outputs"}
     assert {n.split(".")[0] for n in small_model("mti").state_dict()} >= {"encoder", "projections"}
-    for architecture in ("padnet", "pap"):  # their shared decoder was called "decoder" before the setting existed
-        assert "decoder" in {n.split(".")[0] for n in small_model(architecture, "neck").state_dict()}
+    for architecture in ("padnet", "pap"):  # their neck was called "decoder" once: test_model_names.py loads such keys
+        assert "neck" in {n.split(".")[0] for n in small_model(architecture, "neck").state_dict()}
 
 
 @pytest.mark.parametrize("architecture", NECK_ARCHITECTURES)
@@ -122,8 +118,7 @@ def test_last_shared_parameters_are_the_deepest_shared_layer(architecture: str, 
     if sharing == "encoder":
         expected = model.projections if architecture == "mti" else model.encoder.stages[-1]
     else:
-        neck = model.decoder if architecture in ("padnet", "pap") else model.neck
-        expected = neck.smooth if architecture == "mti" else neck.fuse
+        expected = model.neck.smooth if architecture == "mti" else model.neck.fuse
     assert [id(p) for p in model.last_shared_parameters()] == [id(p) for p in expected.parameters()]
 
 

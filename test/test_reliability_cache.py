@@ -121,7 +121,7 @@ def test_deploy_graph_damaged_between_two_starts_is_rebuilt(tiny_model: Path, tm
     cache = tmp_path / "deploy"
 
     def serve() -> dict[str, np.ndarray]:
-        pipeline = FramePipeline(tiny_model, "onnxruntime", {"provider": "cpu", "intra_op_threads": 1}, cache_dir=cache)
+        pipeline = FramePipeline(tiny_model, "onnxruntime", {"provider": "cpu", "intra_op_threads": 1}, cache_dir=tmp_path)  # the root of deploy/
         try:
             return pipeline.run(frame(), "rgb8", OUTPUTS).arrays
         finally:
@@ -215,7 +215,7 @@ def test_int8_file_without_calibration_frames_is_removed_when_damaged(tiny_model
     _, good, _ = int8_files
     cache = tmp_path / "cache"
     stem = good.name.rsplit("-", 1)[0]  # <model>-int8-<source hash>-<recipe>; then -<frames hash>.onnx
-    older, newer = cache / f"{stem}-000000000000.onnx", cache / f"{stem}-ffffffffffff.onnx"
+    older, newer = cache / "precision" / f"{stem}-000000000000.onnx", cache / "precision" / f"{stem}-ffffffffffff.onnx"  # the root's precision/
     write_cache_file(older, good.read_bytes())
     write_cache_file(newer, good.read_bytes())
     os.utime(older, (1, 1))  # the older of the two
@@ -298,7 +298,7 @@ def standins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     pytest.importorskip("cuda.bindings.runtime", reason="cuda-python (requirements.txt) is not installed")
     from cuda_double import FakeCudart, install
     from mtl_perception.inference.backends import tensorrt_backend
-    from mtl_perception.inference.precision import CACHE_ENV
+    from mtl_perception.paths import CACHE_ENV
     from trt_double import FakeTensorRT, program_onnx_engines
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "precision"))
@@ -314,7 +314,7 @@ def trt_serve(model: Path, engines: Path, **options: Any) -> tuple[dict[str, np.
     from mtl_perception.inference.backends.tensorrt_backend import TensorRTBackend
     from mtl_perception.inference.processing import preprocess
 
-    backend = TensorRTBackend(model, precision="fp32", cache_dir=engines, **options)
+    backend = TensorRTBackend(model, precision="fp32", cache_dir=engines.parent, **options)  # the root whose engines/ it is
     try:
         return backend.infer(preprocess(frame(), backend.metadata)[0]), backend.engine_source, backend.engine_path
     finally:
@@ -409,7 +409,7 @@ def test_node_process_serves_after_its_cached_deploy_graph_is_damaged(graph, tin
     from std_msgs.msg import Header
 
     from mtl_perception.inference.image_codec import array_to_image_msg
-    from mtl_perception.inference.precision import CACHE_ENV
+    from mtl_perception.paths import CACHE_ENV
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     cache = tmp_path / "cache"
@@ -478,12 +478,12 @@ def test_a_model_file_error_in_a_frame_is_the_backends_fault_and_the_fallback_se
     depth = graph.collect(Image, "/refused/depth", reliable)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["depth"].get_subscription_count() >= 1, 10)
+        assert wait_until(lambda: publisher.get_subscription_count() == 1 and node.cameras[0].publishers["depth"].get_subscription_count() >= 1, 10)
 
         def refused(*args: object, **kwargs: object) -> list:
             raise ModelFileError("model file /cache/deploy-0.onnx cannot be loaded: it is truncated or corrupt")
 
-        node._pipeline.run_batch = refused
+        node.backend.pipeline.run_batch = refused
         msg = array_to_image_msg(frame(5), "rgb8", Header(frame_id="cam_optical"))
         msg.header.stamp.sec = 5
         publisher.publish(msg)

@@ -163,9 +163,9 @@ def test_node_corpus(graph: RosGraph, workspace: Workspace) -> None:
     depth = {"image": graph.collect(Image, "/corpus/depth", reliable), "compressed": graph.collect(Image, "/corpus_jpeg/depth", reliable)}
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics", 10)
     assert wait_until(lambda: image_pub.get_subscription_count() == 1 and jpeg_pub.get_subscription_count() == 1 and info_pub.get_subscription_count() == 1
-                      and raw._publishers_by_key["depth"].get_subscription_count() >= 1 and jpeg._publishers_by_key["depth"].get_subscription_count() >= 1, 15)
+                      and raw.cameras[0].publishers["depth"].get_subscription_count() >= 1 and jpeg.cameras[0].publishers["depth"].get_subscription_count() >= 1, 15)
     info_pub.publish(good_camera_info(stamped(1)))
-    assert wait_until(lambda: raw._camera_info is not None, 10)
+    assert wait_until(lambda: raw.cameras[0].infos.latest() is not None, 10)
 
     def serve_good(kind: str, stamp: int) -> bool:
         (jpeg_pub.publish(good_jpeg(stamped(stamp), stamp)) if kind == "compressed" else image_pub.publish(good_image(stamped(stamp), stamp)))
@@ -189,14 +189,14 @@ def test_node_corpus(graph: RosGraph, workspace: Workspace) -> None:
         if not wait_until(lambda: target.diagnostics_values()[case.counter] == before[case.counter] + 1, 10):
             failures.append(f"{case.name}: {case.counter} did not grow by one")
             continue
-        reason = target._counters.recent_problems(0.0).get(case.counter, "")
+        reason = target.cameras[0].counters.recent_problems(0.0).get(case.counter, "")
         if case.expect not in reason or "\n" in reason:
             failures.append(f"{case.name}: reported {reason!r}, expected one line with {case.expect!r}")
         if not serve_good("compressed" if case.kind == "compressed" else "image", stamp_good):
             failures.append(f"{case.name}: the next good frame was not served")
         if case.kind == "camera_info":
             info_pub.publish(good_camera_info(stamped(1)))
-            assert wait_until(lambda: raw._camera_info is not None, 10)
+            assert wait_until(lambda: raw.cameras[0].infos.latest() is not None, 10)
         print(f"  {case.name} -> {reason[:200]}")
     # the diagnostics message carries the same counts
     expected_bad = {"corpus": sum(c.counter == "bad_input" and c.kind == "image" for c in cases), "corpus_jpeg": sum(c.kind == "compressed" for c in cases)}
@@ -224,7 +224,7 @@ def test_node_setup_corpus(graph: RosGraph, workspace: Workspace) -> None:
             assert node.set_parameters([Parameter("model.path", value=str(case.value(workspace)))])[0].successful
             configured = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             activated = node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-            reason = node._backend_error or ""
+            reason = node.backend.error or ""
             if not configured or activated or case.expect not in reason or "\n" in reason or node.lifecycle_state != "inactive":
                 failures.append(f"{case.name}: configured={configured} activated={activated} state={node.lifecycle_state} reason={reason!r}")
             node.trigger_cleanup()
@@ -257,7 +257,7 @@ def test_node_setup_corpus(graph: RosGraph, workspace: Workspace) -> None:
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     publisher = graph.helper.create_publisher(Image, "/corpus_setup/image", reliable)
     semantic = graph.collect(Image, "/corpus_setup/semantic", reliable)
-    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["semantic"].get_subscription_count() >= 1, 10)
+    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node.cameras[0].publishers["semantic"].get_subscription_count() >= 1, 10)
     publisher.publish(good_image(stamped(7000)))
     if not semantic.wait_for(lambda msgs: any(m.header.stamp.sec == 7000 for m in msgs), 20):
         failures.append("after the bad set-ups the node did not serve a good frame")

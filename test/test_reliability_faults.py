@@ -223,7 +223,7 @@ def test_model_file_damaged_under_a_running_node(graph, tiny_files: tuple[Path, 
     depth = graph.collect(Image, "/damaged/depth", reliable)
 
     def served(stamp: int) -> bool:
-        assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["depth"].get_subscription_count() >= 1, 10)
+        assert wait_until(lambda: publisher.get_subscription_count() == 1 and node.cameras[0].publishers["depth"].get_subscription_count() >= 1, 10)
         publisher.publish(good_image(stamped(stamp)))
         return depth.wait_for(lambda msgs: any(m.header.stamp.sec == stamp for m in msgs), 20)
 
@@ -232,7 +232,7 @@ def test_model_file_damaged_under_a_running_node(graph, tiny_files: tuple[Path, 
     assert served(2)
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.FAILURE  # the same node, no restart
-    assert "truncated or corrupt" in node._backend_error
+    assert "truncated or corrupt" in node.backend.error
     assert diagnostics.wait_for(lambda msgs: any(s.level == b"\x02" and "truncated or corrupt" in s.message for s in _statuses(msgs, "damaged")), 5)
     model.write_bytes(good)
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -258,12 +258,12 @@ def test_backend_failing_at_run_time_reports_error_and_falls_back(graph, tiny_fi
     diagnostics = graph.collect(DiagnosticArray, "/diagnostics", 10)
     publisher = graph.helper.create_publisher(Image, "/failing/image", reliable)
     depth = graph.collect(Image, "/failing/depth", reliable)
-    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["depth"].get_subscription_count() >= 1, 10)
+    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node.cameras[0].publishers["depth"].get_subscription_count() >= 1, 10)
 
     def broken(*args: object, **kwargs: object) -> dict:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    node._pipeline.run_batch = broken  # what a GPU fault looks like to the node
+    node.backend.pipeline.run_batch = broken  # what a GPU fault looks like to the node
     publisher.publish(good_image(stamped(1)))
     assert depth.wait_for(lambda msgs: any(m.header.stamp.sec == 1 for m in msgs), 20), "the frame was not served by the fallback"
     assert node.diagnostics_values()["backend"] == "onnxruntime (cpu)" and node.diagnostics_values()["backend_fallbacks"] == 1

@@ -218,7 +218,6 @@ class NodeUnderTest:
         return self.process.returncode, output
 
 
-@pytest.mark.slow
 def test_node_refuses_a_frame_above_the_budget_and_its_memory_returns_after_a_large_one(graph: Any, tiny_model: Path, tmp_path: Path) -> None:
     outputs = ["depth", "labels"]
     assert mb.frame_bytes(REFUSED[0] * REFUSED[1], REFUSED[0] * REFUSED[1], outputs) > TEST_BUDGET_MB << 20

@@ -56,7 +56,7 @@ class Cameras:
 
     def connected(self, node: PerceptionNode) -> bool:
         return all(p.get_subscription_count() == 1 for p in [*self.images.values(), *self.infos.values()]) and all(
-            c.publishers["depth"].get_subscription_count() >= 1 and c.publishers["semantic"].get_subscription_count() >= 1 for c in node._cameras)
+            c.publishers["depth"].get_subscription_count() >= 1 and c.publishers["semantic"].get_subscription_count() >= 1 for c in node.cameras)
 
     def close(self) -> None:
         for publisher in [*self.images.values(), *self.infos.values()]:
@@ -80,7 +80,7 @@ def test_each_camera_gets_its_own_outputs_equal_to_a_single_camera_node(graph: R
     reference_semantic = graph.collect(Image, "/single/semantic", RELIABLE)
     try:
         assert wait_until(lambda: rig.connected(multi) and reference_image.get_subscription_count() == 1
-                          and single._publishers_by_key["depth"].get_subscription_count() >= 1, 15)
+                          and single.cameras[0].publishers["depth"].get_subscription_count() >= 1, 15)
         for round_index in range(2):  # the first round builds the graphs
             for index, name in enumerate(names):
                 rig.images[name].publish(frame(10 * round_index + index, 100 * round_index + index, f"{name}_optical"))
@@ -96,7 +96,7 @@ def test_each_camera_gets_its_own_outputs_equal_to_a_single_camera_node(graph: R
             np.testing.assert_array_equal(image_msg_to_array(semantic), image_msg_to_array(alone_semantic))
         histogram = multi.backend_values(1.0)["batch_sizes"]
         assert any(f"{size}:" in histogram for size in range(2, len(names) + 1)), f"no frames were batched: {histogram}"
-        for camera in multi._cameras:
+        for camera in multi.cameras:
             assert multi.diagnostics_values(camera)["frames_processed"] >= 2
     finally:
         graph.helper.destroy_publisher(reference_image)
@@ -113,7 +113,7 @@ def pair(graph: RosGraph, tiny_model: Path):
     rear_image = graph.helper.create_publisher(Image, "/pair/rear/image", RELIABLE)
     rear_depth = graph.collect(Image, "/pair/back/depth", RELIABLE)
     assert wait_until(lambda: rig.images["front"].get_subscription_count() == 1 and rear_image.get_subscription_count() == 1
-                      and all(c.publishers["depth"].get_subscription_count() >= 1 for c in node._cameras), 15)
+                      and all(c.publishers["depth"].get_subscription_count() >= 1 for c in node.cameras), 15)
     yield node, rig, rear_image, rear_depth
     graph.helper.destroy_publisher(rear_image)
     rig.close()
@@ -125,13 +125,13 @@ def test_a_silent_camera_does_not_stall_the_others(pair) -> None:
     for stamp in range(200, 205):
         rig.images["front"].publish(frame(stamp, stamp, "front_optical"))
         received(rig.depth["front"], stamp)
-    rear = next(c for c in node._cameras if c.spec.name == "rear")
+    rear = next(c for c in node.cameras if c.spec.name == "rear")
     assert node.diagnostics_values(rear)["frames_received"] == 0
 
 
 def test_bad_input_stays_its_cameras_problem(pair) -> None:
     node, rig, rear_image, rear_depth = pair
-    front, rear = node._cameras
+    front, rear = node.cameras
     truncated = frame(1, 300, "rear_optical")
     truncated.data = truncated.data[: len(truncated.data) // 2]
     rear_image.publish(truncated)
@@ -147,7 +147,7 @@ def test_camera_info_is_matched_to_each_image_by_stamp(pair) -> None:
     node, rig, _, _ = pair
     for stamp, fx in ((400, 100.0), (401, 150.0), (402, 200.0)):
         rig.infos["front"].publish(camera_info(stamp, "front_optical", fx))
-    front = node._cameras[0]
+    front = node.cameras[0]
     assert wait_until(lambda: front.infos.latest() is not None and front.infos.latest().header.stamp.sec == 402, 10)
     for stamp, fx in ((401, 150.0), (400, 100.0)):  # not the newest: the one with the image's stamp
         rig.images["front"].publish(frame(stamp, stamp, "front_optical"))
@@ -198,7 +198,7 @@ def test_the_two_camera_parameter_file_configures_two_cameras(graph: RosGraph, t
     walk("", document["/**"]["ros__parameters"])
     node = start(graph, "from_yaml", {"model.path": str(tiny_model), **flat}, "/yaml")
     try:
-        specs = [camera.spec for camera in node._cameras]
+        specs = [camera.spec for camera in node.cameras]
         assert [(s.name, s.image_topic, s.camera_info_topic, s.namespace) for s in specs] == [
             ("front", "/front/color/image_raw", "/front/color/camera_info", "front"),
             ("rear", "/rear/color/image_raw", "/rear/color/camera_info", "rear")]

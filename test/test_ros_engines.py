@@ -32,7 +32,7 @@ from trt_double import FakeTensorRT, program_onnx_engines, table_versions  # noq
 from mtl_perception.cli import main as cli_main  # noqa: E402
 from mtl_perception.inference.backends import tensorrt_backend  # noqa: E402
 from mtl_perception.inference.image_codec import array_to_image_msg  # noqa: E402
-from mtl_perception.inference.precision import CACHE_ENV  # noqa: E402
+from mtl_perception.paths import CACHE_ENV  # noqa: E402
 from mtl_perception.ros import engine_plan  # noqa: E402
 from mtl_perception.ros.node import PerceptionNode  # noqa: E402
 
@@ -105,13 +105,13 @@ def test_build_engine_deploy_makes_the_engine_the_node_loads(graph: RosGraph, te
         assert node.diagnostics_values()["engine_outputs"] == "depth,depth_color,labels,points,semantic_color"
         info_pub.publish(camera_info())  # the size, and a deploy graph composed for it: the engine loads before any frame
         assert logs.wait_for(lambda msgs: any("cache hit" in m.msg and m.name.endswith("prepared") for m in msgs), 30)
-        (build,) = node._pipeline.builds
+        (build,) = node.backend.pipeline.builds
         assert build.source == "cache" and build.key.digest() == cli_key
-        planned = engine_plan.planned_options(node._pipeline, settings, HEIGHT, WIDTH, "rgb8", cameras)
+        planned = engine_plan.planned_options(node.backend.pipeline, settings, HEIGHT, WIDTH, "rgb8", cameras)
         assert [build.options] == planned, "the node and the command plan one and the same graph"
         image_pub.publish(frame(7))
         assert stamped(depth, 7)
-        assert node._pipeline.graphs_built == 1 and len(tensorrt.record.calls_to("Builder", "build_serialized_network")) == builds_before, \
+        assert node.backend.pipeline.graphs_built == 1 and len(tensorrt.record.calls_to("Builder", "build_serialized_network")) == builds_before, \
             "the node built nothing: the command's engine served"
     finally:
         graph.helper.destroy_publisher(info_pub)
@@ -131,17 +131,17 @@ def test_new_subscribers_are_served_from_the_engine_and_a_newly_enabled_output_b
         info_pub.publish(camera_info())
         image_pub.publish(frame(1))  # the first frame waits (held) for the layout's first engine, then is served
         assert stamped(depth, 1)
-        assert node._pipeline.graphs_built == 1 and node.diagnostics_values()["frames_waiting_for_engine"] == 1
+        assert node.backend.pipeline.graphs_built == 1 and node.diagnostics_values()["frames_waiting_for_engine"] == 1
 
         semantic = graph.collect(Image, "/engines/semantic/color", RELIABLE)  # RViz opens: another subscriber subset
         points = graph.collect(PointCloud2, "/engines/points", RELIABLE)
         image_pub.publish(frame(2))
         assert stamped(semantic, 2) and stamped(points, 2) and stamped(depth, 2)
-        assert node._pipeline.graphs_built == 1, "a new subscriber subset needs no new engine"
+        assert node.backend.pipeline.graphs_built == 1, "a new subscriber subset needs no new engine"
 
         normals = graph.collect(Image, "/engines/normals", RELIABLE)
-        gate = Gate(node._pipeline._create_backend)
-        node._pipeline._create_backend = gate
+        gate = Gate(node.backend.pipeline._create_backend)
+        node.backend.pipeline._create_backend = gate
         assert node.set_parameters([Parameter("output.normals", value=True)])[0].successful
         assert gate.started.wait(30), "enabling normals starts the new engine's build"
         building = node.diagnostics_values()["engine_building"]
@@ -151,12 +151,12 @@ def test_new_subscribers_are_served_from_the_engine_and_a_newly_enabled_output_b
         for stamp in (3, 4):  # frames keep being served by the engine in service while the other builds
             image_pub.publish(frame(stamp))
             assert stamped(depth, stamp) and stamped(semantic, stamp)
-        assert normals.messages == [] and node._pipeline.graphs_built == 1
+        assert normals.messages == [] and node.backend.pipeline.graphs_built == 1
         gate.release.set()
         assert logs.wait_for(lambda msgs: any(": built in" in m.msg and "normals" in m.msg and m.name.endswith("engines") for m in msgs), 30)
         image_pub.publish(frame(5))
         assert stamped(normals, 5) and stamped(depth, 5)
-        assert node._pipeline.graphs_built == 2 and gate.calls == 1
+        assert node.backend.pipeline.graphs_built == 2 and gate.calls == 1
         assert node.diagnostics_values()["engine_building"] == "none"
     finally:
         graph.helper.destroy_publisher(image_pub)

@@ -13,7 +13,6 @@ from ros_fixtures import CLASS_NAMES, PALETTE, RosGraph, ros_graph, wait_until
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ros-rclpy wheels) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from lifecycle_msgs.msg import State  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -84,7 +83,7 @@ class Rig:
         self.out = {topic: graph.collect(msg_type, f"{namespace}/{topic}", RELIABLE) for topic, (msg_type, _) in OUTPUTS.items()}
 
     def wait_connected(self, node: PerceptionNode) -> None:
-        assert wait_until(lambda: self.image_pub.get_subscription_count() >= 1 and all(p.get_subscription_count() >= 1 for p in node._publishers_by_key.values()), 15)
+        assert wait_until(lambda: self.image_pub.get_subscription_count() >= 1 and all(p.get_subscription_count() >= 1 for p in node.cameras[0].publishers.values()), 15)
 
     def send(self, msg: Any) -> None:
         self.image_pub.publish(msg)
@@ -110,7 +109,7 @@ def rig(graph: RosGraph, node: PerceptionNode) -> Iterator[Rig]:
     camera = Rig(graph, "/cam")
     camera.wait_connected(node)
     camera.info_pub.publish(camera_info())
-    assert wait_until(lambda: node._camera_info is not None, 10)
+    assert wait_until(lambda: node.cameras[0].infos.latest() is not None, 10)
     yield camera
     camera.close()
 
@@ -261,7 +260,7 @@ def test_bad_input_is_reported_and_the_next_frame_served(node: PerceptionNode, r
     bad.header = header(200 + index)
     rig.send(bad)
     assert wait_until(lambda: node.diagnostics_values()["frames_failed"] == failed_before + 1, 10)
-    assert expected in node._counters.recent_problems(0.0)["bad_input"]
+    assert expected in node.cameras[0].counters.recent_problems(0.0)["bad_input"]
     # WARN, or ERROR when no good frame shared the diagnostics period with the bad one
     assert diagnostics.wait_for(lambda msgs: any(s.level in (b"\x01", b"\x02") and expected in s.message for m in msgs for s in m.status), 5)
     rig.send(frame_msg(300 + index))
@@ -273,19 +272,19 @@ def test_bad_camera_info_pauses_points_only(node: PerceptionNode, rig: Rig) -> N
     broken = camera_info()
     broken.k = [0.0] * 9
     rig.info_pub.publish(broken)
-    assert wait_until(lambda: node._camera_info is None, 10)
-    assert "focal length" in node._counters.recent_problems(0.0)["bad_camera_info"]
+    assert wait_until(lambda: node.cameras[0].infos.latest() is None, 10)
+    assert "focal length" in node.cameras[0].counters.recent_problems(0.0)["bad_camera_info"]
     rig.send(frame_msg(400))
     rig.wait_stamp(1400, ["depth", "semantic"])
     assert not any(m.header.stamp.sec == 1400 for m in rig.out["points"].messages)
     mismatched = camera_info(width=WIDTH * 2, height=HEIGHT * 2)
     rig.info_pub.publish(mismatched)
-    assert wait_until(lambda: node._camera_info is not None, 10)
+    assert wait_until(lambda: node.cameras[0].infos.latest() is not None, 10)
     rig.send(frame_msg(401))
     rig.wait_stamp(1401, ["depth"])
-    assert "describes 256x192 images but the frame is 128x96" in node._counters.recent_problems(0.0)["camera_info_mismatch"]
+    assert "describes 256x192 images but the frame is 128x96" in node.cameras[0].counters.recent_problems(0.0)["camera_info_mismatch"]
     rig.info_pub.publish(camera_info())
-    assert wait_until(lambda: node._camera_info is not None and node._camera_info.width == WIDTH, 10)
+    assert wait_until(lambda: node.cameras[0].infos.latest() is not None and node.cameras[0].infos.latest().width == WIDTH, 10)
     rig.send(frame_msg(402))
     rig.wait_stamp(1402, ["points"])
 
@@ -299,7 +298,7 @@ def test_outputs_nobody_subscribes_to_are_not_computed(graph: RosGraph, tiny_mod
     assert wait_until(lambda: quiet.diagnostics_values()["frames_skipped_no_subscribers"] == 1, 10)
     assert quiet.diagnostics_values()["frames_processed"] == 0
     semantic = graph.collect(Image, "/quiet/semantic", RELIABLE)
-    assert wait_until(lambda: quiet._publishers_by_key["semantic"].get_subscription_count() == 1, 10)
+    assert wait_until(lambda: quiet.cameras[0].publishers["semantic"].get_subscription_count() == 1, 10)
     publisher.publish(frame_msg(8))
     assert semantic.wait_for(lambda msgs: len(msgs) == 1, 20)
     assert quiet.diagnostics_values()["frames_processed"] == 1
@@ -308,8 +307,12 @@ def test_outputs_nobody_subscribes_to_are_not_computed(graph: RosGraph, tiny_mod
 
 
 def test_lifecycle_transitions(graph: RosGraph, tiny_model: Path) -> None:
+    from ros_node_process import NodeServices
+
     managed = make_node(graph, "managed", {"model.path": "/no/such/model.onnx", "qos.reliability": "reliable"}, "/managed")
     helper = graph.helper
+    services = NodeServices(graph, managed.get_fully_qualified_name())  # rclpy's own ~/get_state: what `ros2 lifecycle get` says
+    assert services.wait_ready()
     assert managed.lifecycle_state == "unconfigured"
     assert helper.count_publishers("/managed/depth") == 0 and helper.count_subscribers("/managed/image") == 0
     assert managed.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -317,8 +320,8 @@ def test_lifecycle_transitions(graph: RosGraph, tiny_model: Path) -> None:
     assert helper.count_subscribers("/managed/image") == 0
     # a missing model: activation fails with the reason, the node stays inactive
     assert managed.trigger_activate() == TransitionCallbackReturn.FAILURE
-    assert managed.lifecycle_state == "inactive" and managed._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
-    assert "model file not found: /no/such/model.onnx" in managed._backend_error
+    assert managed.lifecycle_state == "inactive" == services.state()
+    assert "model file not found: /no/such/model.onnx" in managed.backend.error
     # model.path may only change while unconfigured
     assert not managed.set_parameters([Parameter("model.path", value=str(tiny_model))])[0].successful
     assert managed.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
@@ -326,17 +329,17 @@ def test_lifecycle_transitions(graph: RosGraph, tiny_model: Path) -> None:
     assert managed.set_parameters([Parameter("model.path", value=str(tiny_model))])[0].successful
     assert managed.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert managed.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    assert managed._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+    assert managed.lifecycle_state == "active" == services.state()
     assert wait_until(lambda: helper.count_subscribers("/managed/image") == 1 and helper.count_subscribers("/managed/camera_info") == 1, 5)
-    assert managed._pipeline is not None and managed._worker.is_alive() and managed._publisher.is_alive()
+    assert managed.backend.pipeline is not None and managed.stages.running
     assert managed.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert wait_until(lambda: helper.count_subscribers("/managed/image") == 0, 5)
-    assert managed._pipeline is None and managed._worker is None and managed._publisher is None
+    assert managed.backend.pipeline is None and not managed.stages.running
     assert managed.trigger_activate() == TransitionCallbackReturn.SUCCESS  # re-activation reloads the model
-    assert managed._pipeline is not None
+    assert managed.backend.pipeline is not None
     assert managed.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
-    assert managed._state_machine.current_state[0] == State.PRIMARY_STATE_FINALIZED
-    assert managed._pipeline is None and wait_until(lambda: helper.count_publishers("/managed/depth") == 0, 5)
+    assert managed.lifecycle_state == "finalized" == services.state()
+    assert managed.backend.pipeline is None and wait_until(lambda: helper.count_publishers("/managed/depth") == 0, 5)
     graph.remove(managed)
     managed.destroy_node()
 
@@ -354,7 +357,7 @@ def test_compressed_input_and_corrupt_data(graph: RosGraph, tiny_model: Path) ->
         assert (got["depth"].height, got["depth"].width) == (HEIGHT, WIDTH)
     camera.send(CompressedImage(header=header(3), format="jpeg", data=b"\xff\xd8 corrupt bytes"))
     assert wait_until(lambda: node.diagnostics_values()["bad_input"] == 1, 10)
-    assert "JPEG" in node._counters.recent_problems(0.0)["bad_input"] or "neither" in node._counters.recent_problems(0.0)["bad_input"]
+    assert "JPEG" in node.cameras[0].counters.recent_problems(0.0)["bad_input"] or "neither" in node.cameras[0].counters.recent_problems(0.0)["bad_input"]
     ok, data = cv2.imencode(".jpg", rgb[..., ::-1])
     camera.send(CompressedImage(header=header(4), format="jpeg", data=data.tobytes()))
     camera.wait_stamp(1004, ["depth"])
@@ -405,7 +408,7 @@ def test_diagnostics_report_rates_latency_model_and_stalls(graph: RosGraph, tiny
     assert diagnostics.wait_for(lambda msgs: any(s.level == b"\x01" and "no input on '/watched/image'" in s.message for s in status_of(msgs, "watched")), 10)
     publisher = graph.helper.create_publisher(Image, "/watched/image", RELIABLE)
     depth = graph.collect(Image, "/watched/depth", RELIABLE)
-    assert wait_until(lambda: publisher.get_subscription_count() == 1 and watched._publishers_by_key["depth"].get_subscription_count() == 1, 10)
+    assert wait_until(lambda: publisher.get_subscription_count() == 1 and watched.cameras[0].publishers["depth"].get_subscription_count() == 1, 10)
     for i in range(4):
         publisher.publish(frame_msg(600 + i))
         time.sleep(0.15)
@@ -435,10 +438,10 @@ def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_mode
     def broken(*args: object, **kwargs: object) -> dict:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    node._pipeline.run_batch = broken
+    node.backend.pipeline.run_batch = broken
     publisher = graph.helper.create_publisher(Image, "/fallback2/image", RELIABLE)
     semantic = graph.collect(Image, "/fallback2/semantic", RELIABLE)
-    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["semantic"].get_subscription_count() == 1, 10)
+    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node.cameras[0].publishers["semantic"].get_subscription_count() == 1, 10)
     publisher.publish(frame_msg(700))
     assert semantic.wait_for(lambda msgs: len(msgs) == 1, 20)
     values = node.diagnostics_values()
@@ -447,10 +450,10 @@ def test_fallback_backend_on_load_and_runtime_failure(graph: RosGraph, tiny_mode
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS and node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert node.set_parameters([Parameter("model.fallback_backend", value="")])[0].successful
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    node._pipeline.run_batch = broken
+    node.backend.pipeline.run_batch = broken
     assert wait_until(lambda: publisher.get_subscription_count() == 1, 10)
     publisher.publish(frame_msg(701))
     assert wait_until(lambda: node.diagnostics_values()["inference_errors"] == 1, 10)
-    assert "illegal memory access" in node._backend_error
+    assert "illegal memory access" in node.backend.error
     graph.helper.destroy_publisher(publisher)
     graph.stop_perception(node)

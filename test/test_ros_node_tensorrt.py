@@ -27,7 +27,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from cuda_double import REAL_MODULE, FakeCudart  # noqa: E402
 from mtl_perception.inference.image_codec import array_to_image_msg  # noqa: E402
-from mtl_perception.inference.precision import CACHE_ENV  # noqa: E402
+from mtl_perception.paths import CACHE_ENV  # noqa: E402
 from mtl_perception.inference.sample_images import sample_image  # noqa: E402
 from mtl_perception.ros.node import PerceptionNode  # noqa: E402
 from trt_double import FakeTensorRT, program_onnx_engines  # noqa: E402

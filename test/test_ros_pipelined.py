@@ -50,8 +50,8 @@ def rig(graph: RosGraph, node: PerceptionNode):
     publisher = graph.helper.create_publisher(Image, "/pipe/image", RELIABLE)
     depth = graph.collect(Image, "/pipe/depth", RELIABLE)
     semantic = graph.collect(Image, "/pipe/semantic", RELIABLE)
-    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node._publishers_by_key["semantic"].get_subscription_count() == 1
-                      and node._publishers_by_key["depth"].get_subscription_count() == 1, 15)
+    assert wait_until(lambda: publisher.get_subscription_count() == 1 and node.cameras[0].publishers["semantic"].get_subscription_count() == 1
+                      and node.cameras[0].publishers["depth"].get_subscription_count() == 1, 15)
     publisher.publish(frame(0))  # the first frame builds the deploy graph
     assert depth.wait_for(lambda msgs: len(msgs) == 1, 30)
     yield publisher, depth, semantic
@@ -95,12 +95,12 @@ def test_burst_keeps_order_and_headers_and_counts_every_drop(node: PerceptionNod
 
 def test_camera_size_change_builds_another_graph_and_serves(node: PerceptionNode, rig) -> None:
     publisher, depth, _ = rig
-    built = node._pipeline.graphs_built
+    built = node.backend.pipeline.graphs_built
     publisher.publish(frame(100, 120, 160))
     assert depth.wait_for(lambda msgs: any(m.header.stamp.sec == 5100 and (m.height, m.width) == (120, 160) for m in msgs), 30)
     publisher.publish(frame(101))  # back to the first size: its graph is still cached
     assert depth.wait_for(lambda msgs: any(m.header.stamp.sec == 5101 and (m.height, m.width) == (96, 128) for m in msgs), 30)
-    assert node._pipeline.graphs_built == built + 1
+    assert node.backend.pipeline.graphs_built == built + 1
 
 
 def test_rate_limit_of_almost_zero_then_zero_serves_again(node: PerceptionNode, rig) -> None:
@@ -110,16 +110,16 @@ def test_rate_limit_of_almost_zero_then_zero_serves_again(node: PerceptionNode, 
     assert node.set_parameters([Parameter("processing.max_rate_hz", value=0.0)])[0].successful
     publisher.publish(frame(201))
     assert depth.wait_for(lambda msgs: any(m.header.stamp.sec == 5201 for m in msgs), 30), "the inference stage stalled in the rate wait"
-    assert node._worker.is_alive() and node._publisher.is_alive()
+    assert node.stages.running
 
 
 def test_deactivate_with_frames_in_flight_stops_both_stages_cleanly(node: PerceptionNode, rig) -> None:
     publisher, depth, _ = rig
     for i in range(300, 320):
         publisher.publish(frame(i))
-    assert wait_until(lambda: node.diagnostics_values()["frames_received"] > 0 and node._slot.received > 0, 5)
+    assert wait_until(lambda: node.diagnostics_values()["frames_received"] > 0 and node.cameras[0].slot.received > 0, 5)
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    assert node._worker is None and node._publisher is None and node._pipeline is None
+    assert not node.stages.running and node.backend.pipeline is None
     assert node.diagnostics_values()["state"] == "inactive"
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert wait_until(lambda: publisher.get_subscription_count() == 1, 10)

@@ -20,6 +20,7 @@ from mtl_perception.inference.camera_info import CameraInfoError, validate_camer
 from mtl_perception.inference.encodings import FORMATS, GRAPH_ENCODINGS, scale16, to_graph_pixels
 from mtl_perception.inference.metadata import MetadataError, ModelMetadata
 from mtl_perception.safeload import LoadError, json_depth, yaml_loads
+from mtl_perception.schemas import MAX_INPUT_SIDE
 
 # derandomize: the same examples on every run (a CI run must not fail on a case no earlier run tried); the
 # database is off for the same reason. Explore with more or other examples locally: HYPOTHESIS_SEED / max_examples.
@@ -46,8 +47,8 @@ def valid_metadata(draw: Any) -> dict[str, Any]:
         "output_names": {t: {"semantic": "semantic_logits"}.get(t, t) for t in tasks},
         "class_names": draw(st.lists(names, min_size=classes, max_size=classes)),
         "palette": draw(st.lists(colour, min_size=classes, max_size=classes)),
-        "input_height": draw(st.integers(8, 8192)),
-        "input_width": draw(st.integers(8, 8192)),
+        "input_height": draw(st.integers(8, MAX_INPUT_SIDE)),
+        "input_width": draw(st.integers(8, MAX_INPUT_SIDE)),
         "mean": draw(st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3)),
         "std": draw(st.lists(st.floats(0.01, 2.0), min_size=3, max_size=3)),
         "depth_min": depth_min,

@@ -149,19 +149,24 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert load_checkpoint(checkpoint)["step"] == saved_step + 2
 
 
-@pytest.mark.parametrize("weighting", ["uncertainty", "famo", "aligned_mtl"])
-def test_torchrun_two_processes_keep_identical_weights(tmp_path, weighting):
+DDP_WEIGHTINGS = ("uncertainty", "famo", "aligned_mtl")
+
+
+def test_torchrun_two_processes_keep_identical_weights(tmp_path):
+    """One torchrun launch trains each weighting in turn (ddp_worker.py), each into its own folder."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
                str(ROOT / "test" / "ddp_worker.py"), *TINY, f"train.out_dir={tmp_path}", "train.steps=3", "train.val_every=3",
-               "train.ckpt_every=3", f"train.loss_weighting={weighting}"]
+               "train.ckpt_every=3", f"weightings={','.join(DDP_WEIGHTINGS)}"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    digests = [(tmp_path / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
-    assert digests[0] == digests[1]
-    # each rank sees other frames, so without averaging (the log-variances' gradients, FAMO's losses, Aligned-MTL's
-    # task gradients) the weighting states would differ
-    states = [(tmp_path / f"weighting_rank{r}.sha256").read_text() for r in (0, 1)]
-    assert states[0] == states[1], f"the {weighting} weighting state drifted apart between ranks"
-    model, _, state = model_from_checkpoint(tmp_path / "last.pt")
-    assert state["step"] == 3
+    for weighting in DDP_WEIGHTINGS:
+        out = tmp_path / weighting
+        digests = [(out / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
+        assert digests[0] == digests[1], f"{weighting}: the ranks' weights differ"
+        # each rank sees other frames, so without averaging (the log-variances' gradients, FAMO's losses, Aligned-MTL's
+        # task gradients) the weighting states would differ
+        states = [(out / f"weighting_rank{r}.sha256").read_text() for r in (0, 1)]
+        assert states[0] == states[1], f"the {weighting} weighting state drifted apart between ranks"
+        model, config, state = model_from_checkpoint(out / "last.pt")
+        assert state["step"] == 3 and config.train.loss_weighting == weighting

@@ -15,7 +15,7 @@ For every module of ``MODULES`` the table keeps: the module's public names and w
 each stands for (a class or function, an import of another module's name, a value of the C extension,
 another value); for every class its bases, and its public members (methods with their parameter names,
 keyword-only names, ``*args``/``**kwargs``, parameter annotations and the class a return annotation names; properties; class attributes such as enum
-values; nested classes; public attributes set in ``__init__``; for ``__init__(**kwargs)`` checked against
+values; nested classes; public attributes set in ``__init__`` (and the few private ones of ``PRIVATE_ATTRIBUTES``); for ``__init__(**kwargs)`` checked against
 ``__slots__`` (QoSProfile) the keywords the slots allow). No source text is kept: only names and those facts.
 ``test/test_ros_distributions.py`` checks the project's use of rclpy against the table.
 """
@@ -45,6 +45,10 @@ MODULES = ("rclpy", "rclpy.callback_groups", "rclpy.clock", "rclpy.context", "rc
            "rclpy.time", "rclpy.timer", "rclpy.topic_endpoint_info", "rclpy.utilities", "rclpy.validate_full_topic_name",
            "rclpy.validate_topic_name")
 EXTENSION_MODULE = "rclpy.impl.implementation_singleton"  # rclpy_implementation: the C extension
+# Private attributes set in ``__init__`` that the project reads on purpose, kept in the table like public ones:
+# LifecycleNode's state machine (rclpy has no public getter of a node's current lifecycle state; its own
+# ``trigger_shutdown`` reads ``_state_machine.current_state`` in every distribution).
+PRIVATE_ATTRIBUTES = ("_state_machine",)
 
 
 # ------------------------------------------------------------------ reading sources
@@ -215,7 +219,8 @@ def class_record(cls: ast.ClassDef, qualname: str, context: tuple[str, dict[str,
             if node.name == "__init__":
                 for statement in ast.walk(node):
                     for target in getattr(statement, "targets", [getattr(statement, "target", None)]):
-                        if isinstance(target, ast.Attribute) and dotted(target.value) == "self" and not target.attr.startswith("_"):
+                        if isinstance(target, ast.Attribute) and dotted(target.value) == "self" \
+                                and (not target.attr.startswith("_") or target.attr in PRIVATE_ATTRIBUTES):
                             members.setdefault(target.attr, {"kind": "attribute"})
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             for target in node.targets if isinstance(node, ast.Assign) else [node.target]:

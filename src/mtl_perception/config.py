@@ -16,25 +16,23 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
 
 from mtl_perception.safeload import shorten, yaml_load_file, yaml_loads
-from mtl_perception.schemas import describe_errors
+# Field types with their constraints (``schemas.py``), validated once by pydantic when a config enters (``config_from_dict``).
+from mtl_perception.schemas import (
+    Depth,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Options,
+    PositiveInt,
+    Seed,
+    Side,
+    StrictBool,
+    Text,
+    Weights,
+    Word,
+    describe_errors,
+)
 from mtl_perception.tasks import ALL_TASKS, validate_tasks
 
-MAX_INPUT_SIDE = 4096  # largest network input side (pixels) a config may ask for
-
-
-# Field types with their constraints (validated once by pydantic when a config enters: ``config_from_dict``).
-PosInt = Annotated[int, Strict(), Field(ge=1)]
-NonNegInt = Annotated[int, Strict(), Field(ge=0)]
-Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
-PosFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
-Depth = Annotated[float, Strict(), Field(gt=0, le=1e4, allow_inf_nan=False)]
-Side = Annotated[int, Strict(), Field(ge=32, le=MAX_INPUT_SIDE)]
-Text = Annotated[str, Strict(), Field(max_length=4096)]
-Word = Annotated[str, Strict(), Field(max_length=64)]
-Bool = Annotated[bool, Strict()]
-Weights = Annotated[dict[Word, Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]], Field(max_length=16)]
-Options = Annotated[dict[Word, Any], Field(max_length=64)]
 _SECTION = ConfigDict(extra="forbid")
 
 
@@ -73,7 +71,7 @@ class DataConfig:
     train_count: Annotated[int, Strict(), Field(ge=0, le=10**8)] = 2000  # synthetic: frames in the training split
     val_count: Annotated[int, Strict(), Field(ge=0, le=10**7)] = 64  # synthetic: frames in the held-out validation split
     seed: Seed = 0  # synthetic: base seed of the scenes (validation uses a disjoint seed range)
-    augment: Bool = True  # random scale/crop/flip and colour jitter on training frames
+    augment: StrictBool = True  # random scale/crop/flip and colour jitter on training frames
     workers: Annotated[int, Strict(), Field(ge=0, le=256)] = 0  # DataLoader worker processes
 
 
@@ -83,28 +81,28 @@ class TrainConfig:
 
     __pydantic_config__ = _SECTION
 
-    steps: PosInt = 2000  # optimiser steps in total
+    steps: PositiveInt = 2000  # optimiser steps in total
     batch_size: Annotated[int, Strict(), Field(ge=1, le=4096)] = 8  # frames per step per process
     optimizer: Word = "adamw"  # adamw | sgd
     lr: Annotated[float, Strict(), Field(gt=0, le=10.0, allow_inf_nan=False)] = 1e-3  # peak learning rate
-    weight_decay: NonNegFloat = 1e-4  # decoupled (AdamW) or L2 (SGD) weight decay
+    weight_decay: NonNegativeFloat = 1e-4  # decoupled (AdamW) or L2 (SGD) weight decay
     momentum: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)] = 0.9  # SGD momentum
     schedule: Word = "cosine"  # cosine | poly
-    warmup_steps: NonNegInt = 100  # linear warm-up from 0 to lr
-    grad_clip: NonNegFloat = 5.0  # max global gradient norm; 0 disables clipping
-    amp: Bool = True  # mixed precision where the device supports it (CUDA); ignored on CPU
+    warmup_steps: NonNegativeInt = 100  # linear warm-up from 0 to lr
+    grad_clip: NonNegativeFloat = 5.0  # max global gradient norm; 0 disables clipping
+    amp: StrictBool = True  # mixed precision where the device supports it (CUDA); ignored on CPU
     seed: Seed = 0  # seed of weights, data order and augmentation
     depth_loss: Word = "log_l1"  # log_l1 | silog
     normals_loss: Word = "cosine"  # cosine | angular
     loss_weighting: Word = "fixed"  # fixed | uncertainty | dwa | gradnorm | famo | aligned_mtl
     task_weights: Weights = field(default_factory=lambda: {t: 1.0 for t in ALL_TASKS})  # initial/fixed weights
     weighting_options: Annotated[dict[Word, Annotated[float, Strict(), Field(allow_inf_nan=False)]], Field(max_length=16)] = field(default_factory=dict)  # options of the weighting scheme (see training/weighting.py)
-    aux_weight: NonNegFloat = 0.5  # weight of deep-supervision (intermediate) losses, where the architecture has them
+    aux_weight: NonNegativeFloat = 0.5  # weight of deep-supervision (intermediate) losses, where the architecture has them
     out_dir: Text = "runs/default"  # checkpoints, TensorBoard logs and metrics go here
-    val_every: PosInt = 250  # steps between validations (and best-checkpoint updates)
+    val_every: PositiveInt = 250  # steps between validations (and best-checkpoint updates)
     best_metric: Word = "delta_m"  # what "best" means: delta_m (all tasks, vs. the first validation) or task.key, e.g. depth.rmse
-    ckpt_every: PosInt = 250  # steps between checkpoints
-    log_every: PosInt = 20  # steps between TensorBoard scalars
+    ckpt_every: PositiveInt = 250  # steps between checkpoints
+    log_every: PositiveInt = 20  # steps between TensorBoard scalars
     device: Word = "auto"  # auto | cpu | cuda | cuda:N
     threads: Annotated[int, Strict(), Field(ge=0, le=1024)] = 0  # torch intra-op threads on CPU; 0 keeps torch's default
 

@@ -1,4 +1,5 @@
-"""Files installed with the package (share/mtl_perception/...), found through the ament index or the source tree."""
+"""Where the package's files are: those installed with it (share/mtl_perception/..., found through the ament index
+or the source tree), and the one cache root every compiled artefact is written under (``cache_dir``)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -14,6 +15,16 @@ FASTDDS_PROFILE_VARIABLES = {2: "FASTRTPS_DEFAULT_PROFILES_FILE", 3: "FASTDDS_DE
 # the ROS wheels that ship the library (3.x renamed it from fastrtps to fastdds)
 FASTDDS_WHEELS = ("ros-fastdds", "ros-fastrtps")
 FASTDDS_LIBRARIES = {3: "libfastdds.so.3*", 2: "libfastrtps.so.2*"}
+# The cache root: an explicit folder (``model.engine_cache_dir``, ``--cache-dir``), else $MTL_PERCEPTION_CACHE, else this.
+CACHE_ENV = "MTL_PERCEPTION_CACHE"
+DEFAULT_CACHE_ROOT = "~/.cache/mtl_perception"
+# What is cached, one folder of the root each.
+CACHE_KINDS = {
+    "deploy": "deploy graphs composed from a model file (inference/deploy_graph.py)",
+    "precision": "mixed-precision FP16 and Q/DQ INT8 files of a model file (inference/precision.py)",
+    "engines": "TensorRT engines, their sidecars, timing caches and calibration tables (inference/engine_cache.py)",
+    "ort_tensorrt": "engines and timing caches of ONNX Runtime's TensorRT provider (backends/onnxruntime_backend.py)",
+}
 
 
 def package_file(folder: str, name: str) -> Path:
@@ -27,6 +38,18 @@ def package_file(folder: str, name: str) -> Path:
     except (ImportError, LookupError, ValueError, OSError):  # no ament index (e.g. a plain pip install)
         pass
     return Path(__file__).resolve().parents[2] / folder / name
+
+
+def cache_root(root: str | Path | None = None) -> Path:
+    """The cache root: ``root`` when given, else $MTL_PERCEPTION_CACHE, else ~/.cache/mtl_perception (``~`` expanded)."""
+    return Path(root or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_ROOT).expanduser()
+
+
+def cache_dir(kind: str, root: str | Path | None = None) -> Path:
+    """The folder of one kind of cached artefact (``CACHE_KINDS``) under the cache root (``cache_root(root)``)."""
+    if kind not in CACHE_KINDS:
+        raise ValueError(f"unknown cache kind '{kind}'; valid: {sorted(CACHE_KINDS)}")
+    return cache_root(root) / kind
 
 
 def default_model_path() -> Path:

@@ -11,7 +11,8 @@ these boundaries (each is crossed once per file or message).
 
 Where the schemas are used (each boundary validates once; nothing downstream re-checks):
 - ``MetadataSchema``: the model file's metadata (``inference/metadata.py``), with ``MAX_CLASSES`` etc.
-- the training config dataclasses (``config.py``) carry their constraints as ``Annotated`` fields.
+- the training config dataclasses (``config.py``) carry their constraints as ``Annotated`` fields, built from the
+  field types below.
 - ``PaletteSchema``: ``palette.override`` (``ros/parameters.py``).
 - ``CameraInfoSchema``: sensor_msgs/CameraInfo (``inference/camera_info.py``).
 - ``flag``: argparse types for every numeric command-line flag (finite, in range).
@@ -26,21 +27,34 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, Validati
 
 from mtl_perception.safeload import shorten
 
+# ---------------------------------------------------------------------------------------------- limits
+MAX_CLASSES = 1024  # semantic classes a model file may declare (NYUv2 has 40, ADE20K 150, COCO-stuff 182)
+# Largest network input side (pixels): what a training config may ask for (``config.py``, ``Side``) and what a model
+# file may declare (``MetadataSchema``). One bound for both, because every model file is exported from a config (and
+# ``export --height/--width`` stop there too): a file declaring more did not come from this package. It is also
+# the bound on what a model file can make the node allocate: the deploy graph's buffers grow with the side squared
+# (4096 x 4096 x 3 float32 is 201 MB before the network runs).
+MAX_INPUT_SIDE = 4096
+
+
 # ---------------------------------------------------------------------------------------------- field types
-StrictInt = Annotated[int, Strict()]
+# The package's one set of constrained field types (the config dataclasses, the model metadata, the folder
+# dataset's class file); ``Strict``: an integer is not '120' nor 120.0, a bool is not 1.
 StrictStr = Annotated[str, Strict()]
 StrictBool = Annotated[bool, Strict()]
-FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
 NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
-PositiveFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
+Side = Annotated[int, Strict(), Field(ge=32, le=MAX_INPUT_SIDE)]  # a network input side a config asks for
+Depth = Annotated[float, Strict(), Field(gt=0, le=1e4, allow_inf_nan=False)]  # metres
+Text = Annotated[str, Strict(), Field(max_length=4096)]
+Word = Annotated[str, Strict(), Field(max_length=64)]
+Weights = Annotated[dict[Word, NonNegativeFloat], Field(max_length=16)]
+Options = Annotated[dict[Word, Any], Field(max_length=64)]
 Channel = Annotated[int, Strict(), Field(ge=0, le=255)]
 Colour = Annotated[list[Channel], Field(min_length=3, max_length=3)]
 Name = Annotated[str, Strict(), Field(min_length=1, max_length=128)]
-
-MAX_CLASSES = 1024  # semantic classes a model file may declare (NYUv2 has 40, ADE20K 150, COCO-stuff 182)
-MAX_INPUT_SIDE = 8192  # network input side (pixels) a model file may declare
 
 
 # ---------------------------------------------------------------------------------------------- errors

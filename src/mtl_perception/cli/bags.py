@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtl_perception.bags.conventions import PREDICTION_NAMESPACE
 from mtl_perception.bags.io import STORAGES
-from mtl_perception.cli.errors import command
+from mtl_perception.cli.errors import EXIT_FAILED, command
 from mtl_perception.schemas import flag
 from mtl_perception.tasks import DEPTH, NORMALS, SEMANTIC
 
 if TYPE_CHECKING:  # imported when a command runs: --help stays fast
-    from mtl_perception.bags.evaluation.summary import BagSummary
+    from mtl_perception.bags.evaluation.summary import BagFailure, BagSummary
 
 
 # ---------------------------------------------------------------------------------------------- bag-make
@@ -135,7 +136,21 @@ def add_bag_eval_arguments(parser: argparse.ArgumentParser) -> None:
     evaluation.add_argument("--strip-frames", type=flag(int, ge=0, le=64), default=4,
                             help="frames per bag in the input | overlay | depth strip")
     evaluation.add_argument("--jobs", type=flag(int, ge=1, le=256), default=1,
-                            help="bags evaluated in parallel processes")
+                            help="with --executor process: bags evaluated in parallel processes")
+    fleet = parser.add_argument_group("cluster (--executor ray; pip install 'mtl_perception[fleet]')")
+    fleet.add_argument("--executor", choices=("process", "ray"), default="process",
+                       help="process: this machine (--jobs processes); ray: one Ray task per bag (per camera with "
+                            "--all-cameras) on a Ray cluster, the model shipped once through Ray's object store, the "
+                            "same figures as --jobs 1; bags and --output-bag must be paths every node reads (a shared "
+                            "file system); a bag that fails is reported and the others go on (exit code 1)")
+    fleet.add_argument("--address", default=None,
+                       help="Ray cluster to use: auto (the cluster this node belongs to), HOST:PORT (its head), or "
+                            "ray://HOST:PORT (Ray Client, needs ray[client]); default: start Ray on this machine")
+    fleet.add_argument("--cpus-per-task", type=flag(int, ge=1, le=1024), default=1,
+                       help="CPUs Ray reserves for each bag's task; also its onnxruntime threads unless --threads")
+    fleet.add_argument("--max-retries", type=flag(int, ge=0, le=100), default=3,
+                       help="runs of a bag's task again when its worker process dies (a bag's own error is not "
+                            "retried)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="bag_eval", help="folder for summary.json, the report and its plots")
     output.add_argument("--format", nargs="+", choices=("md", "html"), default=["md", "html"],
@@ -213,8 +228,18 @@ def bag_eval_main(args: argparse.Namespace) -> int:
     if not args.min_depth < args.max_depth:
         raise ValueError(f"--min-depth {args.min_depth} must be below --max-depth {args.max_depth}")
     settings = bag_eval_settings(args)
-    results = evaluate_bags(args.bags, settings, jobs=args.jobs)
-    summary = summarize(results, settings)
+    failures: list[BagFailure] = []
+    if args.executor == "ray":
+        from mtl_perception.bags.evaluation.ray_executor import RayOptions, evaluate_bags_on_ray
+
+        options = RayOptions(address=args.address, cpus_per_task=args.cpus_per_task, max_retries=args.max_retries)
+        run = evaluate_bags_on_ray(args.bags, settings, options)
+        results, failures = run.results, run.failures
+    else:
+        if args.address is not None:
+            raise ValueError("--address applies to --executor ray only")
+        results = evaluate_bags(args.bags, settings, jobs=args.jobs)
+    summary = summarize(results, settings, failures)
     check_evaluable(summary)
     files = write_report(args.out, summary, results, args.format)
     print(headline(summary))
@@ -228,7 +253,9 @@ def bag_eval_main(args: argparse.Namespace) -> int:
     print(f"summary: {files.json}")
     for document in files.documents:
         print(f"report: {document}")
-    return 0
+    for failure in summary.failed:
+        print(f"mtl-perception bag-eval: error: bag {failure.bag} not evaluated: {failure.error}", file=sys.stderr)
+    return EXIT_FAILED if summary.failed else 0
 
 
 # ---------------------------------------------------------------------------------------------- replay

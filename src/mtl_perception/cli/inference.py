@@ -84,8 +84,8 @@ def add_build_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how calibration frames are fitted to the network input (as the node does; its default "
                              "is letterbox)")
     parser.add_argument("--cache-dir", default=None,
-                        help="engine cache directory; None = (with --deploy the params file's model.engine_cache_dir, "
-                             "else) $MTL_PERCEPTION_ENGINE_CACHE or ~/.cache/mtl_perception/engines")
+                        help="cache root (engines/, precision/, deploy/ below it); None = (with --deploy the params "
+                             "file's model.engine_cache_dir, else) $MTL_PERCEPTION_CACHE or ~/.cache/mtl_perception")
     parser.add_argument("--workspace-mb", type=flag(int, ge=16, le=1 << 20), default=1024,
                         help="TensorRT builder workspace limit in MiB")
     parser.add_argument("--max-batch", type=flag(int, ge=1, le=1024), default=1,
@@ -148,7 +148,7 @@ def _build_deploy_engines(args: argparse.Namespace) -> int:
     if precision == "int8" and args.calib_dir is not None:  # the INT8 file first, where the node finds it
         from mtl_perception.inference.precision import CalibrationSpec, precision_model_file
 
-        precision_model_file(model, "int8", None, CalibrationSpec(args.calib_dir, args.calib_topic, args.calib_images, settings.resize_mode))
+        precision_model_file(model, "int8", engine_plan.cache_root(settings), CalibrationSpec(args.calib_dir, args.calib_topic, args.calib_images, settings.resize_mode))
     pipeline = engine_plan.node_pipeline(settings, model, "tensorrt", settings.provider, cameras)
     width, height = args.camera
     try:

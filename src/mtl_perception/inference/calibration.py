@@ -15,6 +15,7 @@ import numpy as np
 
 from mtl_perception.inference.metadata import ModelMetadata
 from mtl_perception.inference.processing import ResizeMode, preprocess, to_rgb
+from mtl_perception.paths import cache_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -114,13 +115,14 @@ class CalibrationCacheFile:
     """A TensorRT implicit-calibration table (TensorRT <= 10 calibrators), keyed by the ONNX file's hash.
 
     The build path no longer calibrates inside TensorRT (the Q/DQ file carries its scales); this stays for
-    reading tables that earlier engine caches hold. A table is only valid for the graph it was measured on,
+    reading tables that earlier engine caches hold, so it lives beside the engines (``engines/`` of the cache root,
+    ``paths.cache_dir``). A table is only valid for the graph it was measured on,
     and only read back when its bytes match the content hash written beside it (``fileio``): a damaged table
     is reported, removed, and read as none, so the calibrator measures it again.
     """
 
-    def __init__(self, cache_dir: Path, onnx_sha256: str) -> None:
-        self.path = Path(cache_dir) / f"calibration-{onnx_sha256[:16]}.cache"
+    def __init__(self, cache_root: str | Path | None, onnx_sha256: str) -> None:
+        self.path = cache_dir("engines", cache_root) / f"calibration-{onnx_sha256[:16]}.cache"
 
     def read(self) -> bytes | None:
         from mtl_perception.fileio import sound_cache_file

@@ -170,50 +170,55 @@ def _header(ir_version: int) -> str:
     return f'<ir_version: {ir_version}, opset_import: ["" : {OPSET}]>'
 
 
-def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLayout, ir_version: int) -> str:
-    """camera_image uint8 (H, W, C) -> pre_net_input (the network input) and pre_view (RGB float (1, Ho, Wo, 3)).
+def _model_channels(options: DeployOptions, meta: ModelMetadata) -> list[int]:
+    """Which camera channel feeds each of the network's three input channels (its order: rgb or bgr)."""
+    if meta.channel_order not in ("rgb", "bgr"):
+        raise DeployGraphError(f"model metadata names channel order '{meta.channel_order}'; supported: rgb, bgr")
+    rgb = {"rgb": [0, 1, 2], "bgr": [2, 1, 0], "mono": [0, 0, 0]}[options.order]
+    return rgb if meta.channel_order == "rgb" else rgb[::-1]
 
-    Channels stay last until the image is at the network size (the cheap place to transpose).
+
+def view_to_bgr(options: DeployOptions) -> np.ndarray:
+    """(C, 3) 0/1 matrix taking a camera pixel (its C channels in its order) to B, G, R: ``view @ matrix``.
+
+    A MatMul with it reorders, drops alpha or repeats grey in one pass, and each output is one input times
+    1 (or times the overlay weight) plus exact zeros, so the values are those of a Gather of the channels.
+    """
+    matrix = np.zeros((options.channels, 3), np.float32)
+    for out, source in enumerate({"rgb": [2, 1, 0], "bgr": [0, 1, 2], "mono": [0, 0, 0]}[options.order]):
+        matrix[source, out] = 1.0
+    return matrix
+
+
+def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLayout, ir_version: int) -> str:
+    """camera_image uint8 (B, H, W, C) -> pre_net_input (the network input) and pre_view (float (B, Ho, Wo, C), the
+    camera's own channels and order: the post graph maps them to BGR where it needs the image).
+
+    The only full-resolution passes are the Cast and the Resize down to the network size (all C channels, channels
+    last); picking, reordering or repeating channels, the transpose and the normalisation run on the small image.
     """
     t = layout.transform
     b, h, w, c = options.batch, options.height, options.width, options.channels
     lines = ["pre_nhwc = Cast <to = 1> (camera_image)"]
-    x = "pre_nhwc"
-    if c == 1:
-        lines.append(f"pre_shape3 = Constant <value_ints = [{b}, {h}, {w}, 3]> ()")
-        lines.append(f"pre_rgb = Expand ({x}, pre_shape3)")
-        x = "pre_rgb"
-    else:
-        if c == 4:
-            lines += ["pre_c0 = Constant <value_ints = [0]> ()", "pre_c3 = Constant <value_ints = [3]> ()",
-                      "pre_c_axis = Constant <value_ints = [3]> ()", f"pre_c3ch = Slice ({x}, pre_c0, pre_c3, pre_c_axis)"]
-            x = "pre_c3ch"
-        if options.order == "bgr":
-            lines += ["pre_flip = Constant <value_ints = [2, 1, 0]> ()", f"pre_rgb = Gather <axis = 3> ({x}, pre_flip)"]
-            x = "pre_rgb"
-    rgb = x  # (1, H, W, 3) float RGB, 0..255
+    content = "pre_nhwc"
     if (t.content_height, t.content_width) != (h, w):
-        lines.append(f"pre_content_size = Constant <value_ints = [{b}, {t.content_height}, {t.content_width}, 3]> ()")
-        lines.append(f'pre_content = Resize <mode = "linear", coordinate_transformation_mode = "half_pixel"> ({rgb}, , , pre_content_size)')
+        lines.append(f"pre_content_size = Constant <value_ints = [{b}, {t.content_height}, {t.content_width}, {c}]> ()")
+        lines.append(f'pre_content = Resize <mode = "linear", coordinate_transformation_mode = "half_pixel"> (pre_nhwc, , , pre_content_size)')
         content = "pre_content"
-    else:
-        content = rgb
-    if meta.channel_order == "bgr":
-        lines += ["pre_to_model = Constant <value_ints = [2, 1, 0]> ()", f"pre_model_order = Gather <axis = 3> ({content}, pre_to_model)"]
-        model_order = "pre_model_order"
-    elif meta.channel_order == "rgb":
-        model_order = content
-    else:
-        raise DeployGraphError(f"model metadata names channel order '{meta.channel_order}'; supported: rgb, bgr")
+    lines.append(f"pre_planes = Transpose <perm = [0, 3, 1, 2]> ({content})")
+    planes = "pre_planes"
+    channels = _model_channels(options, meta)
+    if channels != list(range(c)):  # bgr / rgba / bgra / mono cameras: a Gather of whole small planes
+        lines += [f"pre_channels = Constant <value_ints = [{', '.join(map(str, channels))}]> ()",
+                  "pre_model_order = Gather <axis = 1> (pre_planes, pre_channels)"]
+        planes = "pre_model_order"
     std = np.asarray(meta.std, dtype=np.float64)
     mean = np.asarray(meta.mean, dtype=np.float64)
-    # Normalised after the transpose: ONNX Runtime's CPU kernels broadcast a per-channel (1, 3, 1, 1) constant
-    # over whole planes far faster than a (1, 1, 1, 3) one over the last axis; the values are the same.
+    # per-channel (1, 3, 1, 1) constants over whole planes: ONNX Runtime's fast broadcast
     lines += [
-        f"pre_nchw = Transpose <perm = [0, 3, 1, 2]> ({model_order})",
         f"pre_scale = Constant <value = float[1, 3, 1, 1] {{{_floats(1.0 / (255.0 * std))}}}> ()",
         f"pre_shift = Constant <value = float[1, 3, 1, 1] {{{_floats(mean / std)}}}> ()",
-        "pre_scaled = Mul (pre_nchw, pre_scale)",
+        f"pre_scaled = Mul ({planes}, pre_scale)",
         "pre_normalised = Sub (pre_scaled, pre_shift)",
     ]
     if (t.pad_top, t.pad_left, t.pad_bottom, t.pad_right) != (0, 0, 0, 0):
@@ -222,43 +227,118 @@ def pre_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLa
         lines.append("pre_net_input = Pad (pre_normalised, pre_pads)")
     else:
         lines.append("pre_net_input = Identity (pre_normalised)")
-    view = rgb if options.out_size == "input" else content
+    view = "pre_nhwc" if options.out_size == "input" else content
     lines.append(f"pre_view = Identity ({view})")
     body = "\n  ".join(lines)
     return (f"{_header(ir_version)}\npre (uint8[{b}, {h}, {w}, {c}] camera_image) => "
-            f"(float[{b}, 3, {meta.input_height}, {meta.input_width}] pre_net_input, float[{b}, {layout.out_height}, {layout.out_width}, 3] pre_view) {{\n  {body}\n}}\n")
+            f"(float[{b}, 3, {meta.input_height}, {meta.input_width}] pre_net_input, float[{b}, {layout.out_height}, {layout.out_width}, {c}] pre_view) {{\n  {body}\n}}\n")
 
 
-def _to_output_size(lines: list[str], name: str, source: str, channels: int, layout: DeployLayout, batch: int) -> str:
-    """Lines taking a network output (1, C, h, w) to channels-last (1, Ho, Wo, C): crop to the content, resize.
+def _to_output_size(lines: list[str], name: str, source: str, channels: int, layout: DeployLayout, batch: int, channels_last: bool = False) -> str:
+    """Lines taking a network output (B, C, h, w) to (B, C, Ho, Wo), or to (B, Ho, Wo, C) with ``channels_last``: crop to
+    the content, resize.
 
-    The transpose runs on the small network-size map; resizing channels-last keeps every pixel's
-    channels together for the argmax/normalisation that follow.
+    Measured per output (``benchmarks/deploy_profile.py``): ONNX Runtime resizes depth and normals fastest as planes
+    (normals are transposed after resizing), the class logits fastest channels-last (transposed at the network size),
+    where the ArgMax over each pixel's classes reads one contiguous row.
     """
     t = layout.transform
-    lines.append(f"{name}_nhwc = Transpose <perm = [0, 2, 3, 1]> ({source})")
-    x = f"{name}_nhwc"
+    x = source
+    axes = (2, 3)
+    if channels_last:
+        lines.append(f"{name}_nhwc = Transpose <perm = [0, 2, 3, 1]> ({x})")
+        x, axes = f"{name}_nhwc", (1, 2)
     if (t.content_height, t.content_width) != (t.model_height, t.model_width):
         lines += [
             f"{name}_starts = Constant <value_ints = [{t.pad_top}, {t.pad_left}]> ()",
             f"{name}_ends = Constant <value_ints = [{t.pad_top + t.content_height}, {t.pad_left + t.content_width}]> ()",
-            f"{name}_axes = Constant <value_ints = [1, 2]> ()",
+            f"{name}_axes = Constant <value_ints = [{axes[0]}, {axes[1]}]> ()",
             f"{name}_crop = Slice ({x}, {name}_starts, {name}_ends, {name}_axes)",
         ]
         x = f"{name}_crop"
     if (layout.out_height, layout.out_width) != (t.content_height, t.content_width):
-        lines.append(f"{name}_size = Constant <value_ints = [{batch}, {layout.out_height}, {layout.out_width}, {channels}]> ()")
+        size = [batch, layout.out_height, layout.out_width, channels] if channels_last else [batch, channels, layout.out_height, layout.out_width]
+        lines.append(f"{name}_size = Constant <value_ints = [{', '.join(map(str, size))}]> ()")
         lines.append(f'{name}_resized = Resize <mode = "linear", coordinate_transformation_mode = "half_pixel"> ({x}, , , {name}_size)')
         x = f"{name}_resized"
     return x
 
 
+def _depth_lines(wanted: set[str], layout: DeployLayout, batch: int, h: int, w: int) -> tuple[list[str], list[str], list[str]]:
+    """(inputs, lines, outputs) of depth, its colour image, and ``post_d``/``post_lo``/``post_hi`` for the points.
+
+    ``post_d`` is the rescaled depth with NaN where it is 0 and the range starts at 0 (the one in-range depth that is
+    not positive: the range never starts below 0); then too near = d < min, too far = d > max, and NaN compares false
+    to both, so two Wheres give the output: the same values as testing range, sign and NaN one by one.
+    """
+    ho, wo = layout.out_height, layout.out_width
+    inputs = [f"float[{batch}, 1, {h}, {w}] net_depth", f"float[{batch}] depth_scale", "float[2] depth_range"]
+    lines: list[str] = []
+    outputs: list[str] = []
+    d = _to_output_size(lines, "post_depth", "net_depth", 1, layout, batch)
+    lines += [
+        f"post_plane = Constant <value_ints = [{batch}, {ho}, {wo}]> ()",
+        f"post_depth_raw = Reshape ({d}, post_plane)",
+        f"post_scale_shape = Constant <value_ints = [{batch}, 1, 1]> ()",
+        "post_scale = Reshape (depth_scale, post_scale_shape)",
+        "post_depth_scaled = Mul (post_depth_raw, post_scale)",
+        "post_i0 = Constant <value_int = 0> ()",
+        "post_i1 = Constant <value_int = 1> ()",
+        "post_lo = Gather <axis = 0> (depth_range, post_i0)",
+        "post_hi = Gather <axis = 0> (depth_range, post_i1)",
+        "post_zero = Constant <value_float = 0.0> ()",
+        "post_nan = Div (post_zero, post_zero)",
+        "post_lo_is_zero = Equal (post_lo, post_zero)",
+        "post_zero_value = Where (post_lo_is_zero, post_zero, post_nan)",  # 0 when the range starts at 0, else nothing
+        "post_is_zero = Equal (post_depth_scaled, post_zero_value)",
+        "post_d = Where (post_is_zero, post_nan, post_depth_scaled)",
+    ]
+    if wanted & {"depth", "depth_color"}:
+        lines += ["post_too_near = Less (post_d, post_lo)", "post_too_far = Greater (post_d, post_hi)"]
+    if "depth" in wanted:
+        inputs.append("float[2] out_of_range")
+        lines += [
+            "post_below = Gather <axis = 0> (out_of_range, post_i0)",
+            "post_above = Gather <axis = 0> (out_of_range, post_i1)",
+            "post_far_fill = Where (post_too_far, post_above, post_d)",
+            "depth = Where (post_too_near, post_below, post_far_fill)",
+        ]
+        outputs.append(f"float[{batch}, {ho}, {wo}] depth")
+    if "depth_color" in wanted:
+        lut = _floats(depth_lut_bgr().reshape(-1))
+        lines += [
+            "post_outside = Or (post_too_near, post_too_far)",
+            "post_depth_nan = Where (post_outside, post_nan, post_d)",
+            "post_span = Sub (post_hi, post_lo)",
+            "post_254 = Constant <value_float = 254.0> ()",
+            "post_step = Div (post_254, post_span)",
+            "post_offset = Sub (post_depth_nan, post_lo)",
+            "post_unit = Mul (post_offset, post_step)",
+            "post_clipped = Clip (post_unit, post_zero, post_254)",
+            "post_half = Constant <value_float = 1.5> ()",
+            "post_index_f = Add (post_clipped, post_half)",
+            "post_no_estimate = IsNaN (post_depth_nan)",
+            "post_index_v = Where (post_no_estimate, post_zero, post_index_f)",  # entry 0: no estimate
+            "post_index = Cast <to = 6> (post_index_v)",
+            f"post_lut = Constant <value = float[256, 3] {{{lut}}}> ()",
+            "post_depth_bgr = Gather <axis = 0> (post_lut, post_index)",
+            "depth_color = Cast <to = 2> (post_depth_bgr)",
+        ]
+        outputs.append(f"uint8[{batch}, {ho}, {wo}, 3] depth_color")
+    return inputs, lines, outputs
+
+
 def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployLayout, ir_version: int) -> str:
-    """Network outputs (prefixed ``net_``) + pre_view + runtime inputs -> the requested output buffers."""
+    """Network outputs (prefixed ``net_``) + pre_view + runtime inputs -> the requested output buffers.
+
+    Full-resolution work is one pass per produced value wherever ONNX has one op for it: depth and normals are
+    resized as planes, the logits channels-last for the ArgMax, the view is mapped to BGR and
+    weighted in one MatMul, and the points are computed on their strided grid only.
+    """
     wanted = set(options.outputs)
     b, ho, wo = options.batch, layout.out_height, layout.out_width
     h, w = meta.input_height, meta.input_width
-    k = layout.classes
+    k, c = layout.classes, options.channels
     has_semantic = "semantic" in meta.tasks
     need_depth = bool(wanted & {"depth", "depth_color", "points"})
     need_semantic = bool(wanted & {"labels", "confidence", "semantic_color", "semantic_overlay"}) or ("points" in wanted and has_semantic)
@@ -268,78 +348,28 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
     lines: list[str] = []
     outputs: list[str] = []
     if need_depth:
-        inputs += [f"float[{b}, 1, {h}, {w}] net_depth", f"float[{b}] depth_scale", "float[2] depth_range"]
-        d = _to_output_size(lines, "post_depth", "net_depth", 1, layout, b)
-        lines += [
-            f"post_plane = Constant <value_ints = [{b}, {ho}, {wo}]> ()",
-            f"post_depth_raw = Reshape ({d}, post_plane)",
-            f"post_scale_shape = Constant <value_ints = [{b}, 1, 1]> ()",
-            "post_scale = Reshape (depth_scale, post_scale_shape)",
-            "post_depth_scaled = Mul (post_depth_raw, post_scale)",
-            "post_i0 = Constant <value_int = 0> ()",
-            "post_i1 = Constant <value_int = 1> ()",
-            "post_lo = Gather <axis = 0> (depth_range, post_i0)",
-            "post_hi = Gather <axis = 0> (depth_range, post_i1)",
-            "post_zero = Constant <value_float = 0.0> ()",
-            "post_nan = Div (post_zero, post_zero)",
-            "post_ge = GreaterOrEqual (post_depth_scaled, post_lo)",
-            "post_le = LessOrEqual (post_depth_scaled, post_hi)",
-            "post_pos = Greater (post_depth_scaled, post_zero)",
-            "post_in_range = And (post_ge, post_le)",
-            "post_valid = And (post_in_range, post_pos)",
-            "post_depth_nan = Where (post_valid, post_depth_scaled, post_nan)",
-        ]
-        if "depth" in wanted:
-            inputs.append("float[2] out_of_range")
-            lines += [
-                "post_below = Gather <axis = 0> (out_of_range, post_i0)",
-                "post_above = Gather <axis = 0> (out_of_range, post_i1)",
-                "post_too_near = Less (post_depth_scaled, post_lo)",
-                "post_too_far = Greater (post_depth_scaled, post_hi)",
-                "post_far_fill = Where (post_too_far, post_above, post_nan)",
-                "post_fill = Where (post_too_near, post_below, post_far_fill)",
-                "depth = Where (post_valid, post_depth_scaled, post_fill)",
-            ]
-            outputs.append(f"float[{b}, {ho}, {wo}] depth")
-    if "depth_color" in wanted:
-        lut = _floats(depth_lut_bgr().reshape(-1))
-        lines += [
-            "post_span = Sub (post_hi, post_lo)",
-            "post_254 = Constant <value_float = 254.0> ()",
-            "post_step = Div (post_254, post_span)",
-            "post_offset = Sub (post_depth_scaled, post_lo)",
-            "post_unit = Mul (post_offset, post_step)",
-            "post_clipped = Clip (post_unit, post_zero, post_254)",
-            "post_half = Constant <value_float = 1.5> ()",
-            "post_index_f = Add (post_clipped, post_half)",
-            "post_index_v = Where (post_valid, post_index_f, post_zero)",
-            "post_index = Cast <to = 6> (post_index_v)",
-            f"post_lut = Constant <value = float[256, 3] {{{lut}}}> ()",
-            "post_depth_bgr = Gather <axis = 0> (post_lut, post_index)",
-            "depth_color = Cast <to = 2> (post_depth_bgr)",
-        ]
-        outputs.append(f"uint8[{b}, {ho}, {wo}, 3] depth_color")
+        depth_inputs, depth_lines, depth_outputs = _depth_lines(wanted, layout, b, h, w)
+        inputs += depth_inputs
+        lines += depth_lines
+        outputs += depth_outputs
     if need_semantic:
         inputs.append(f"float[{b}, {k}, {h}, {w}] net_semantic_logits")
-        logits = _to_output_size(lines, "post_logits", "net_semantic_logits", k, layout, b)
+        logits = _to_output_size(lines, "post_logits", "net_semantic_logits", k, layout, b, channels_last=True)
         lines += [
-            f"post_argmax = ArgMax <axis = 3, keepdims = 0> ({logits})",
-            f"post_plane_l = Constant <value_ints = [{b}, {ho}, {wo}]> ()",
-            "post_label_ids = Reshape (post_argmax, post_plane_l)",
+            f"post_label_ids = ArgMax <axis = 3, keepdims = 0> ({logits})",
             "post_label_f = Cast <to = 1> (post_label_ids)",  # INT64 -> float -> uint8: TensorRT casts uint8 only from/to float
         ]
         if "labels" in wanted:
             lines.append("labels = Cast <to = 2> (post_label_f)")
             outputs.append(f"uint8[{b}, {ho}, {wo}] labels")
         if "confidence" in wanted:
-            lines += [
+            lines += [  # softmax probability of the top class = 1 / sum(exp(l - l_max))
                 f"post_lmax = ReduceMax <axes = [3], keepdims = 1> ({logits})",
                 f"post_lshift = Sub ({logits}, post_lmax)",
                 "post_lexp = Exp (post_lshift)",
                 "post_axis3 = Constant <value_ints = [3]> ()",
                 "post_lsum = ReduceSum <keepdims = 0> (post_lexp, post_axis3)",
-                "post_conf = Reciprocal (post_lsum)",
-                "confidence = Reshape (post_conf, post_plane_l)",
+                "confidence = Reciprocal (post_lsum)",
             ]
             outputs.append(f"float[{b}, {ho}, {wo}] confidence")
     if need_colour:
@@ -349,92 +379,98 @@ def post_graph_text(meta: ModelMetadata, options: DeployOptions, layout: DeployL
         if "semantic_color" in wanted:
             lines.append("semantic_color = Cast <to = 2> (post_label_bgr)")
             outputs.append(f"uint8[{b}, {ho}, {wo}, 3] semantic_color")
+    bgr_view = bool(np.array_equal(view_to_bgr(options), np.eye(3, dtype=np.float32)))
     if need_view:
-        inputs.append(f"float[{b}, {ho}, {wo}, 3] pre_view")
-        lines += [
-            "post_to_bgr = Constant <value_ints = [2, 1, 0]> ()",
-            "post_view_bgr = Gather <axis = 3> (pre_view, post_to_bgr)",
-            f"post_hwc3 = Constant <value_ints = [{b}, {ho}, {wo}, 3]> ()",
-            "post_view_hwc = Reshape (post_view_bgr, post_hwc3)",
-        ]
+        inputs.append(f"float[{b}, {ho}, {wo}, {c}] pre_view")
+        lines.append(f"post_to_bgr = Constant <value = float[{c}, 3] {{{_floats(view_to_bgr(options).reshape(-1))}}}> ()")
     if "semantic_overlay" in wanted:
         inputs.append("float[1] overlay_alpha")
         lines += [
             "post_one = Constant <value_float = 1.0> ()",
             "post_keep = Sub (post_one, overlay_alpha)",
-            "post_image_part = Mul (post_view_hwc, post_keep)",
+            *(["post_image_part = Mul (pre_view, post_keep)"] if bgr_view else  # a bgr8 camera: weighted as it is
+              ["post_keep_bgr = Mul (post_to_bgr, post_keep)", "post_image_part = MatMul (pre_view, post_keep_bgr)"]),  # to BGR and weighted
             "post_colour_part = Mul (post_label_bgr, overlay_alpha)",
             "post_blend = Add (post_image_part, post_colour_part)",
-            "post_blend_round = Round (post_blend)",
-            "post_0 = Constant <value_float = 0.0> ()",
-            "post_255 = Constant <value_float = 255.0> ()",
-            "post_blend_clip = Clip (post_blend_round, post_0, post_255)",
-            "semantic_overlay = Cast <to = 2> (post_blend_clip)",
+            "post_blend_round = Round (post_blend)",  # in [0, 255]: a weighted mean of two colours (alpha in [0, 1])
+            "semantic_overlay = Cast <to = 2> (post_blend_round)",
         ]
         outputs.append(f"uint8[{b}, {ho}, {wo}, 3] semantic_overlay")
     if "normals" in wanted:
         inputs.append(f"float[{b}, 3, {h}, {w}] net_normals")
         n = _to_output_size(lines, "post_normals", "net_normals", 3, layout, b)
         lines += [
-            f"post_nunit = LpNormalization <axis = 3, p = 2> ({n})",
-            f"post_nshape = Constant <value_ints = [{b}, {ho}, {wo}, 3]> ()",
-            "normals = Reshape (post_nunit, post_nshape)",
+            f"post_normals_hwc = Transpose <perm = [0, 2, 3, 1]> ({n})",
+            "normals = LpNormalization <axis = 3, p = 2> (post_normals_hwc)",
         ]
         outputs.append(f"float[{b}, {ho}, {wo}, 3] normals")
     if "points" in wanted:
+        inputs.append(f"float[{b}, 5] intrinsics")
+        lines += _points_lines(options, layout, has_semantic)
         s = options.points_stride
         hs, ws = -(-ho // s), -(-wo // s)
-        inputs.append(f"float[{b}, 5] intrinsics")
-        lines += [
-            "post_grid_start = Constant <value_ints = [0, 0]> ()",
-            f"post_grid_end = Constant <value_ints = [{ho}, {wo}]> ()",
-            "post_grid_axes = Constant <value_ints = [1, 2]> ()",
-            f"post_grid_steps = Constant <value_ints = [{s}, {s}]> ()",
-            "post_z = Slice (post_depth_nan, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-            f"post_u = Constant <value = float[1, 1, {ws}] {{{_floats(np.arange(0, wo, s))}}}> ()",
-            f"post_v = Constant <value = float[1, {hs}, 1] {{{_floats(np.arange(0, ho, s))}}}> ()",
-            f"post_k_shape = Constant <value_ints = [{b}, 5, 1, 1]> ()",
-            "post_k = Reshape (intrinsics, post_k_shape)",  # per camera, broadcast over its pixels
-            *[f"post_k{i} = Constant <value_int = {i}> ()" for i in range(5)],
-            *[f"post_{name} = Gather <axis = 1> (post_k, post_k{i})" for i, name in enumerate(("fx", "fy", "cx", "cy", "skew"))],
-            "post_vc = Sub (post_v, post_cy)",
-            "post_yn = Div (post_vc, post_fy)",
-            "post_uc = Sub (post_u, post_cx)",
-            "post_sk = Mul (post_skew, post_yn)",
-            "post_usk = Sub (post_uc, post_sk)",
-            "post_xn = Div (post_usk, post_fx)",
-            "post_x = Mul (post_xn, post_z)",
-            "post_y = Mul (post_yn, post_z)",
-            "post_last = Constant <value_ints = [-1]> ()",
-            "post_x1 = Unsqueeze (post_x, post_last)",
-            "post_y1 = Unsqueeze (post_y, post_last)",
-            "post_z1 = Unsqueeze (post_z, post_last)",
-            "points_xyz = Concat <axis = -1> (post_x1, post_y1, post_z1)",
-        ]
-        if has_semantic:
-            lines += [
-                "post_pc_colour = Slice (post_label_bgr, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-                "post_pc_ids = Slice (post_label_f, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-                "post_pc_label = Unsqueeze (post_pc_ids, post_last)",
-            ]
-        else:
-            lines += [
-                "post_pc_view = Slice (post_view_hwc, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
-                "post_pc_colour = Round (post_pc_view)",
-                f"post_pc_label_shape = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
-                f"post_pc_label = ConstantOfShape <value = float[1] {{{float(NO_LABEL)!r}}}> (post_pc_label_shape)",
-            ]
-        lines += [
-            f"post_pc_shape1 = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
-            f"post_pc_shape3 = Constant <value_ints = [{b}, {hs}, {ws}, 3]> ()",
-            "post_pc_zero1 = ConstantOfShape <value = float[1] {0.0}> (post_pc_shape1)",
-            "post_pc_zero3 = ConstantOfShape <value = float[1] {0.0}> (post_pc_shape3)",
-            "post_pc_extra = Concat <axis = -1> (post_pc_colour, post_pc_zero1, post_pc_label, post_pc_zero3)",
-            "points_extra = Cast <to = 2> (post_pc_extra)",
-        ]
         outputs += [f"float[{b}, {hs}, {ws}, 3] points_xyz", f"uint8[{b}, {hs}, {ws}, 8] points_extra"]
     body = "\n  ".join(lines)
     return f"{_header(ir_version)}\npost ({', '.join(inputs)}) => ({', '.join(outputs)}) {{\n  {body}\n}}\n"
+
+
+def _points_lines(options: DeployOptions, layout: DeployLayout, has_semantic: bool) -> list[str]:
+    """The point buffers, every step on the strided grid (depth, range test, colours and labels sliced first)."""
+    b, ho, wo, s = options.batch, layout.out_height, layout.out_width, options.points_stride
+    hs, ws = -(-ho // s), -(-wo // s)
+    lines = [
+        "post_grid_start = Constant <value_ints = [0, 0]> ()",
+        f"post_grid_end = Constant <value_ints = [{ho}, {wo}]> ()",
+        "post_grid_axes = Constant <value_ints = [1, 2]> ()",
+        f"post_grid_steps = Constant <value_ints = [{s}, {s}]> ()",
+        "post_zd = Slice (post_d, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+        "post_z_near = Less (post_zd, post_lo)",
+        "post_z_far = Greater (post_zd, post_hi)",
+        "post_z_out = Or (post_z_near, post_z_far)",
+        "post_z = Where (post_z_out, post_nan, post_zd)",
+        f"post_u = Constant <value = float[1, 1, {ws}] {{{_floats(np.arange(0, wo, s))}}}> ()",
+        f"post_v = Constant <value = float[1, {hs}, 1] {{{_floats(np.arange(0, ho, s))}}}> ()",
+        f"post_k_shape = Constant <value_ints = [{b}, 5, 1, 1]> ()",
+        "post_k = Reshape (intrinsics, post_k_shape)",  # per camera, broadcast over its pixels
+        *[f"post_k{i} = Constant <value_int = {i}> ()" for i in range(5)],
+        *[f"post_{name} = Gather <axis = 1> (post_k, post_k{i})" for i, name in enumerate(("fx", "fy", "cx", "cy", "skew"))],
+        "post_vc = Sub (post_v, post_cy)",
+        "post_yn = Div (post_vc, post_fy)",
+        "post_uc = Sub (post_u, post_cx)",
+        "post_sk = Mul (post_skew, post_yn)",
+        "post_usk = Sub (post_uc, post_sk)",
+        "post_xn = Div (post_usk, post_fx)",
+        "post_x = Mul (post_xn, post_z)",
+        "post_y = Mul (post_yn, post_z)",
+        "post_last = Constant <value_ints = [-1]> ()",
+        "post_x1 = Unsqueeze (post_x, post_last)",
+        "post_y1 = Unsqueeze (post_y, post_last)",
+        "post_z1 = Unsqueeze (post_z, post_last)",
+        "points_xyz = Concat <axis = -1> (post_x1, post_y1, post_z1)",
+    ]
+    if has_semantic:
+        lines += [
+            "post_pc_colour = Slice (post_label_bgr, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+            "post_pc_ids = Slice (post_label_f, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+            "post_pc_label = Unsqueeze (post_pc_ids, post_last)",
+        ]
+    else:
+        lines += [
+            "post_pc_view = Slice (pre_view, post_grid_start, post_grid_end, post_grid_axes, post_grid_steps)",
+            "post_pc_bgr = MatMul (post_pc_view, post_to_bgr)",
+            "post_pc_colour = Round (post_pc_bgr)",
+            f"post_pc_label_shape = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
+            f"post_pc_label = ConstantOfShape <value = float[1] {{{float(NO_LABEL)!r}}}> (post_pc_label_shape)",
+        ]
+    lines += [
+        f"post_pc_shape1 = Constant <value_ints = [{b}, {hs}, {ws}, 1]> ()",
+        f"post_pc_shape3 = Constant <value_ints = [{b}, {hs}, {ws}, 3]> ()",
+        "post_pc_zero1 = ConstantOfShape <value = float[1] {0.0}> (post_pc_shape1)",
+        "post_pc_zero3 = ConstantOfShape <value = float[1] {0.0}> (post_pc_shape3)",
+        "post_pc_extra = Concat <axis = -1> (post_pc_colour, post_pc_zero1, post_pc_label, post_pc_zero3)",
+        "points_extra = Cast <to = 2> (post_pc_extra)",
+    ]
+    return lines
 
 
 SHAPE_INPUTS = {"Resize": 3, "Reshape": 1, "Expand": 1}  # op -> index of its shape-like input

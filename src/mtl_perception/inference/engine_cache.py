@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from mtl_perception.fileio import atomic_write_bytes, file_sha256
+from mtl_perception.paths import cache_dir
 
-DEFAULT_CACHE_DIR = Path("~/.cache/mtl_perception/engines")
-CACHE_ENV = "MTL_PERCEPTION_ENGINE_CACHE"
 PRECISIONS = ("fp32", "fp16", "int8")
 # Key fields that identify what is built; the others identify where it can run.
 MODEL_FIELDS = ("onnx_sha256", "precision", "input_shape")
@@ -157,17 +156,11 @@ def timing_cache_name(key: EngineKey) -> str:
     return f"timing-{key.tensorrt_version}-{gpu}-sm{key.compute_capability}-{key.sm_count}sm-{key.memory_gib}g.cache"
 
 
-def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """The engine cache directory: the argument, else $MTL_PERCEPTION_ENGINE_CACHE, else ~/.cache/mtl_perception/engines."""
-    chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
-    return Path(chosen).expanduser()
-
-
 class EngineCache:
-    """Engines and their sidecars in one directory."""
+    """Engines and their sidecars in one directory: ``engines/`` of the cache root (``paths.cache_dir``)."""
 
-    def __init__(self, cache_dir: str | Path | None = None) -> None:
-        self.root = resolve_cache_dir(cache_dir)
+    def __init__(self, cache_root: str | Path | None = None) -> None:
+        self.root = cache_dir("engines", cache_root)
 
     def paths(self, key: EngineKey, model_name: str) -> tuple[Path, Path]:
         stem = key.file_stem(model_name)

@@ -39,6 +39,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
+from mtl_perception import paths
 from mtl_perception.colorize import palette_from_sequence
 from mtl_perception.inference.camera_info import CameraInfoError, image_size, scale_camera_info
 from mtl_perception.inference.deploy_graph import (
@@ -55,7 +56,6 @@ from mtl_perception.inference.deploy_graph import (
 from mtl_perception.inference.backends.base import Backend
 from mtl_perception.inference.metadata import ModelMetadata
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "mtl_perception" / "deploy"
 DEFAULT_MAX_GRAPHS = 4
 MAX_GEOMETRIES = 32  # camera-info messages resolved and kept (a few per camera)
 OUT_OF_RANGE = {"nan": (np.nan, np.nan), "inf": (-np.inf, np.inf)}  # depth below / above the range
@@ -232,14 +232,16 @@ class FramePipeline:
                  precision: str = "fp32") -> None:
         """``precision`` (fp32 | fp16 | int8) selects the network file the deploy graphs are composed from: the
         model file, or its mixed-precision FP16 / explicit Q/DQ INT8 file (``inference/precision.py``; an INT8
-        file must have been made before, by ``quantize`` or ``build-engine --calib-dir``). torch ignores it."""
+        file must have been made before, by ``quantize`` or ``build-engine --calib-dir``). torch ignores it.
+        ``cache_dir`` is the cache root (``paths.cache_root``: None = $MTL_PERCEPTION_CACHE or ~/.cache/mtl_perception)."""
         from mtl_perception.inference.backends import create_backend, validate_model_path
 
         self.model_path = validate_model_path(backend, model_path)
         probe_backend(backend, backend_options or {})
         self.backend_kind = backend
         self.backend_options = dict(backend_options or {})
-        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+        self.cache_root = cache_dir  # deploy graphs in its deploy/, precision files in its precision/ (paths.cache_dir)
+        self.cache_dir = paths.cache_dir("deploy", cache_dir)
         self.max_graphs = max(1, int(max_graphs))
         self._network: Any = None
         self._model: Any = None
@@ -255,7 +257,7 @@ class FramePipeline:
                 from mtl_perception.inference.precision import precision_model_file
 
                 describe_onnx(load_onnx_file(self.model_path), str(self.model_path))  # the model file itself first: its errors are the user's
-                network_file = precision_model_file(self.model_path, precision)
+                network_file = precision_model_file(self.model_path, precision, self.cache_root)
             self._model_sha256 = file_sha256(network_file)
             self._model = load_onnx_file(network_file)
             self.metadata = describe_onnx(self._model, str(network_file))

@@ -33,8 +33,8 @@ The result is checked against TensorRT's Q/DQ rules (``trt_ops.check_qdq_placeme
 check before it is written; the same file is the ONNX Runtime CPU INT8 model (one INT8 model, not two),
 run there with ``ORT_CPU_DISABLED_OPTIMIZERS`` off.
 
-Files are cached by the source file's hash (and, for INT8, the calibration frames' hash) under the
-project's cache directory; ``precision_model_file`` returns the FP32 file itself for ``fp32``.
+Files are cached by the source file's hash (and, for INT8, the calibration frames' hash) in ``precision/`` of
+the cache root (``paths.cache_dir``); ``precision_model_file`` returns the FP32 file itself for ``fp32``.
 """
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ import contextlib
 import hashlib
 import io
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ import onnx
 
 from mtl_perception.inference.metadata import INPUT_NAME, ModelMetadata
 from mtl_perception.inference.model_file import PLAIN_KEY_PREFIX, ModelFileError, describe_onnx, load_onnx_file
+from mtl_perception.paths import cache_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -75,8 +75,6 @@ ORT_CPU_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
 # depth AbsRel 0.61 and 33 % label agreement; 1.30.0, 1.31.0 and 1.31.1 give 0.016 and 98 %. TensorRT builds the
 # file itself and is not affected.
 INT8_ONNXRUNTIME_MIN = (1, 30)
-CACHE_ENV = "MTL_PERCEPTION_PRECISION_CACHE"
-DEFAULT_CACHE_DIR = Path("~/.cache/mtl_perception/precision")
 
 # Operands the ONNX spec types float32 whatever the data's type: onnxconverter-common with an empty op
 # block list converts them to FP16 too, which ONNX Runtime refuses and only a full check catches.
@@ -426,11 +424,6 @@ def quantize_qdq(source_path: Path, frames: Sequence[np.ndarray], source_sha256:
 
 # -- cached files ------------------------------------------------------------------------------------
 
-def resolve_precision_cache(cache_dir: str | Path | None = None) -> Path:
-    """Where precision files live: the argument, else $MTL_PERCEPTION_PRECISION_CACHE, else ~/.cache/mtl_perception/precision."""
-    return Path(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR).expanduser()
-
-
 def _safe_stem(path: Path) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:40] or "model"
 
@@ -451,10 +444,11 @@ class PrecisionFile:
 def make_precision_file(
     model_path: str | Path,
     precision: str,
-    cache_dir: str | Path | None = None,
+    cache_root: str | Path | None = None,
     calibration: CalibrationSpec | None = None,
 ) -> PrecisionFile:
-    """Find or write the ``precision`` file of an FP32 model file (see ``precision_model_file``).
+    """Find or write the ``precision`` file of an FP32 model file (see ``precision_model_file``), in ``precision/``
+    of the cache root (``paths.cache_dir``: ``cache_root``, else $MTL_PERCEPTION_CACHE, else ~/.cache/mtl_perception).
 
     A cached file is used only when its bytes match the content hash beside it (``fileio.ensure_cache_file``);
     a damaged one is reported once and made again. An INT8 file asked for without calibration frames cannot be
@@ -475,7 +469,7 @@ def make_precision_file(
         raise PrecisionError(f"{model_path} is already a {own} file; make the {precision} file from the FP32 model file")
     if precision == "fp32":
         return PrecisionFile(model_path, "fp32", source_sha, cached=True)
-    folder = resolve_precision_cache(cache_dir)
+    folder = cache_dir("precision", cache_root)
     recipe = hashlib.sha256(RECIPES[precision].encode()).hexdigest()[:6]  # a new recipe never reuses an old file
     stem = f"{_safe_stem(model_path)}-{precision}-{source_sha[:12]}-{recipe}"
     start = time.perf_counter()
@@ -519,7 +513,7 @@ def make_precision_file(
 def precision_model_file(
     model_path: Path,
     precision: str,
-    cache_dir: Path | None = None,
+    cache_root: str | Path | None = None,
     calibration: CalibrationSpec | None = None,
 ) -> Path:
     """The ONNX file to build or run for ``precision``.
@@ -529,7 +523,7 @@ def precision_model_file(
     ``calibration`` the newest INT8 file made earlier for this model, else PrecisionError. A file that
     already is of ``precision`` (a precision file passed again) is returned as it is.
     """
-    return make_precision_file(model_path, precision, cache_dir, calibration).path
+    return make_precision_file(model_path, precision, cache_root, calibration).path
 
 
 def int8_runs_right_on(onnxruntime_version: str) -> bool:

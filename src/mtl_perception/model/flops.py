@@ -6,8 +6,7 @@ activations, pooling and resampling are not counted. GFLOPs are reported as 2 * 
 
 Branches: a module or parameter whose dotted path contains a task name belongs to that task
 (``decoders.depth.*`` and ``outputs.depth.*`` -> ``depth``; ``nets.depth.encoder.*`` -> ``depth``);
-anything else belongs to the first component of its path (``encoder``, ``neck``, ``cross_stitch``, ...), where
-``decoder`` (the shared decoder of ``padnet`` and ``pap``, named so in their checkpoints) is reported as ``neck``.
+anything else belongs to the first component of its path (``encoder``, ``neck``, ``cross_stitch``, ...).
 """
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ from torch import nn
 from mtl_perception.tasks import ALL_TASKS
 
 COUNTED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
-BRANCH_NAMES = {"decoder": "neck"}  # top-level module name -> the branch it is reported as
 
 
 @dataclass(frozen=True)
@@ -79,14 +77,13 @@ def layer_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torc
 
 
 def branch_of(path: str, tasks: Iterable[str]) -> str:
-    """Branch of a dotted module/parameter path: the first component that is a task, else the first component
-    (renamed by ``BRANCH_NAMES``)."""
+    """Branch of a dotted module/parameter path: the first component that is a task, else the first component."""
     parts = path.split(".")
     task_set = set(tasks)
     for part in parts:
         if part in task_set:
             return part
-    return BRANCH_NAMES.get(parts[0], parts[0]) if parts[0] else "model"
+    return parts[0] or "model"
 
 
 def count_macs(model: nn.Module, image: torch.Tensor) -> dict[str, int]:

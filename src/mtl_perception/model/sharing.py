@@ -5,9 +5,9 @@
 - ``neck``: the tasks also share one ``PyramidDecoder`` (the neck); each keeps only its own light layers
   on the neck's map.
 
-``build_decoders`` makes the modules a config asks for and ``decode`` runs them; the architecture stores them
-under its own names (``hard``: ``neck`` / ``decoders``; ``padnet``, ``pap``: ``decoder`` / ``decoders``, so
-checkpoints written before the setting existed keep their keys).
+``build_decoders`` makes the modules a config asks for and ``decode`` runs them; every architecture stores them
+as ``neck`` / ``decoders`` (``padnet`` and ``pap`` called their neck ``decoder`` once: ``MultiTaskNet.renamed_modules``
+loads such checkpoints).
 """
 from __future__ import annotations
 

@@ -121,9 +121,9 @@ def _stamp_ns(stamp: Any) -> int:
 class CameraChannel:
     """Runtime state of one camera (see the module docstring)."""
 
-    def __init__(self, spec: CameraSpec) -> None:
+    def __init__(self, spec: CameraSpec, arrivals: threading.Condition | None = None) -> None:
         self.spec = spec
-        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot()
+        self.slot: LatestFrameSlot[Frame] = LatestFrameSlot(arrivals)  # arrivals: the condition the inference stage waits on
         self.infos = CameraInfoBuffer()
         self.publishers: dict[str, Any] = {}
         self.class_publisher: Any = None

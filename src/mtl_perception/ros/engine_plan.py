@@ -29,9 +29,9 @@ def engine_outputs(enabled: Mapping[str, bool], model_tasks: Collection[str]) ->
     return tuple(sorted(graph_outputs(keys)))
 
 
-def deploy_cache_dir(settings: params.Settings) -> Path | None:
-    """Where the node's deploy graph files live: ``model.engine_cache_dir``/deploy, else the pipeline's default."""
-    return Path(settings.engine_cache_dir).expanduser() / "deploy" if settings.engine_cache_dir else None
+def cache_root(settings: params.Settings) -> Path | None:
+    """The cache root of every compiled artefact of the node (``paths.cache_dir``): ``model.engine_cache_dir``, else the default."""
+    return Path(settings.engine_cache_dir).expanduser() if settings.engine_cache_dir else None
 
 
 def model_file(settings: params.Settings) -> Path:
@@ -44,7 +44,7 @@ def model_file(settings: params.Settings) -> Path:
 def node_pipeline(settings: params.Settings, model_path: Path, kind: str, provider: str, cameras: int) -> FramePipeline:
     """The FramePipeline the node runs for ``kind`` on ``provider`` (not yet serving engine outputs)."""
     return FramePipeline(model_path, kind, params.backend_options(settings, kind, provider), params.frame_settings(settings),
-                         cache_dir=deploy_cache_dir(settings), max_graphs=DEFAULT_MAX_GRAPHS * max(1, cameras),
+                         cache_dir=cache_root(settings), max_graphs=DEFAULT_MAX_GRAPHS * max(1, cameras),
                          precision=params.network_precision(settings, kind, provider))
 
 

@@ -1,7 +1,9 @@
 """Latest-frame-wins hand-overs: subscription callback -> inference stage -> publishing stage.
 
 A slot holds at most one item: a new item replaces an unprocessed one (counted as dropped), so no
-queue can grow however far the camera outruns inference, or inference outruns publishing.
+queue can grow however far the camera outruns inference, or inference outruns publishing. Slots made with
+one shared ``threading.Condition`` (every camera's slot and the inference stage's waits, ``ros/stages.py``)
+wake whoever waits on it for any of them.
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ class Frame:
 class LatestFrameSlot(Generic[T]):
     """A one-element mailbox: ``put`` never blocks, ``take`` waits for the newest item."""
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, condition: threading.Condition | None = None) -> None:
+        self._cond = condition or threading.Condition()
         self._frame: T | None = None
         self._closed = False
         self.received = 0  # frames put
@@ -40,7 +42,7 @@ class LatestFrameSlot(Generic[T]):
             self.received += 1
             if replaced is not None:
                 self.dropped += 1
-            self._cond.notify()
+            self._cond.notify_all()
             return replaced
 
     @property
@@ -57,20 +59,10 @@ class LatestFrameSlot(Generic[T]):
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
+            if self._closed:  # an item put after close (a stage finishing its work) is never handed out
+                return None
             frame, self._frame = self._frame, None
             return frame
-
-    def wait_closed(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``, less when the slot is closed or woken (``put``, ``wake``); True when closed."""
-        with self._cond:
-            if not self._closed and seconds > 0:
-                self._cond.wait(seconds)
-            return self._closed
-
-    def wake(self) -> None:
-        """Cut short a ``wait_closed`` in progress (a setting it depends on changed)."""
-        with self._cond:
-            self._cond.notify_all()
 
     def close(self) -> None:
         """Wake every waiter; later ``take`` calls return None at once."""

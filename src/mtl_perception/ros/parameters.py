@@ -61,7 +61,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("model.provider", "auto", "Execution provider of the onnxruntime backend (auto = TensorRT/CUDA when present, else CPU); torch uses cuda when not cpu", choices=("auto", "cpu", "cuda", "tensorrt")),
     ParamSpec("model.precision", "default", "Numeric precision: default (the backend's own: fp16 for tensorrt, fp32 otherwise), fp32, fp16 or int8 (tensorrt)", choices=("default", "fp32", "fp16", "int8")),
     ParamSpec("model.threads", 0, "CPU threads inside inference (onnxruntime intra-op, torch); 0 = the backend's default", int_range=(0, 256)),
-    ParamSpec("model.engine_cache_dir", "", "Directory of built TensorRT engines; empty = the backend's default cache"),
+    ParamSpec("model.engine_cache_dir", "", "Cache root of every compiled artefact (deploy/, precision/, engines/, ort_tensorrt/ below it); empty = $MTL_PERCEPTION_CACHE, else ~/.cache/mtl_perception"),
     ParamSpec("model.fallback_backend", "onnxruntime", "Backend (on CPU) used when the configured one fails to load or run; empty = none", choices=("",) + BACKENDS),
     ParamSpec("input.image_topic", "image", "Camera image topic (sensor_msgs/Image)"),
     ParamSpec("input.compressed", False, "Subscribe to <image_topic>/compressed (sensor_msgs/CompressedImage, JPEG or PNG) instead of the raw image"),

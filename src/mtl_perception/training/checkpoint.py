@@ -17,7 +17,8 @@ from mtl_perception.config import ExperimentConfig, config_from_dict
 from mtl_perception.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "mtl_perception.checkpoint/1"
-# Architectures whose checkpoints from before ``model.sharing`` existed share the decoder (today's ``neck``).
+# Architectures whose checkpoints from before ``model.sharing`` existed share the decoder (today's ``neck``; their
+# ``decoder.*`` keys load as ``neck.*``: ``MultiTaskNet.renamed_modules``).
 NECK_BEFORE_SHARING = ("padnet", "pap")
 
 

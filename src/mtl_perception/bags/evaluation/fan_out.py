@@ -17,15 +17,8 @@ from mtl_perception.bags.topics import camera_name, camera_topics
 
 def evaluate_bags(paths: Sequence[str | os.PathLike], settings: BagEvalSettings, jobs: int = 1) -> list[BagResult]:
     """Evaluate several bags, in ``jobs`` parallel processes when more than one; results in input order."""
-    settings.validate()
-    names = [str(p) for p in paths]
-    if not names:
-        raise ValueError("give at least one bag")
-    units = _evaluation_units(names, settings)
-    names = [name for name, _ in units]
-    many = len(units) > 1
-    per_bag = [replace(unit, output_bag=output_bag_path(settings.output_bag, name + _camera_suffix(unit), many))
-               for name, unit in units]
+    units = evaluation_units(paths, settings)
+    names, per_bag = [name for name, _ in units], [unit for _, unit in units]
     if jobs <= 1 or len(names) == 1:
         return [evaluate_bag(name, bag_settings) for name, bag_settings in zip(names, per_bag)]
     workers = min(jobs, len(names))
@@ -39,7 +32,19 @@ def evaluate_bags(paths: Sequence[str | os.PathLike], settings: BagEvalSettings,
         return [future.result() for future in futures]
 
 
-def _evaluation_units(names: list[str], settings: BagEvalSettings) -> list[tuple[str, BagEvalSettings]]:
+def evaluation_units(paths: Sequence[str | os.PathLike], settings: BagEvalSettings) -> list[tuple[str, BagEvalSettings]]:
+    """(bag, settings) of every evaluation unit, each with its own output bag path; what every executor runs."""
+    settings.validate()
+    names = [str(p) for p in paths]
+    if not names:
+        raise ValueError("give at least one bag")
+    units = _camera_units(names, settings)
+    many = len(units) > 1
+    return [(name, replace(unit, output_bag=output_bag_path(settings.output_bag, name + _camera_suffix(unit), many)))
+            for name, unit in units]
+
+
+def _camera_units(names: list[str], settings: BagEvalSettings) -> list[tuple[str, BagEvalSettings]]:
     """(bag, settings) of every evaluation: one per bag, or one per camera of each bag with ``all_cameras``.
 
     With recorded predictions, camera ``/front/...``'s are read under ``<prediction_namespace>/front`` (where

@@ -5,6 +5,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -30,6 +31,8 @@ from mtl_perception.tasks import ALL_TASKS, DEPTH, IGNORE_INDEX, NORMALS, SEMANT
 GRAPH_MAPS = {DEPTH: "depth", SEMANTIC: "labels", NORMALS: "normals"}
 MODEL_LATENCY = "model stages (wall clock)"
 BAG_LATENCY = "bag log time of prediction - log time of its camera frame"
+# called with (frames done, frames planned): once when the frames are planned, then after every frame
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -61,8 +64,11 @@ class BagResult:
         return [task for task in ALL_TASKS if task in self.states]
 
 
-def evaluate_bag(path: str | os.PathLike, settings: BagEvalSettings) -> BagResult:
-    """Evaluate one bag (see the package docstring); raises BagError/ValueError with a one-line reason."""
+def evaluate_bag(path: str | os.PathLike, settings: BagEvalSettings,
+                 on_progress: ProgressCallback | None = None) -> BagResult:
+    """Evaluate one bag (see the package docstring); raises BagError/ValueError with a one-line reason.
+
+    ``on_progress(done, planned)`` reports the frames (an executor's progress bar over many bags)."""
     settings.validate()
     bag_path = Path(path)
     pipeline = None
@@ -71,7 +77,7 @@ def evaluate_bag(path: str | os.PathLike, settings: BagEvalSettings) -> BagResul
         pipeline = FramePipeline(settings.model, settings.backend, settings.backend_options, frame_settings)
     try:
         with BagReader(bag_path) as reader:
-            return _evaluate_open_bag(reader, settings, pipeline)
+            return _evaluate_open_bag(reader, settings, pipeline, on_progress)
     finally:
         if pipeline is not None:
             pipeline.close()
@@ -142,7 +148,18 @@ def _open_output(settings: BagEvalSettings, reader: BagReader, choice: TopicChoi
                      choice.topics(), result.tasks_predicted, table)
 
 
-def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, pipeline: FramePipeline | None) -> BagResult:
+def _reported(frames: Iterator[MatchedFrame], planned: int, on_progress: ProgressCallback) -> Iterator[MatchedFrame]:
+    """The frames, calling ``on_progress(done, planned)`` first and once each frame's evaluation is over."""
+    on_progress(0, planned)
+    done = 0
+    for frame in frames:
+        yield frame
+        done += 1
+        on_progress(done, planned)
+
+
+def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, pipeline: FramePipeline | None,
+                       on_progress: ProgressCallback | None) -> BagResult:
     choice = choose_topics(
         reader, image_topic=settings.image_topic, camera_info_topic=settings.camera_info_topic,
         ground_truth=settings.gt_topics, predictions_from_bag=settings.predictions_from_bag,
@@ -177,6 +194,8 @@ def _evaluate_open_bag(reader: BagReader, settings: BagEvalSettings, pipeline: F
     frames = stream_frames(reader, plan, choice.topics() if output else (), output.copy if output else None)
     progress = {"total": len(plan), "desc": f"bag-eval {Path(reader.path).name}", "unit": "frame",
                 "disable": not settings.progress}
+    if on_progress is not None:
+        frames = _reported(frames, len(plan), on_progress)
     try:
         for frame in tqdm(frames, **progress):
             record = FrameRecord(frame.index, frame.stamp_ns)

@@ -327,6 +327,9 @@ def build_document(summary: BagSummary, plots: dict[str, Path], title: str) -> l
                                                                                    "max_ms"))] for stage, s in latency]
         blocks += [Heading("Latency (ms)"), Table(["stage", "frames", "mean", "p50", "p90", "p99", "max"], rows)]
     blocks += [Heading("Bags"), Bullets(_bag_items(summary))]
+    if summary.failed:
+        blocks += [Heading("Bags not evaluated"),
+                   Bullets([Item((Code(failure.bag), f": {failure.error}"), []) for failure in summary.failed])]
     for key, caption in PLOT_CAPTIONS:
         if key in plots:
             blocks += [Heading(caption), Picture(caption, f"plots/{plots[key].name}")]

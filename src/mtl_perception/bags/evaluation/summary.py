@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -175,6 +175,14 @@ class ScoringSettings:
 
 
 @dataclass(frozen=True)
+class BagFailure:
+    """A bag (or camera of a bag) that could not be evaluated, and the one-line reason."""
+
+    bag: str
+    error: str
+
+
+@dataclass(frozen=True)
 class BagSummary(Mapping):
     """The summary of a bag evaluation; reads as its JSON document too (``summary["aggregate"]``)."""
 
@@ -183,11 +191,13 @@ class BagSummary(Mapping):
     classes: list[str]
     bags: list[BagFigures]
     aggregate: Aggregate
+    failed: list[BagFailure] = field(default_factory=list)  # bags an executor reported and went past
 
     def to_json(self) -> dict[str, Any]:
         """The document ``summary.json`` holds (NaN kept: ``json_safe`` turns it into null when written)."""
         return {"source": asdict(self.source), "settings": asdict(self.settings), "classes": self.classes,
-                "bags": [bag.to_json() for bag in self.bags], "aggregate": self.aggregate.to_json()}
+                "bags": [bag.to_json() for bag in self.bags], "aggregate": self.aggregate.to_json(),
+                "failed_bags": [asdict(failure) for failure in self.failed]}
 
     def __getitem__(self, key: str) -> Any:
         return self.to_json()[key]
@@ -250,10 +260,14 @@ def bag_figures(result: BagResult, settings: BagEvalSettings) -> BagFigures:
                       result.output_bag, result.notes)
 
 
-def summarize(results: Sequence[BagResult], settings: BagEvalSettings) -> BagSummary:
-    """Per-bag figures and the aggregate over all bags (metric states summed: exact pooled metrics)."""
+def summarize(results: Sequence[BagResult], settings: BagEvalSettings,
+              failed: Sequence[BagFailure] = ()) -> BagSummary:
+    """Per-bag figures and the aggregate over all bags (metric states summed: exact pooled metrics).
+
+    ``failed``: the bags that could not be evaluated, listed in the summary; the aggregate is over the others."""
     if not results:
-        raise ValueError("no bag results to summarize")
+        reasons = "; ".join(f"{failure.bag}: {failure.error}" for failure in failed[:3])
+        raise ValueError("no bag results to summarize" + (f" (every bag failed: {reasons})" if reasons else ""))
     semantic_sets = {tuple(r.class_names) for r in results if SEMANTIC in r.states}
     if len(semantic_sets) > 1:
         raise ValueError(f"the bags name different semantic class sets {sorted(semantic_sets)}; "
@@ -271,4 +285,5 @@ def summarize(results: Sequence[BagResult], settings: BagEvalSettings) -> BagSum
     max_depth = settings.max_depth if math.isfinite(settings.max_depth) else None
     scoring = ScoringSettings(settings.tolerance_s, settings.resize_mode, settings.rescale_for_camera,
                               settings.min_depth, max_depth)
-    return BagSummary(source, scoring, class_names, [bag_figures(r, settings) for r in results], aggregate)
+    return BagSummary(source, scoring, class_names, [bag_figures(r, settings) for r in results], aggregate,
+                      list(failed))

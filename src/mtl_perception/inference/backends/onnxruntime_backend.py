@@ -95,8 +95,14 @@ class OnnxRuntimeBackend(TensorGraphBackend):
 
     provider: auto | cpu | cuda | tensorrt. graph_optimization: disable | basic | extended | all.
     intra_op_threads: threads inside an operator (0 = ONNX Runtime's default, one per physical core).
-    tensorrt_cache_dir: where the TensorRT provider keeps its engines (provider 'tensorrt' only).
+    tensorrt_cache_dir: the cache root whose ort_tensorrt/ holds the TensorRT provider's engines (provider 'tensorrt'
+    only; ``paths.cache_dir``: None = $MTL_PERCEPTION_CACHE or ~/.cache/mtl_perception).
     graph: network (an exported model file) or deploy (a deploy graph composed from one).
+
+    Session settings, measured for both graphs on the 2-core CPU (``benchmarks/deploy_profile.py --sessions``, figures in
+    docs/node.md "Deploy-graph speed"): optimisation level ``all`` (its NCHWc convolutions make the network 1.5x faster
+    than ``extended``, and the deploy graph gains with it), ONNX Runtime's default threads (one per core) for the deploy
+    graph as for the network, the memory pattern on (no measurable difference), no spinning for the deploy graph.
 
     Memory of a deploy graph on the CPU: graphs of normal frames share one arena (``use_shared_cpu_arena``); a graph
     whose frames exceed ``memory_budget.LARGE_FRAME_PIXELS`` (an unusually large camera frame) runs without an arena, so
@@ -196,10 +202,11 @@ class OnnxRuntimeBackend(TensorGraphBackend):
         """
         if provider != PROVIDERS["tensorrt"]:
             return {}
+        from mtl_perception import paths
         from mtl_perception.fileio import file_sha256
         from mtl_perception.inference.precision import precision_of
 
-        root = Path(cache_dir).expanduser() if cache_dir else Path.home() / ".cache" / "mtl_perception" / "ort_tensorrt"
+        root = paths.cache_dir("ort_tensorrt", cache_dir)
         try:
             precision = precision_of(model_path) if model_path is not None else "fp32"
         except ModelFileError:  # an unreadable file fails in InferenceSession with its own message

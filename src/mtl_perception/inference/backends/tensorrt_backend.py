@@ -271,7 +271,7 @@ def prepare_engine(
         calibration = None
         if precision == "int8" and options.calibration_source is not None:
             calibration = CalibrationSpec(options.calibration_source, options.calibration_topic, options.calibration_images, options.resize_mode)
-        build_path = precision_model_file(onnx_path, precision, None, calibration)  # the shared precision cache (precision.py)
+        build_path = precision_model_file(onnx_path, precision, cache_dir, calibration)  # precision/ of the same cache root
     else:
         meta = metadata_from_props({p.key: p.value for p in model.metadata_props}, str(onnx_path))
         precision = precision_of(model)
@@ -336,9 +336,9 @@ class TensorRTBackend(TensorGraphBackend):
     """Runs a TensorRT engine built from (or cached for) an ONNX network file or deploy graph.
 
     precision: fp32 | fp16 | int8 (default fp16 for a network; a deploy graph's own for graph='deploy').
-    cache_dir: engine cache (default ~/.cache/mtl_perception/engines or $MTL_PERCEPTION_ENGINE_CACHE); precision
-    files go to the shared precision cache ($MTL_PERCEPTION_PRECISION_CACHE or ~/.cache/mtl_perception/precision),
-    where the frame pipeline finds the same files for its deploy graphs. on_mismatch: 'rebuild' or 'fail' when the cached engine was built by
+    cache_dir: the cache root (``paths.cache_dir``; None = $MTL_PERCEPTION_CACHE or ~/.cache/mtl_perception): engines
+    in its engines/, precision files in its precision/, where a frame pipeline on the same root finds the same files
+    for its deploy graphs. on_mismatch: 'rebuild' or 'fail' when the cached engine was built by
     another TensorRT version or GPU. allow_build=False never builds (engines prepared with build-engine).
     calibration_source / calibration_topic: INT8 calibration frames (image folder or bag); without them an INT8
     file made earlier (``mtl-perception quantize`` / ``build-engine --calib-dir``) is used. graph: network | deploy.

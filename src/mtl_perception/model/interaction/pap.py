@@ -1,7 +1,7 @@
 """PAP-Net (Zhang et al., CVPR 2019): pattern-affinitive propagation across tasks.
 
 Shared encoder -> the task's stride-4 map (``sharing: neck``: one shared pyramid decoder, module
-``decoder``; ``sharing: encoder``: a pyramid decoder per task, ``decoders``) -> a branch per task (whose
+``neck``; ``sharing: encoder``: a pyramid decoder per task, ``decoders``) -> a branch per task (whose
 features make the initial prediction, supervised as ``aux/initial/<task>`` in training mode) -> at
 stride ``pap_stride``:
 1. a pixel-affinity matrix per task from that task's features (softmax over scaled dot products of
@@ -99,6 +99,7 @@ class PAPNet(MultiTaskNet):
     """Shared encoder (and neck), per-task branches, affinity propagation at reduced resolution, heads."""
 
     sharing_depths = BOTH_DEPTHS
+    renamed_modules = {"decoder": "neck"}  # the neck's name in checkpoints written before the rename
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -111,7 +112,7 @@ class PAPNet(MultiTaskNet):
         self.pool = options["pap_stride"] // FEATURE_STRIDE
         channels = config.decoder_channels
         self.encoder = build_encoder(config.encoder, config.pretrained)
-        self.decoder, self.decoders = build_decoders(config, self.encoder.out_channels)
+        self.neck, self.decoders = build_decoders(config, self.encoder.out_channels)
         self.branches = nn.ModuleDict({t: task_branch(channels) for t in self.tasks})
         self.initial_outputs = nn.ModuleDict({t: make_task_output(config, t, channels) for t in self.tasks})
         self.propagation = AffinityPropagation(
@@ -122,7 +123,7 @@ class PAPNet(MultiTaskNet):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         size = (image.shape[-2], image.shape[-1])
-        decoded = decode(self.decoder, self.decoders, self.encoder(image), self.tasks)
+        decoded = decode(self.neck, self.decoders, self.encoder(image), self.tasks)
         branch = {t: self.branches[t](decoded[t]) for t in self.tasks}
         pooled = {t: F.avg_pool2d(x, self.pool) for t, x in branch.items()}
         diffused = self.propagation(pooled)
@@ -136,4 +137,4 @@ class PAPNet(MultiTaskNet):
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         """The last layer every task shares (GradNorm): the neck's fusion layer, else the encoder's last stage."""
-        return last_shared_layer(self.encoder, self.decoder)
+        return last_shared_layer(self.encoder, self.neck)
