@@ -223,3 +223,23 @@ def test_uris_and_missing_ray_are_one_line_errors(bags: list[Path], model_file: 
 
     with pytest.raises(ValueError, match="URIs are not supported"):
         check_paths([bags[0], "s3://fleet/bags/run1"])
+
+
+def test_payload_bytes_counts_what_a_result_carries() -> None:
+    """The benchmark's bytes per bag: array bytes, text and numbers, through dataclasses and containers."""
+    from dataclasses import dataclass
+
+    import numpy as np
+
+    from mtl_perception.bags.evaluation.ray_executor import payload_bytes
+
+    @dataclass
+    class Part:
+        states: dict[str, np.ndarray]
+        names: list[str]
+        count: int
+
+    part = Part({"depth": np.zeros((10, 3), np.float64)}, ["ab", "é"], 7)
+    assert payload_bytes(part) == len("depth") + 240 + 2 + 2 + 8
+    assert payload_bytes((part, None, b"xyz")) == payload_bytes(part) + 3
+    assert payload_bytes(None) == 0
