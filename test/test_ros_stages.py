@@ -209,17 +209,22 @@ class Rig:
 
 
 @pytest.fixture
-def rigs() -> Iterator[list[Rig]]:
+def make_rig() -> Iterator[Callable[..., Rig]]:
+    """``Rig(...)``, stopped after the test."""
     made: list[Rig] = []
-    yield made
+
+    def make(*args: Any, **kwargs: Any) -> Rig:
+        made.append(Rig(*args, **kwargs))
+        return made[-1]
+
+    yield make
     for rig in made:
         rig.stages.stop()
 
 
-def test_stage_one_serves_the_newest_frame_and_counts_the_ones_it_replaced(rigs: list[Rig]) -> None:
+def test_stage_one_serves_the_newest_frame_and_counts_the_ones_it_replaced(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
-    rig = Rig(FakeBackend(pipeline))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline))
     release = pipeline.calls.hold(1)
     rig.send("front", image(1))
     assert pipeline.calls.wait(1)  # stage 1 is inside the graph with frame 1
@@ -239,10 +244,9 @@ def test_stage_one_serves_the_newest_frame_and_counts_the_ones_it_replaced(rigs:
     assert all(summary[stage] is not None for stage in ("decode", "graph", "messages", "publish", "total"))
 
 
-def test_stage_two_keeps_the_newest_batch_and_counts_the_ones_it_replaced(rigs: list[Rig]) -> None:
+def test_stage_two_keeps_the_newest_batch_and_counts_the_ones_it_replaced(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
-    rig = Rig(FakeBackend(pipeline))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline))
     publish_one = rig.outputs.calls.hold(1)
     infer_four = pipeline.calls.hold(4)
     rig.send("front", image(1))
@@ -260,11 +264,10 @@ def test_stage_two_keeps_the_newest_batch_and_counts_the_ones_it_replaced(rigs: 
     assert camera.counters.get("processed") == 3
 
 
-def test_cameras_are_batched_by_layout_and_a_short_batch_is_counted_as_padding(rigs: list[Rig]) -> None:
+def test_cameras_are_batched_by_layout_and_a_short_batch_is_counted_as_padding(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
     names = ("a", "b", "c", "d", "e")
-    rig = Rig(FakeBackend(pipeline), names, **{"processing.batch_wait_ms": 0.0, "processing.max_batch": 4})
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline), names, **{"processing.batch_wait_ms": 0.0, "processing.max_batch": 4})
     rig.send_together([(name, image(stamp, SIZE_B if name == "e" else SIZE_A)) for stamp, name in enumerate(names, start=10)])
     assert rig.outputs.wait_for(lambda stamps: len(stamps) == 5)
     # one call per layout, frames in camera order; each camera's frame published on that camera
@@ -281,21 +284,19 @@ def test_cameras_are_batched_by_layout_and_a_short_batch_is_counted_as_padding(r
     assert figures.graph_busy_s > 0 and rig.stages.figures(new_period=True).graph_busy_s > 0 and rig.stages.figures().graph_busy_s == 0
 
 
-def test_max_batch_splits_a_layout_into_several_calls(rigs: list[Rig]) -> None:
+def test_max_batch_splits_a_layout_into_several_calls(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
     names = ("a", "b", "c")
-    rig = Rig(FakeBackend(pipeline), names, **{"processing.max_batch": 2})
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline), names, **{"processing.max_batch": 2})
     rig.send_together([(name, image(stamp)) for stamp, name in enumerate(names, start=30)])
     assert rig.outputs.wait_for(lambda stamps: len(stamps) == 3)
     assert pipeline.batches == [([30, 31], 2), ([32], 2)]  # three cameras of one layout, at most two per call
     assert rig.stages.figures().padding_frames == 0  # the one left over runs in the graph of 1 (graph_batch_sizes(2) == [1, 2])
 
 
-def test_a_batch_the_backend_fails_on_runs_again_on_the_fallback(rigs: list[Rig]) -> None:
+def test_a_batch_the_backend_fails_on_runs_again_on_the_fallback(make_rig: Callable[..., Rig]) -> None:
     broken, fallback = FakePipeline(RuntimeError("CUDA error: an illegal memory access was encountered")), FakePipeline()
-    rig = Rig(FakeBackend(broken, fallback))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(broken, fallback))
     rig.send("front", image(40))
     assert rig.outputs.wait_for(lambda stamps: stamps == [40])
     assert broken.calls.count == 1 and fallback.batches == [([40], 1)]
@@ -303,10 +304,9 @@ def test_a_batch_the_backend_fails_on_runs_again_on_the_fallback(rigs: list[Rig]
     assert rig.cameras["front"].counters.get("failed") == 0 and rig.problems.backend.get("inference_error") == 0
 
 
-def test_without_a_fallback_the_failure_is_counted_and_the_next_frame_served(rigs: list[Rig]) -> None:
+def test_without_a_fallback_the_failure_is_counted_and_the_next_frame_served(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline(ModelFileError("deploy graph file is truncated or corrupt"))
-    rig = Rig(FakeBackend(pipeline))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline))
     camera = rig.cameras["front"]
     rig.send("front", image(50))
     assert rig.wait_warning("inference failed on fake (gpu): deploy graph file is truncated or corrupt [inference_error #1;")
@@ -324,11 +324,10 @@ def test_without_a_fallback_the_failure_is_counted_and_the_next_frame_served(rig
     assert rig.backend.error is None and camera.counters.get("failed") == 2
 
 
-def test_a_frame_waits_for_its_layouts_first_engine_and_is_served_once_built(rigs: list[Rig]) -> None:
+def test_a_frame_waits_for_its_layouts_first_engine_and_is_served_once_built(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
     pipeline.building.add((*SIZE_A, "rgb8"))
-    rig = Rig(FakeBackend(pipeline))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline))
     camera = rig.cameras["front"]
     rig.send("front", image(60))
     assert pipeline.pending_calls.wait(1)  # stage 1 asks whether the engine still builds once it has counted the frame as waiting
@@ -339,10 +338,9 @@ def test_a_frame_waits_for_its_layouts_first_engine_and_is_served_once_built(rig
     assert camera.counters.get("waiting_for_engine") == 1
 
 
-def test_frames_nobody_subscribes_to_are_not_computed(rigs: list[Rig]) -> None:
+def test_frames_nobody_subscribes_to_are_not_computed(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
-    rig = Rig(FakeBackend(pipeline), outputs=FakeOutputs(subscribed=()))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline), outputs=FakeOutputs(subscribed=()))
     camera = rig.cameras["front"]
     rig.send("front", image(70))
     assert rig.outputs.asked.wait(1)
@@ -350,10 +348,9 @@ def test_frames_nobody_subscribes_to_are_not_computed(rigs: list[Rig]) -> None:
     assert camera.counters.get("skipped_no_subscribers") == 1 and pipeline.calls.count == 0
 
 
-def test_a_rate_limit_change_takes_effect_in_the_wait_already_begun(rigs: list[Rig]) -> None:
+def test_a_rate_limit_change_takes_effect_in_the_wait_already_begun(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
-    rig = Rig(FakeBackend(pipeline), **{"processing.max_rate_hz": 1e-12})  # one frame per ~30000 years: stage 1 starts in the rate wait
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline), **{"processing.max_rate_hz": 1e-12})  # one frame per ~30000 years: stage 1 starts in the rate wait
     rig.send("front", image(80))
     rig.set(**{"processing.max_rate_hz": 0.0})
     assert rig.outputs.wait_for(lambda stamps: stamps == [80]), "the inference stage stalled in the rate wait"
@@ -362,10 +359,9 @@ def test_a_rate_limit_change_takes_effect_in_the_wait_already_begun(rigs: list[R
     assert rig.stages.running
 
 
-def test_stop_with_frames_in_flight_publishes_nothing_more_and_restarts_clean(rigs: list[Rig]) -> None:
+def test_stop_with_frames_in_flight_publishes_nothing_more_and_restarts_clean(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
-    rig = Rig(FakeBackend(pipeline))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline))
     release = pipeline.calls.hold(1)
     rig.send("front", image(90))
     assert pipeline.calls.wait(1)  # frame 90 in the graph
@@ -384,10 +380,9 @@ def test_stop_with_frames_in_flight_publishes_nothing_more_and_restarts_clean(ri
     assert rig.outputs.wait_for(lambda stamps: stamps == [92])
 
 
-def test_stop_while_publishing_waits_for_stage_two(rigs: list[Rig]) -> None:
+def test_stop_while_publishing_waits_for_stage_two(make_rig: Callable[..., Rig]) -> None:
     pipeline = FakePipeline()
-    rig = Rig(FakeBackend(pipeline))
-    rigs.append(rig)
+    rig = make_rig(FakeBackend(pipeline))
     release = rig.outputs.calls.hold(1)
     rig.send("front", image(95))
     assert rig.outputs.calls.wait(1)
@@ -403,14 +398,13 @@ def test_stop_while_publishing_waits_for_stage_two(rigs: list[Rig]) -> None:
     assert rig.outputs.stamps() == [95]  # the hand-off was closed: 96 is dropped, not published after the stop
 
 
-def test_two_cameras_batched_in_the_real_deploy_graph_match_single_frames(rigs: list[Rig], tiny_model: Path) -> None:
+def test_two_cameras_batched_in_the_real_deploy_graph_match_single_frames(tiny_model: Path) -> None:
     from mtl_perception.ros import engine_plan
 
     settings = params.settings_from_values({"model.path": str(tiny_model)})
     pipeline = engine_plan.node_pipeline(settings, tiny_model, "onnxruntime", "cpu", 2)
+    rig = Rig(FakeBackend(pipeline), ("left", "right"), outputs=FakeOutputs(subscribed=("depth",)), **{"model.path": str(tiny_model)})
     try:
-        rig = Rig(FakeBackend(pipeline), ("left", "right"), outputs=FakeOutputs(subscribed=("depth",)), **{"model.path": str(tiny_model)})
-        rigs.append(rig)
         rng = np.random.default_rng(0)
         frames = {(name, stamp): rng.integers(0, 256, (*SIZE_A, 3), dtype=np.uint8) for name, stamp in (("left", 100), ("right", 101))}
         messages = []
@@ -426,8 +420,6 @@ def test_two_cameras_batched_in_the_real_deploy_graph_match_single_frames(rigs: 
             assert depth is not None and depth.shape == SIZE_A and depth.dtype == np.float32
             np.testing.assert_allclose(depth, single.arrays["depth"], rtol=1e-4, atol=1e-4, err_msg=f"{name} (stamp {stamp})")
     finally:
-        for rig in rigs:
-            rig.stages.stop()
-        rigs.clear()
+        rig.stages.stop()
         pipeline.close()
 

@@ -323,7 +323,7 @@ def _outcome(ray: Any, ref: Any) -> TaskOutcome | str:
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:  # an exception the task did not expect: reported, not retried
-        cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
         return shorten(f"{type(cause).__name__}: {' '.join(str(cause).split())}", 1000)
     except ray.exceptions.RayError as exc:  # the worker died on every try, or its node went away
         return shorten(f"{type(exc).__name__}: {' '.join(str(exc).split())}", 1000)
